@@ -31,7 +31,8 @@ static void store_be32(uint8_t *p, uint32_t v) {
 // Absorbs one 64-byte block into the state h [8].
 static void compress(uint32_t *h, const uint8_t *block) {
     uint32_t w[64]; // the message schedule
-    for (int t = 0; t < 16; t++) w[t] = load_be32(block + 4 * t);
+    for (int t = 0; t < 16; t++)
+        w[t] = load_be32(block + 4 * t);
     for (int t = 16; t < 64; t++) {
         uint32_t s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3);
         uint32_t s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10);
@@ -81,7 +82,8 @@ void sha256_update(sha256_ctx *c, const void *data, size_t n) {
         compress(c->h, c->buf);
         c->buf_len = 0;
     }
-    for (; n >= 64; p += 64, n -= 64) compress(c->h, p);
+    for (; n >= 64; p += 64, n -= 64)
+        compress(c->h, p);
     memcpy(c->buf, p, n);
     c->buf_len = n;
 }
@@ -90,9 +92,11 @@ void sha256_final(sha256_ctx *c, uint8_t digest[SHA256_BYTES]) {
     uint64_t bits = c->n_bytes * 8;
     uint8_t pad[72] = {0x80}; // 0x80, zeros up to 56 mod 64, then the 8-byte length
     size_t pad_len = (c->buf_len < 56 ? 56 : 120) - c->buf_len;
-    for (int i = 0; i < 8; i++) pad[pad_len + i] = (uint8_t)(bits >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        pad[pad_len + i] = (uint8_t)(bits >> (56 - 8 * i));
     sha256_update(c, pad, pad_len + 8);
-    for (int i = 0; i < 8; i++) store_be32(digest + 4 * i, c->h[i]);
+    for (int i = 0; i < 8; i++)
+        store_be32(digest + 4 * i, c->h[i]);
 }
 
 void sha256(const void *data, size_t n, uint8_t digest[SHA256_BYTES]) {

@@ -7,9 +7,9 @@
 #define SHA256_BYTES 32
 
 typedef struct {
-    uint32_t h[8];      // the running hash state
-    uint64_t n_bytes;   // message bytes absorbed so far
-    uint8_t buf[64];    // [buf_len] bytes of the current partial block
+    uint32_t h[8];    // the running hash state
+    uint64_t n_bytes; // message bytes absorbed so far
+    uint8_t buf[64];  // [buf_len] bytes of the current partial block
     size_t buf_len;
 } sha256_ctx;
 

@@ -25,7 +25,8 @@ static void test_nist_short_vectors(void **state) {
     check_hex("abc", 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     const char *m448 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
     check_hex(m448, strlen(m448), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-    const char *m896 = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu";
+    const char *m896 = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqr"
+                       "smnopqrstnopqrstu";
     check_hex(m896, strlen(m896), "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
 }
 
@@ -40,7 +41,8 @@ static void test_one_million_a(void **state) {
 // Every message length around the padding boundaries (55, 56, 63, 64 bytes ...), fed in random pieces.
 static void test_streaming_in_random_pieces_equals_one_shot(void **state) {
     uint8_t msg[300];
-    for (size_t i = 0; i < sizeof msg; i++) msg[i] = (uint8_t)test_rand_u64();
+    for (size_t i = 0; i < sizeof msg; i++)
+        msg[i] = (uint8_t)test_rand_u64();
     for (size_t n = 0; n <= sizeof msg; n++) {
         uint8_t want[SHA256_BYTES], got[SHA256_BYTES];
         sha256(msg, n, want);
