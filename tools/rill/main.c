@@ -1,30 +1,60 @@
-// main.c: the rill program: dispatches to one subcommand per file.
+// main.c: the rill program: dispatches to one subcommand per file (cli.h).
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
 #include "rill.h"
 
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} subcommand;
+
+static const subcommand subcommands[] = {
+    {"inspect", cmd_inspect, "inspect PATH [--json]   describe a GGUF file, a safetensors file or a model folder"},
+};
+
 static void usage(FILE *out) {
-    fprintf(out, "usage: rill <command> [options]\n\ncommands:\n"
-                 "  inspect PATH [--json]   describe a GGUF file, a safetensors file or a model folder\n"
-                 "  version                 print the version\n");
+    fprintf(out, "usage: rill <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        fprintf(out, "  %s\n", subcommands[i].help);
+    fprintf(out, "  version                 print the version\n");
+}
+
+int cli_fail_input(void) {
+    fprintf(stderr, "rill: %s\n", rill_last_error());
+    return CLI_BAD_INPUT;
+}
+
+int cli_fail_usage(const char *usage_line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("rill: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nusage: rill %s\n", usage_line);
+    return CLI_BAD_USAGE;
 }
 
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
-        return 2;
+        return CLI_BAD_USAGE;
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("rill %s\n", RILL_VERSION);
-        return 0;
+        return CLI_OK;
     }
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);
-        return 0;
+        return CLI_OK;
     }
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        if (!strcmp(cmd, subcommands[i].name)) return subcommands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "rill: unknown command '%s'\n", cmd);
     usage(stderr);
-    return 2;
+    return CLI_BAD_USAGE;
 }
