@@ -36,6 +36,7 @@ void progress_update(progress *p, uint64_t done) {
 
 void progress_end(progress *p) {
     if (p->drawn) {
+        p->last_draw = 0; // the final state is always drawn
         progress_update(p, p->total);
         fputc('\n', stderr);
     }
