@@ -139,8 +139,10 @@ static void count_tensors(json_t *r, const safetensors_set *set, const rill_mode
             continue;
         }
         if (cfg && (ends_with(t->name, ".scales") || ends_with(t->name, ".biases"))) {
-            snprintf(module, sizeof module, "%.*s.weight", (int)(strlen(t->name) - 7), t->name);
-            const safetensors_tensor *w = safetensors_set_find(set, module);
+            snprintf(module, sizeof module, "%.*s", (int)(strlen(t->name) - 7), t->name);
+            char weight[sizeof module + 8];
+            snprintf(weight, sizeof weight, "%s.weight", module);
+            const safetensors_tensor *w = safetensors_set_find(set, weight);
             if (w && w->dtype == DTYPE_U32 && model_config_quant_for(cfg, module, &bits, &group)) {
                 snprintf(label, sizeof label, "affine-q%d-g%d", bits, group);
                 add_bytes(r, label, t->n_bytes);
