@@ -2,9 +2,10 @@
 // gguf_qblock_unpack, so codes and factors are the very f32 values that gguf_dequantize uses.
 //
 // Why the result is exact (affine computes w' = fl(fl(scale * q) + bias)):
-// - Q4_1, Q4_K, Q5_K decode as fl(fl(s * q) + b) (x - y is x + (-y) in IEEE), the affine formula
+// - Q4_1, Q5_1, Q4_K, Q5_K decode as fl(fl(s * q) + b) (x - y is x + (-y) in IEEE), the affine formula
 //   itself: scale = s, bias = b; bit for bit, signed zeros included.
-// - Q4_0, Q8_0, Q6_K decode as fl(s * (q - z)) with z = 8, 128, 32: scale = s, bias = -z * s.
+// - Q4_0, Q5_0, Q8_0, Q6_K decode as fl(s * (q - z)) with z = 8, 16, 128, 32: scale = s,
+//   bias = -z * s.
 //   s is an f16 (11 significant bits), times an int8 for Q6_K (<= 18 bits), and q has <= 8 bits
 //   (Q6_K: 18 + 6), so s * q, z * s and s * (q - z) all fit f32's 24 bits (f16 subnormals are
 //   f32 normals): every operation is exact and w' = w. Only a zero may differ in sign: gguf gives
@@ -23,8 +24,8 @@ typedef struct {
 } repack_format;
 
 static const repack_format formats[] = {
-    {GGUF_DTYPE_Q4_0, 4, 32}, {GGUF_DTYPE_Q4_1, 4, 32}, {GGUF_DTYPE_Q8_0, 8, 32},
-    {GGUF_DTYPE_Q4_K, 4, 32}, {GGUF_DTYPE_Q5_K, 5, 32}, {GGUF_DTYPE_Q6_K, 6, 16},
+    {GGUF_DTYPE_Q4_0, 4, 32}, {GGUF_DTYPE_Q4_1, 4, 32}, {GGUF_DTYPE_Q5_0, 5, 32}, {GGUF_DTYPE_Q5_1, 5, 32},
+    {GGUF_DTYPE_Q8_0, 8, 32}, {GGUF_DTYPE_Q4_K, 4, 32}, {GGUF_DTYPE_Q5_K, 5, 32}, {GGUF_DTYPE_Q6_K, 6, 16},
 };
 
 static const repack_format *find_format(gguf_dtype type) {

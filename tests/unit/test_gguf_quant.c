@@ -1,6 +1,6 @@
 // test_gguf_quant.c: GGUF block decoding and the exact affine repack. Decoding of all 13 types is
 // checked bit for bit against gguf-py (fixture: tests/ref/make_gguf_quant_fixture.py); the repack
-// of Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K against the decoder, on fresh random blocks and on the
+// of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K against the decoder, on fresh random blocks and on the
 // real SmolLM2 Q4_1 file when it is present.
 #include <math.h>
 #include <setjmp.h>
@@ -38,8 +38,8 @@ static const block_layout *layout_of(gguf_dtype type) {
     return NULL;
 }
 
-static const gguf_dtype repack_types[] = {GGUF_DTYPE_Q4_0, GGUF_DTYPE_Q4_1, GGUF_DTYPE_Q8_0,
-                                          GGUF_DTYPE_Q4_K, GGUF_DTYPE_Q5_K, GGUF_DTYPE_Q6_K};
+static const gguf_dtype repack_types[] = {GGUF_DTYPE_Q4_0, GGUF_DTYPE_Q4_1, GGUF_DTYPE_Q5_0, GGUF_DTYPE_Q5_1,
+                                          GGUF_DTYPE_Q8_0, GGUF_DTYPE_Q4_K, GGUF_DTYPE_Q5_K, GGUF_DTYPE_Q6_K};
 
 // A random finite f16: any finite value, a subnormal (or zero), or a typical weight scale; either sign.
 static uint16_t random_finite_f16(void) {
@@ -169,7 +169,7 @@ static uint64_t check_repack(gguf_dtype type, const uint8_t *src, uint64_t rows,
 }
 
 static bool has_zero_point(gguf_dtype type) {
-    return type == GGUF_DTYPE_Q4_0 || type == GGUF_DTYPE_Q8_0 || type == GGUF_DTYPE_Q6_K;
+    return type == GGUF_DTYPE_Q4_0 || type == GGUF_DTYPE_Q5_0 || type == GGUF_DTYPE_Q8_0 || type == GGUF_DTYPE_Q6_K;
 }
 
 static void test_repack_reproduces_decode_on_random_blocks(void **state) {
@@ -195,7 +195,8 @@ static void test_repack_chooses_bits_and_groups_per_type(void **state) {
     static const struct {
         gguf_dtype type;
         int bits, group;
-    } want[] = {{GGUF_DTYPE_Q4_0, 4, 32}, {GGUF_DTYPE_Q4_1, 4, 32}, {GGUF_DTYPE_Q8_0, 8, 32},
+    } want[] = {{GGUF_DTYPE_Q4_0, 4, 32}, {GGUF_DTYPE_Q4_1, 4, 32}, {GGUF_DTYPE_Q5_0, 5, 32},
+                {GGUF_DTYPE_Q5_1, 5, 32}, {GGUF_DTYPE_Q8_0, 8, 32},
                 {GGUF_DTYPE_Q4_K, 4, 32}, {GGUF_DTYPE_Q5_K, 5, 32}, {GGUF_DTYPE_Q6_K, 6, 16}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const gguf_dtype_traits *tr = gguf_dtype_info(want[i].type);
@@ -216,9 +217,9 @@ static void test_repack_rejects_other_types_bad_shapes_and_infinite_scales(void 
     uint8_t raw[4 * 34];
     random_blocks(GGUF_DTYPE_Q8_0, raw, 4);
     affine_tensor a;
-    assert_false(gguf_repack_supported(GGUF_DTYPE_Q5_0));
-    assert_int_equal(gguf_repack_affine(GGUF_DTYPE_Q5_0, raw, 22, 1, 32, &a), RILL_EUNSUPPORTED);
-    assert_non_null(strstr(rill_last_error(), "Q5_0"));
+    assert_false(gguf_repack_supported(GGUF_DTYPE_Q3_K));
+    assert_int_equal(gguf_repack_affine(GGUF_DTYPE_Q3_K, raw, 110, 1, 256, &a), RILL_EUNSUPPORTED);
+    assert_non_null(strstr(rill_last_error(), "Q3_K"));
     assert_int_equal(gguf_repack_affine(GGUF_DTYPE_Q8_0, raw, 4 * 34, 1, 100, &a), RILL_EINVAL); // not whole blocks
     assert_int_equal(gguf_repack_affine(GGUF_DTYPE_Q8_0, raw, 4 * 34, 3, 32, &a), RILL_EINVAL);  // size mismatch
     raw[2 * 34] = 0x00;
