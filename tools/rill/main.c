@@ -14,6 +14,7 @@ typedef struct {
 
 static const subcommand subcommands[] = {
     {"inspect", cmd_inspect, "inspect PATH [--json]   describe a GGUF file, a safetensors file or a model folder"},
+    {"synth", cmd_synth, "synth --preset NAME --bits B --out DIR   write a model folder with random weights"},
 };
 
 static void usage(FILE *out) {
