@@ -14,6 +14,8 @@ typedef struct {
 
 static const subcommand subcommands[] = {
     {"inspect", cmd_inspect, "inspect PATH [--json]   describe a GGUF file, a safetensors file or a model folder"},
+    {"chat-template", cmd_chat_template,
+     "chat-template --model PATH --messages FILE.json [--add-generation-prompt] [--var k=v]   render a prompt"},
     {"synth", cmd_synth, "synth --preset NAME --bits B --out DIR   write a model folder with random weights"},
 };
 
