@@ -16,6 +16,7 @@ static const subcommand subcommands[] = {
     {"inspect", cmd_inspect, "inspect PATH [--json]   describe a GGUF file, a safetensors file or a model folder"},
     {"chat-template", cmd_chat_template,
      "chat-template --model PATH --messages FILE.json [--add-generation-prompt] [--var k=v]   render a prompt"},
+    {"tokenize", cmd_tokenize, "tokenize --model PATH (--text T | --file F) [--no-special]   print token ids; --decode 1,2,3 prints text"},
     {"synth", cmd_synth, "synth --preset NAME --bits B --out DIR   write a model folder with random weights"},
 };
 
