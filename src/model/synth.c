@@ -72,7 +72,8 @@ const char *synth_preset_config(const char *name) {
 
 const char *const *synth_preset_names(void) {
     static const char *names[sizeof presets / sizeof presets[0] + 1];
-    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) names[i] = presets[i].name;
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+        names[i] = presets[i].name;
     return names;
 }
 
@@ -90,7 +91,8 @@ typedef struct {
     size_t n, cap;
 } tensor_plan;
 
-static rill_status plan_add(tensor_plan *p, tensor_role role, uint64_t rows, uint64_t cols, const char *fmt, int layer) {
+static rill_status plan_add(tensor_plan *p, tensor_role role, uint64_t rows, uint64_t cols, const char *fmt,
+                            int layer) {
     if (p->n == p->cap) {
         size_t cap = p->cap ? 2 * p->cap : 64;
         planned_tensor *items = rill_realloc(p->items, cap * sizeof *items);
@@ -157,7 +159,8 @@ static float uniform(uint64_t *s, float lo, float hi) {
 static const float WEIGHT_SPREAD = 0.035f; // U(-a, a) has the std of N(0, 0.02)
 
 static void fill_bf16(uint16_t *x, uint64_t n, float lo, float hi, uint64_t *s) {
-    for (uint64_t i = 0; i < n; i++) x[i] = f32_to_bf16(uniform(s, lo, hi));
+    for (uint64_t i = 0; i < n; i++)
+        x[i] = f32_to_bf16(uniform(s, lo, hi));
 }
 
 // One tensor's arrays as they go into the shard: a dense bf16 array, or packed + scales + biases.
@@ -166,7 +169,7 @@ typedef struct {
     safetensors_entry e[3]; // entries pointing at data
     uint64_t shape[3][2];
     char names[3][160];
-    int n;                  // entries used
+    int n; // entries used
 } tensor_arrays;
 
 static rill_status make_arrays(const planned_tensor *t, const synth_options *o, uint64_t *s, tensor_arrays *a) {
@@ -176,23 +179,28 @@ static rill_status make_arrays(const planned_tensor *t, const synth_options *o, 
         uint64_t n = t->rows * t->cols;
         a->data[0] = rill_malloc(n * 2);
         if (!a->data[0]) return RILL_ENOMEM;
-        if (t->role == T_NORM) fill_bf16(a->data[0], n, 0.9f, 1.1f, s);
-        else fill_bf16(a->data[0], n, -WEIGHT_SPREAD, WEIGHT_SPREAD, s);
+        if (t->role == T_NORM)
+            fill_bf16(a->data[0], n, 0.9f, 1.1f, s);
+        else
+            fill_bf16(a->data[0], n, -WEIGHT_SPREAD, WEIGHT_SPREAD, s);
         snprintf(a->names[0], sizeof a->names[0], "%s", t->name);
         a->shape[0][0] = t->rows;
         a->shape[0][1] = t->cols;
         int dims = t->rows == 1 ? 1 : 2;
-        a->e[0] = (safetensors_entry){a->names[0], DTYPE_BF16, dims, dims == 1 ? &a->shape[0][1] : a->shape[0], a->data[0]};
+        a->e[0] =
+            (safetensors_entry){a->names[0], DTYPE_BF16, dims, dims == 1 ? &a->shape[0][1] : a->shape[0], a->data[0]};
         a->n = 1;
         return RILL_OK;
     }
-    uint64_t words = t->rows * (t->cols * (uint64_t)o->bits / 32), groups = t->rows * (t->cols / (uint64_t)o->group_size);
+    uint64_t words = t->rows * (t->cols * (uint64_t)o->bits / 32),
+             groups = t->rows * (t->cols / (uint64_t)o->group_size);
     a->data[0] = rill_malloc(words * 4);
     a->data[1] = rill_malloc(groups * 2);
     a->data[2] = rill_malloc(groups * 2);
     if (!a->data[0] || !a->data[1] || !a->data[2]) return RILL_ENOMEM;
     uint64_t *w64 = a->data[0];
-    for (uint64_t i = 0; i < words / 2; i++) w64[i] = next_random(s);
+    for (uint64_t i = 0; i < words / 2; i++)
+        w64[i] = next_random(s);
     if (words & 1) ((uint32_t *)a->data[0])[words - 1] = (uint32_t)next_random(s);
     float levels = (float)((1 << o->bits) - 1);
     uint16_t *scales = a->data[1], *biases = a->data[2];
@@ -214,13 +222,15 @@ static rill_status make_arrays(const planned_tensor *t, const synth_options *o, 
 }
 
 static void free_arrays(tensor_arrays *a) {
-    for (int k = 0; k < 3; k++) rill_free(a->data[k]);
+    for (int k = 0; k < 3; k++)
+        rill_free(a->data[k]);
     memset(a, 0, sizeof *a);
 }
 
 static uint64_t arrays_bytes(const tensor_arrays *a) {
     uint64_t n = 0;
-    for (int k = 0; k < a->n; k++) n += rill_alloc_size(a->data[k]);
+    for (int k = 0; k < a->n; k++)
+        n += rill_alloc_size(a->data[k]);
     return n;
 }
 
@@ -270,23 +280,27 @@ static rill_status write_shards(const tensor_plan *plan, const synth_options *o,
             end++; // a partly made arrays[end - 1] is freed below like the others
             if (st != RILL_OK) break;
             bytes += arrays_bytes(&arrays[end - 1]);
-            for (int k = 0; k < arrays[end - 1].n; k++) entries[n_entries++] = arrays[end - 1].e[k];
+            for (int k = 0; k < arrays[end - 1].n; k++)
+                entries[n_entries++] = arrays[end - 1].e[k];
         }
         if (st == RILL_OK) {
             char name[64], path[4096];
             snprintf(name, sizeof name, "model-%05d.safetensors", ++shard);
             snprintf(path, sizeof path, "%s/%s", dir, name);
             st = safetensors_write(path, entries, n_entries, NULL, NULL, 0);
-            for (size_t k = 0; k < n_entries; k++) json_object_set_new(weight_map, entries[k].name, json_string(name));
+            for (size_t k = 0; k < n_entries; k++)
+                json_object_set_new(weight_map, entries[k].name, json_string(name));
             total += bytes;
         }
-        for (size_t t = i; t < end; t++) free_arrays(&arrays[t]);
+        for (size_t t = i; t < end; t++)
+            free_arrays(&arrays[t]);
         i = end;
         progress_update(&bar, end);
     }
     progress_end(&bar);
     if (st == RILL_OK) {
-        json_t *index = json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", weight_map);
+        json_t *index =
+            json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", weight_map);
         char *text = json_dumps(index, JSON_INDENT(2));
         json_decref(index);
         char path[4096];
