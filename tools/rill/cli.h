@@ -6,6 +6,7 @@ enum { CLI_OK = 0, CLI_BAD_INPUT = 1, CLI_BAD_USAGE = 2 };
 
 int cmd_inspect(int argc, char **argv); // argv[0] == "inspect"
 int cmd_synth(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 

@@ -13,6 +13,7 @@ typedef struct {
 } subcommand;
 
 static const subcommand subcommands[] = {
+    {"generate", cmd_generate, "generate --model PATH --prompt TEXT [--max-tokens N] [--temp T] ...   generate text"},
     {"inspect", cmd_inspect, "inspect PATH [--json]   describe a GGUF file, a safetensors file or a model folder"},
     {"chat-template", cmd_chat_template,
      "chat-template --model PATH --messages FILE.json [--add-generation-prompt] [--var k=v]   render a prompt"},

@@ -1,0 +1,183 @@
+// backend.h: the op interface (DESIGN.md rule 1). A backend is a table of ops over tensors in its
+// own memory, plus buffers, streams and events. Model code issues ops; it never loops over
+// elements. Every op is ordered on a stream; a host program (a decode step) is handed to the
+// stream with `launch`: the CPU backend runs it on its compute thread, where ops run at once; a
+// GPU backend runs it inline, where ops only enqueue. Either way the caller waits on an event.
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/dtype.h"
+#include "base/status.h"
+
+typedef struct rill_backend rill_backend;
+typedef struct rill_stream rill_stream;
+typedef struct rill_event rill_event;
+
+// A 2-D view of device memory. Rows may be strided (a head's slice, a window of a cache).
+typedef struct {
+    rill_dtype dtype; // F32 (CPU activations), F16/BF16 (GPU activations), I32 (token ids, positions)
+    int64_t rows, cols;
+    int64_t stride; // elements from one row to the next (>= cols)
+    void *data;     // [rows][stride] elements of dtype in the backend's memory
+} rill_tensor;
+
+// A linear layer's weight W [rows = n_out][cols = n_in], dense or MLX affine, with an optional bias.
+typedef enum { WEIGHT_DENSE, WEIGHT_AFFINE } rill_weight_kind;
+
+typedef struct {
+    rill_weight_kind kind;
+    int64_t rows, cols;     // [n_out][n_in]
+    rill_dtype dtype;       // dense: F32, F16 or BF16; affine: the dtype of scales and biases
+    const void *data;       // dense: [rows][cols]
+    int bits, group_size;   // affine
+    const uint32_t *packed; // affine: [rows][cols * bits / 32]
+    const void *scales;     // affine: [rows][cols / group_size] of dtype
+    const void *biases;     // affine: [rows][cols / group_size] of dtype
+    const float *bias;      // [rows] f32 added to every output row, or NULL
+} rill_weight;
+
+typedef enum { ACT_SILU, ACT_GELU_TANH } rill_act;
+typedef enum { ROPE_INTERLEAVED, ROPE_NEOX } rill_rope_layout; // pairs (2i, 2i+1) or (i, i + d/2)
+
+typedef struct {
+    int n_heads;  // heads in x: x is [n_tok][n_heads * head_dim]
+    int head_dim; // elements per head
+    int rot_dims; // leading elements of each head that rotate (even, <= head_dim)
+    rill_rope_layout layout;
+    const float *inv_freq; // [rot_dims / 2] device f32: angle of pair i at position p = p * inv_freq[i]
+    float mscale;          // cos and sin are multiplied by this (yarn); 1 otherwise
+} rill_rope_params;
+
+// Which keys a query sees. Query row i sits at position q_pos0 + i, key row j at k_pos0 + j.
+// A key is visible when its position is <= the query's (causal) and, with window > 0, when
+// q_pos - k_pos < window (sliding window).
+typedef struct {
+    int64_t q_pos0, k_pos0;
+    int window; // 0: unlimited
+} rill_attn_mask;
+
+typedef struct {
+    int n_heads, n_kv_heads; // GQA: query head h reads kv head h / (n_heads / n_kv_heads)
+    int head_dim;            // of q and k
+    int v_head_dim;          // of v and of the output
+    float scale;             // scores = scale * q.k
+    float softcap;           // scores = softcap * tanh(scores / softcap) when > 0
+    rill_attn_mask mask;
+} rill_attn_params;
+
+// Routing of a mixture of experts (DeepSeek V3's group-limited top-k): scores = sigmoid(logits)
+// (or softmax); choice = scores + bias; the n_group groups ranked by the sum of their two best
+// choices, experts outside the best topk_group groups excluded; the top_k choices picked; their
+// weights = scores (normalised to sum 1 when norm), times scale.
+typedef struct {
+    int n_experts, top_k;
+    int n_group, topk_group; // n_group 0 or 1: no group limit
+    bool softmax;            // scoring: softmax instead of sigmoid
+    bool norm;               // normalise the top-k weights
+    float scale;             // routed_scaling_factor
+} rill_moe_params;
+
+typedef struct rill_backend_ops {
+    const char *name;
+
+    // Memory. alloc returns NULL (message set) on failure; memory is accounted (rule 7).
+    void *(*alloc)(rill_backend *be, size_t bytes);
+    void (*free)(rill_backend *be, void *p);
+    // Copies ordered on the stream; the host side must stay valid until the stream passes them.
+    void (*upload)(rill_stream *s, void *dst, const void *src, size_t bytes);
+    void (*download)(rill_stream *s, void *dst, const void *src, size_t bytes);
+    // Prepares a weight for this backend. `host` points at host memory (often a mapped file) that
+    // stays valid while the weight is in use; the CPU backend uses it in place (rule 5).
+    rill_status (*weight_load)(rill_backend *be, const rill_weight *host, rill_weight *dev);
+    void (*weight_free)(rill_backend *be, rill_weight *dev);
+
+    // Streams and events.
+    rill_status (*stream_create)(rill_backend *be, rill_stream **out);
+    void (*stream_destroy)(rill_stream *s);
+    // Runs fn(arg) in stream order. fn issues ops on the same stream.
+    void (*launch)(rill_stream *s, void (*fn)(void *arg), void *arg);
+    void (*sync)(rill_stream *s); // waits until everything issued so far is done
+    rill_status (*event_create)(rill_backend *be, rill_event **out);
+    void (*event_destroy)(rill_event *e);
+    void (*event_record)(rill_stream *s, rill_event *e); // marks the current end of the stream
+    void (*event_wait)(rill_event *e);                   // the host waits for that mark
+    bool (*event_done)(rill_event *e);                   // without waiting
+
+    // Ops. Unless said otherwise, out may not alias an input, all float tensors share one dtype
+    // (the activation dtype), and rows of x map to rows of out.
+    // out[t][:] = dequant(w)[ids[t]][:] * scale               ids: [n_tok][1] I32, out [n_tok][w.cols]
+    void (*embed)(rill_stream *s, rill_tensor *out, const rill_tensor *ids, const rill_weight *w, float scale);
+    // out[t][o] = sum_i x[t][i] * dequant(w)[o][i] + bias[o]   x [n_tok][n_in], out [n_tok][n_out]
+    void (*matmul)(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w);
+    // out[t][:] = x[t][:] / sqrt(mean(x[t]^2) + eps) * (w + (add_one ? 1 : 0))   w: [cols] f32
+    // out may alias x.
+    void (*rmsnorm)(rill_stream *s, rill_tensor *out, const rill_tensor *x, const float *w, float eps, bool add_one);
+    // In place on x [n_tok][n_heads * head_dim]; pos: [n_tok][1] I32 absolute positions.
+    void (*rope)(rill_stream *s, rill_tensor *x, const rill_tensor *pos, const rill_rope_params *p);
+    // out [n_q][n_heads * v_head_dim] = softmax(mask(scale * q k^T)) v, per head.
+    // q [n_q][n_heads * head_dim], k [n_k][n_kv_heads * head_dim], v [n_k][n_kv_heads * v_head_dim].
+    // k and v may have another dtype than q (the cache's). A query that sees no key gets zeros.
+    void (*attention)(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k,
+                      const rill_tensor *v, const rill_attn_params *p);
+    // out = act(gate) * up, elementwise. out may alias gate or up.
+    void (*act_mul)(rill_stream *s, rill_tensor *out, const rill_tensor *gate, const rill_tensor *up, rill_act act);
+    // out = a + b, elementwise. out may alias a or b.
+    void (*add)(rill_stream *s, rill_tensor *out, const rill_tensor *a, const rill_tensor *b);
+    // out = x * scale; out may alias x.
+    void (*scale)(rill_stream *s, rill_tensor *out, const rill_tensor *x, float scale);
+    // out = cap * tanh(x / cap); out may alias x.
+    void (*softcap)(rill_stream *s, rill_tensor *out, const rill_tensor *x, float cap);
+    // Mixture of experts. moe_route: logits [n][n_experts] (+ bias [n_experts] f32 or NULL) ->
+    // idx [n][top_k] I32 and weights [n][top_k] F32.
+    void (*moe_route)(rill_stream *s, rill_tensor *idx, rill_tensor *weights, const rill_tensor *logits,
+                      const float *bias, const rill_moe_params *p);
+    // out[t * top_k + j] = x[r] . experts[idx[t][j]]^T, with r = t when x has n rows, else t * top_k + j
+    // (x has n * top_k rows). experts: [n_experts] weights of one shape. out [n * top_k][n_out].
+    void (*moe_matmul)(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *experts,
+                       const rill_tensor *idx);
+    // out[t] += sum_j weights[t][j] * y[t * top_k + j]      out [n][d], y [n * top_k][d]
+    void (*moe_combine)(rill_stream *s, rill_tensor *out, const rill_tensor *y, const rill_tensor *weights);
+    // out = x converted to out's dtype (any of F32, F16, BF16); same shape, strides may differ.
+    void (*copy)(rill_stream *s, rill_tensor *out, const rill_tensor *x);
+} rill_backend_ops;
+
+struct rill_backend {
+    const rill_backend_ops *ops;
+    rill_dtype act_dtype; // the dtype of activations this backend computes in
+    void *impl;           // the backend's own state
+};
+
+// Backends compiled into this build, by name ("cpu"). threads: 0 = one per core.
+rill_status backend_open(const char *name, int threads, rill_backend **out);
+void backend_close(rill_backend *be); // NULL is allowed
+// Names of the compiled backends, NULL-terminated.
+const char *const *backend_names(void);
+
+// A contiguous [rows][cols] tensor view of data.
+static inline rill_tensor rill_tensor_2d(rill_dtype dt, int64_t rows, int64_t cols, void *data) {
+    rill_tensor t = {dt, rows, cols, cols, data};
+    return t;
+}
+// Rows [r0, r0 + n) of t.
+static inline rill_tensor rill_tensor_rows(const rill_tensor *t, int64_t r0, int64_t n) {
+    rill_tensor v = *t;
+    v.rows = n;
+    v.data = (char *)t->data + (size_t)(r0 * t->stride) * dtype_size(t->dtype);
+    return v;
+}
+// Columns [c0, c0 + n) of t (rows keep t's stride).
+static inline rill_tensor rill_tensor_cols(const rill_tensor *t, int64_t c0, int64_t n) {
+    rill_tensor v = *t;
+    v.cols = n;
+    v.data = (char *)t->data + (size_t)c0 * dtype_size(t->dtype);
+    return v;
+}
+// The same memory seen as [rows * cols / new_cols][new_cols]; t must be contiguous.
+static inline rill_tensor rill_tensor_reshape(const rill_tensor *t, int64_t new_cols) {
+    rill_tensor v = *t;
+    v.rows = t->rows * t->cols / new_cols;
+    v.cols = v.stride = new_cols;
+    return v;
+}

@@ -1,0 +1,73 @@
+// cuda.h: internal to the CUDA backend (C host glue and the .cu kernel files both include it).
+// A stream is a cudaStream_t with its cuBLAS handle and a grow-only device scratch; ops only
+// enqueue. A failed CUDA call sets the thread's message (naming the op) and the stream's sticky
+// status, and the op does nothing more. Activations are bf16 unless RILL_CUDA_DTYPE says f16/f32.
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "backend/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct rill_stream {
+    rill_backend *be;
+    cudaStream_t cs;
+    cublasHandle_t blas;
+    void *scratch;        // [scratch_bytes] device bytes: dequantized tiles, attention partials
+    size_t scratch_bytes; // grows, never shrinks; ops on one stream share it in stream order
+    rill_status status;   // the first failure on this stream, RILL_OK otherwise
+};
+
+struct rill_event {
+    cudaEvent_t ev;
+};
+
+// Memory (cuda_memory.c): device blocks accounted through rill_memory_account.
+void *cuda_alloc(rill_backend *be, size_t bytes);
+void cuda_free(rill_backend *be, void *p);
+void cuda_memory_close(rill_backend *be); // frees what is left (weights never freed)
+// Device scratch of at least `bytes` on s, or NULL (message and status set).
+void *cuda_scratch(rill_stream *s, size_t bytes, const char *op);
+rill_status cuda_weight_load(rill_backend *be, const rill_weight *host, rill_weight *dev);
+void cuda_weight_free(rill_backend *be, rill_weight *dev);
+
+// Records a CUDA failure of `op` on s; returns true when err is cudaSuccess.
+bool cuda_ok(rill_stream *s, cudaError_t err, const char *op);
+// Records a failure that is not a CUDA error (a shape or dtype the kernels do not handle).
+void cuda_reject(rill_stream *s, rill_status st, const char *op, const char *why);
+
+// The ops (one .cu file each, or cuda_matmul.c).
+void cuda_embed(rill_stream *s, rill_tensor *out, const rill_tensor *ids, const rill_weight *w, float scale);
+void cuda_matmul(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w);
+void cuda_rmsnorm(rill_stream *s, rill_tensor *out, const rill_tensor *x, const float *w, float eps, bool add_one);
+void cuda_rope(rill_stream *s, rill_tensor *x, const rill_tensor *pos, const rill_rope_params *p);
+void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k, const rill_tensor *v,
+                    const rill_attn_params *p);
+void cuda_act_mul(rill_stream *s, rill_tensor *out, const rill_tensor *gate, const rill_tensor *up, rill_act act);
+void cuda_add(rill_stream *s, rill_tensor *out, const rill_tensor *a, const rill_tensor *b);
+void cuda_scale(rill_stream *s, rill_tensor *out, const rill_tensor *x, float scale);
+void cuda_softcap(rill_stream *s, rill_tensor *out, const rill_tensor *x, float cap);
+void cuda_copy(rill_stream *s, rill_tensor *out, const rill_tensor *x);
+
+// Matmul building blocks (cuda_gemv.cu, cuda_dequant.cu), used by cuda_matmul.c.
+// Decode: out [n_tok][n_out] = x [n_tok][n_in] . W^T (+ bias) for n_tok <= CUDA_GEMV_MAX_TOK,
+// weights read once per call (affine 4/8-bit fused, other bits generic, dense any dtype).
+#define CUDA_GEMV_MAX_TOK 8
+void cuda_gemv(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w);
+// Rows [r0, r0 + n) of W dequantized to dt (the activation dtype): dst [n][w->cols].
+void cuda_dequant_rows(rill_stream *s, void *dst, rill_dtype dt, const rill_weight *w, int64_t r0, int64_t n);
+// out[t][o] += bias[o]   out [n_tok][n_out], bias [n_out] f32
+void cuda_add_bias(rill_stream *s, rill_tensor *out, const float *bias);
+
+// The backend (cuda_backend.c). act: DTYPE_BF16, DTYPE_F16 or DTYPE_F32. cuda_backend_open is
+// what backend_open("cuda") calls: bf16, or the dtype named by $RILL_CUDA_DTYPE (bf16, f16, f32).
+rill_status cuda_backend_open_dtype(rill_dtype act, rill_backend **out);
+rill_status cuda_backend_open(int threads, rill_backend **out);
+void cuda_backend_close(rill_backend *be);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,156 @@
+// cuda_backend.c: the CUDA backend's table: opening the device, streams (cudaStream_t + cuBLAS
+// handle), events, launch (the host program runs inline: its ops only enqueue), copies, and the
+// error plumbing every op shares. Without a device, opening fails with the runtime's reason.
+#ifdef RILL_CUDA
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda.h"
+#include "base/alloc.h"
+
+bool cuda_ok(rill_stream *s, cudaError_t err, const char *op) {
+    if (err == cudaSuccess) return true;
+    rill_status st = rill_fail(RILL_EIO, "cuda %s: %s (%s)", op, cudaGetErrorString(err), cudaGetErrorName(err));
+    if (s && s->status == RILL_OK) s->status = st;
+    return false;
+}
+
+void cuda_reject(rill_stream *s, rill_status st, const char *op, const char *why) {
+    rill_fail(st, "cuda %s: %s", op, why);
+    if (s && s->status == RILL_OK) s->status = st;
+}
+
+static void cuda_upload(rill_stream *s, void *dst, const void *src, size_t bytes) {
+    cuda_ok(s, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s->cs), "upload");
+}
+
+static void cuda_download(rill_stream *s, void *dst, const void *src, size_t bytes) {
+    cuda_ok(s, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s->cs), "download");
+}
+
+static void cuda_stream_destroy(rill_stream *s) {
+    if (!s) return;
+    cudaStreamSynchronize(s->cs);
+    if (s->blas) cublasDestroy(s->blas);
+    if (s->scratch) cuda_free(s->be, s->scratch);
+    cudaStreamDestroy(s->cs);
+    rill_free(s);
+}
+
+static rill_status cuda_stream_create(rill_backend *be, rill_stream **out) {
+    *out = NULL;
+    rill_stream *s = rill_calloc(1, sizeof *s);
+    if (!s) return RILL_ENOMEM;
+    s->be = be;
+    if (!cuda_ok(NULL, cudaStreamCreateWithFlags(&s->cs, cudaStreamNonBlocking), "stream_create")) {
+        rill_free(s);
+        return RILL_EIO;
+    }
+    cublasStatus_t bs = cublasCreate(&s->blas);
+    if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(s->blas, s->cs);
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        rill_status st = rill_fail(RILL_EIO, "cuda stream_create: cuBLAS: %s", cublasGetStatusString(bs));
+        cuda_stream_destroy(s);
+        return st;
+    }
+    *out = s;
+    return RILL_OK;
+}
+
+static void cuda_launch(rill_stream *s, void (*fn)(void *), void *arg) { fn(arg); }
+
+static void cuda_sync(rill_stream *s) { cuda_ok(s, cudaStreamSynchronize(s->cs), "sync"); }
+
+static rill_status cuda_event_create(rill_backend *be, rill_event **out) {
+    *out = rill_calloc(1, sizeof **out);
+    if (!*out) return RILL_ENOMEM;
+    if (!cuda_ok(NULL, cudaEventCreateWithFlags(&(*out)->ev, cudaEventDisableTiming), "event_create")) {
+        rill_free(*out);
+        *out = NULL;
+        return RILL_EIO;
+    }
+    return RILL_OK;
+}
+
+static void cuda_event_destroy(rill_event *e) {
+    if (!e) return;
+    cudaEventDestroy(e->ev);
+    rill_free(e);
+}
+
+static void cuda_event_record(rill_stream *s, rill_event *e) {
+    cuda_ok(s, cudaEventRecord(e->ev, s->cs), "event_record");
+}
+static void cuda_event_wait(rill_event *e) { cuda_ok(NULL, cudaEventSynchronize(e->ev), "event_wait"); }
+static bool cuda_event_done(rill_event *e) { return cudaEventQuery(e->ev) == cudaSuccess; }
+
+static const rill_backend_ops cuda_ops = {
+    .name = "cuda",
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .weight_load = cuda_weight_load,
+    .weight_free = cuda_weight_free,
+    .stream_create = cuda_stream_create,
+    .stream_destroy = cuda_stream_destroy,
+    .launch = cuda_launch,
+    .sync = cuda_sync,
+    .event_create = cuda_event_create,
+    .event_destroy = cuda_event_destroy,
+    .event_record = cuda_event_record,
+    .event_wait = cuda_event_wait,
+    .event_done = cuda_event_done,
+    .embed = cuda_embed,
+    .matmul = cuda_matmul,
+    .rmsnorm = cuda_rmsnorm,
+    .rope = cuda_rope,
+    .attention = cuda_attention,
+    .act_mul = cuda_act_mul,
+    .add = cuda_add,
+    .scale = cuda_scale,
+    .softcap = cuda_softcap,
+    .copy = cuda_copy,
+};
+
+rill_status cuda_backend_open_dtype(rill_dtype act, rill_backend **out) {
+    *out = NULL;
+    if (act != DTYPE_BF16 && act != DTYPE_F16 && act != DTYPE_F32)
+        return rill_fail(RILL_EINVAL, "cuda: activations must be BF16, F16 or F32, not %s", dtype_name(act));
+    int n = 0;
+    cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess) return rill_fail(RILL_EUNSUPPORTED, "cuda: no CUDA device: %s", cudaGetErrorString(err));
+    if (n == 0) return rill_fail(RILL_EUNSUPPORTED, "cuda: no CUDA device: the runtime sees none");
+    if (!cuda_ok(NULL, cudaSetDevice(0), "open")) return RILL_EIO;
+    rill_backend *be = rill_calloc(1, sizeof *be);
+    if (!be) return RILL_ENOMEM;
+    be->ops = &cuda_ops;
+    be->act_dtype = act;
+    be->impl = NULL; // the allocation table (cuda_memory.c)
+    *out = be;
+    return RILL_OK;
+}
+
+rill_status cuda_backend_open(int threads, rill_backend **out) {
+    const char *env = getenv("RILL_CUDA_DTYPE");
+    rill_dtype act = DTYPE_BF16;
+    if (env && *env) {
+        if (!strcmp(env, "bf16"))
+            act = DTYPE_BF16;
+        else if (!strcmp(env, "f16"))
+            act = DTYPE_F16;
+        else if (!strcmp(env, "f32"))
+            act = DTYPE_F32;
+        else
+            return rill_fail(RILL_EINVAL, "cuda: RILL_CUDA_DTYPE='%s' (want bf16, f16 or f32)", env);
+    }
+    return cuda_backend_open_dtype(act, out);
+}
+
+void cuda_backend_close(rill_backend *be) {
+    if (!be) return;
+    cuda_memory_close(be);
+    rill_free(be);
+}
+#endif

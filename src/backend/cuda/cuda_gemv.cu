@@ -1,0 +1,279 @@
+// cuda_gemv.cu: matmul for a few tokens (decode), one warp per output row: each weight byte is read
+// once per call (16-byte streaming loads) for all n_tok <= CUDA_GEMV_MAX_TOK rows of x. 4-bit affine
+// with bf16/f16 activations: x quantized to int8 per 32 values, then dp4a (as the CPU does); 4/8-bit
+// otherwise: dequantized in registers to f32 (acc += scale * q.x + bias * sum(x)); dense: 8-wide
+// FMA; other bits or unaligned shapes: a plain per-element path.
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_common.cuh"
+
+enum { GEMV_WARPS = 8 }; // rows per block
+
+// 8 consecutive values at p (16-byte aligned for f16/bf16, 32-byte for f32) as f32.
+__device__ __forceinline__ void load8(const bf16 *p, float f[8]) {
+    uint4 r = *(const uint4 *)p;
+    unsigned w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = __uint_as_float(w[i] << 16);
+        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+__device__ __forceinline__ void load8(const f16 *p, float f[8]) {
+    uint4 r = *(const uint4 *)p;
+    unsigned w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 v = __half22float2(*(const __half2 *)&w[i]);
+        f[2 * i] = v.x;
+        f[2 * i + 1] = v.y;
+    }
+}
+__device__ __forceinline__ void load8(const float *p, float f[8]) {
+    float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
+    f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+}
+
+// Quantized value k of a word holding 32 / BITS of them, as f32 (exact: the integer is placed in
+// the mantissa of 2^23 and 2^23 is subtracted, which avoids the slow int-to-float unit).
+template <int BITS> __device__ __forceinline__ float qval(unsigned w, int k) {
+    unsigned q = (w >> (k * BITS)) & ((1u << BITS) - 1u);
+    return __uint_as_float(0x4b000000u | q) - 8388608.0f;
+}
+
+// Affine 4- or 8-bit weights. packed: [n_out][n_in * BITS / 32] words, 16-byte aligned rows;
+// scales, biases: [n_out][n_in / gs] of TS; x: [n_tok][n_in] of TX (stride sx); out: [n_tok][n_out].
+template <typename TX, typename TS, int BITS>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    gemv_affine_kernel(TX *out, int64_t so, const TX *x, int64_t sx, const uint4 *packed, const TS *scales,
+                       const TS *biases, const float *bias, int64_t n_out, int64_t n_in, int gs, int n_tok) {
+    constexpr int VALS = 128 / BITS; // values per 16-byte load
+    int lane = threadIdx.x & 31;
+    int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    if (row >= n_out) return;
+    int64_t n_vec = n_in / VALS, groups = n_in / gs;
+    const uint4 *prow = packed + row * n_vec;
+    const TS *srow = scales + row * groups, *brow = biases + row * groups;
+    float acc[CUDA_GEMV_MAX_TOK];
+#pragma unroll
+    for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++)
+        acc[t] = 0.0f;
+    for (int64_t v = lane; v < n_vec; v += 32) {
+        uint4 q4 = __ldcs(prow + v);
+        unsigned qw[4] = {q4.x, q4.y, q4.z, q4.w};
+        int64_t c0 = v * VALS, g = c0 / gs;
+        float sc = to_f32(srow[g]), bi = to_f32(brow[g]);
+#pragma unroll
+        for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++) {
+            if (t >= n_tok) break;
+            const TX *xr = x + t * sx + c0;
+            float dot = 0.0f, sum = 0.0f;
+#pragma unroll
+            for (int j = 0; j < VALS / 8; j++) { // 8 values of x per step
+                float xf[8];
+                load8(xr + 8 * j, xf);
+#pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    int idx = 8 * j + k; // value index within the 16 bytes
+                    dot = fmaf(qval<BITS>(qw[idx / (32 / BITS)], idx % (32 / BITS)), xf[k], dot);
+                    sum += xf[k];
+                }
+            }
+            acc[t] = fmaf(sc, dot, fmaf(bi, sum, acc[t]));
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++) {
+        if (t >= n_tok) break;
+        float r = warp_sum(acc[t]);
+        if (lane == 0) out[t * so + row] = from_f32<TX>(r + (bias ? bias[row] : 0.0f));
+    }
+}
+
+// x [n_tok][n_in] -> int8 blocks of 32 for the 4-bit dp4a kernel, one warp per block:
+// xq [n_tok][n_in / 32][32] bytes, ordered per 8 values as (0,2,4,6),(1,3,5,7) to match the low and
+// high nibbles of a packed word; xs [n_tok][n_in / 32] = max|x| / 127; xsum: the exact f32 sum.
+template <typename TX>
+__global__ void quant_x_kernel(int8_t *xq, float *xs, float *xsum, const TX *x, int64_t sx, int64_t n_in, int n_tok) {
+    int64_t blk = (int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5), n_blk = n_in / 32;
+    if (blk >= n_blk * n_tok) return;
+    int lane = threadIdx.x & 31;
+    int64_t t = blk / n_blk, b = blk % n_blk;
+    float v = to_f32(x[t * sx + b * 32 + lane]);
+    float amax = warp_max(fabsf(v)), sum = warp_sum(v);
+    float sc = amax / 127.0f;
+    int q = sc > 0.0f ? __float2int_rn(v / sc) : 0;
+    int i = lane >> 3, k = lane & 7;
+    xq[blk * 32 + (2 * i + (k & 1)) * 4 + (k >> 1)] = (int8_t)q;
+    if (lane == 0) xs[blk] = sc, xsum[blk] = sum;
+}
+
+// 4-bit weights (packed, scales, biases as in gemv_affine_kernel) against int8 x blocks:
+// acc += w_scale * x_scale * sum(q * xq) + w_bias * sum(x), per block of 32 values.
+template <typename TX, typename TS>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    gemv_q4_dp4a_kernel(TX *out, int64_t so, const uint4 *xq, const float *xs, const float *xsum, const uint4 *packed,
+                        const TS *scales, const TS *biases, const float *bias, int64_t n_out, int64_t n_in, int gs,
+                        int n_tok) {
+    int lane = threadIdx.x & 31;
+    int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    if (row >= n_out) return;
+    int64_t n_vec = n_in / 32, groups = n_in / gs;
+    const uint4 *prow = packed + row * n_vec;
+    const TS *srow = scales + row * groups, *brow = biases + row * groups;
+    float acc[CUDA_GEMV_MAX_TOK];
+#pragma unroll
+    for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++)
+        acc[t] = 0.0f;
+    for (int64_t v = lane; v < n_vec; v += 32) {
+        uint4 q4 = __ldcs(prow + v);
+        int lo[4] = {(int)(q4.x & 0x0f0f0f0fu), (int)(q4.y & 0x0f0f0f0fu), (int)(q4.z & 0x0f0f0f0fu),
+                     (int)(q4.w & 0x0f0f0f0fu)};
+        int hi[4] = {(int)((q4.x >> 4) & 0x0f0f0f0fu), (int)((q4.y >> 4) & 0x0f0f0f0fu),
+                     (int)((q4.z >> 4) & 0x0f0f0f0fu), (int)((q4.w >> 4) & 0x0f0f0f0fu)};
+        int64_t g = v * 32 / gs;
+        float sc = to_f32(srow[g]), bi = to_f32(brow[g]);
+#pragma unroll
+        for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++) {
+            if (t >= n_tok) break;
+            int64_t xb = t * n_vec + v;
+            uint4 a = xq[2 * xb], b = xq[2 * xb + 1];
+            int d = __dp4a(lo[0], (int)a.x, 0);
+            d = __dp4a(hi[0], (int)a.y, d);
+            d = __dp4a(lo[1], (int)a.z, d);
+            d = __dp4a(hi[1], (int)a.w, d);
+            d = __dp4a(lo[2], (int)b.x, d);
+            d = __dp4a(hi[2], (int)b.y, d);
+            d = __dp4a(lo[3], (int)b.z, d);
+            d = __dp4a(hi[3], (int)b.w, d);
+            acc[t] = fmaf(sc * xs[xb], (float)d, fmaf(bi, xsum[xb], acc[t]));
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++) {
+        if (t >= n_tok) break;
+        float r = warp_sum(acc[t]);
+        if (lane == 0) out[t * so + row] = from_f32<TX>(r + (bias ? bias[row] : 0.0f));
+    }
+}
+
+// Dense weights of TW: w [n_out][n_in], 16-byte aligned rows, n_in a multiple of 8.
+template <typename TX, typename TW>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    gemv_dense_kernel(TX *out, int64_t so, const TX *x, int64_t sx, const TW *w, const float *bias, int64_t n_out,
+                      int64_t n_in, int n_tok) {
+    int lane = threadIdx.x & 31;
+    int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    if (row >= n_out) return;
+    const TW *wr = w + row * n_in;
+    float acc[CUDA_GEMV_MAX_TOK];
+#pragma unroll
+    for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++)
+        acc[t] = 0.0f;
+    for (int64_t c = 8 * lane; c < n_in; c += 8 * 32) {
+        float wf[8];
+        load8(wr + c, wf);
+#pragma unroll
+        for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++) {
+            if (t >= n_tok) break;
+            float xf[8];
+            load8(x + t * sx + c, xf);
+#pragma unroll
+            for (int k = 0; k < 8; k++)
+                acc[t] = fmaf(wf[k], xf[k], acc[t]);
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++) {
+        if (t >= n_tok) break;
+        float r = warp_sum(acc[t]);
+        if (lane == 0) out[t * so + row] = from_f32<TX>(r + (bias ? bias[row] : 0.0f));
+    }
+}
+
+// Any weight, any alignment: one element at a time (bits 2, 3, 5, 6; odd strides).
+template <typename TX>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    gemv_generic_kernel(TX *out, int64_t so, const TX *x, int64_t sx, rill_weight w, int n_tok) {
+    int lane = threadIdx.x & 31;
+    int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    if (row >= w.rows) return;
+    float acc[CUDA_GEMV_MAX_TOK];
+#pragma unroll
+    for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++)
+        acc[t] = 0.0f;
+    for (int64_t c = lane; c < w.cols; c += 32) {
+        float wv = weight_at(w, row, c);
+#pragma unroll
+        for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++) {
+            if (t >= n_tok) break;
+            acc[t] = fmaf(wv, to_f32(x[t * sx + c]), acc[t]);
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++) {
+        if (t >= n_tok) break;
+        float r = warp_sum(acc[t]);
+        if (lane == 0) out[t * so + row] = from_f32<TX>(r + (w.bias ? w.bias[row] : 0.0f));
+    }
+}
+
+static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+// RILL_CUDA_GEMV=float keeps 4-bit weights on the f32 path (for measuring one against the other).
+static bool float_only(void) {
+    const char *e = getenv("RILL_CUDA_GEMV");
+    return e && !strcmp(e, "float");
+}
+
+template <typename TX>
+static void gemv_typed(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w) {
+    unsigned grid = (unsigned)((w->rows + GEMV_WARPS - 1) / GEMV_WARPS);
+    dim3 block(GEMV_WARPS * 32);
+    TX *o = (TX *)out->data;
+    const TX *xp = (const TX *)x->data;
+    int nt = (int)x->rows;
+    bool x_vec = aligned16(xp) && (x->stride * (int64_t)sizeof(TX)) % 16 == 0 && w->cols % 8 == 0;
+    bool fused = w->kind == WEIGHT_AFFINE && (w->bits == 4 || w->bits == 8) && w->group_size >= 128 / w->bits &&
+                 x_vec && aligned16(w->packed) && (w->cols * w->bits / 32) % 4 == 0;
+    if (fused && w->bits == 4 && sizeof(TX) == 2 && !float_only()) {
+        int64_t n_blk = w->cols / 32 * nt;
+        char *buf = (char *)cuda_scratch(s, (size_t)n_blk * 40, "matmul (gemv)");
+        if (!buf) return;
+        int8_t *xq = (int8_t *)buf;
+        float *xs = (float *)(buf + n_blk * 32), *xsum = xs + n_blk;
+        quant_x_kernel<TX><<<(unsigned)((n_blk + 7) / 8), 256, 0, s->cs>>>(xq, xs, xsum, xp, x->stride, w->cols, nt);
+        CUDA_DISPATCH(s, "matmul", w->dtype, TS,
+                      gemv_q4_dp4a_kernel<TX, TS><<<grid, block, 0, s->cs>>>(
+                          o, out->stride, (const uint4 *)xq, xs, xsum, (const uint4 *)w->packed, (const TS *)w->scales,
+                          (const TS *)w->biases, w->bias, w->rows, w->cols, w->group_size, nt));
+    } else if (fused) {
+        const uint4 *pk = (const uint4 *)w->packed;
+        if (w->bits == 4)
+            CUDA_DISPATCH(s, "matmul", w->dtype, TS,
+                          gemv_affine_kernel<TX, TS, 4><<<grid, block, 0, s->cs>>>(
+                              o, out->stride, xp, x->stride, pk, (const TS *)w->scales, (const TS *)w->biases, w->bias,
+                              w->rows, w->cols, w->group_size, nt));
+        else
+            CUDA_DISPATCH(s, "matmul", w->dtype, TS,
+                          gemv_affine_kernel<TX, TS, 8><<<grid, block, 0, s->cs>>>(
+                              o, out->stride, xp, x->stride, pk, (const TS *)w->scales, (const TS *)w->biases, w->bias,
+                              w->rows, w->cols, w->group_size, nt));
+    } else if (w->kind == WEIGHT_DENSE && x_vec && aligned16(w->data) && w->cols % 8 == 0) {
+        CUDA_DISPATCH(s, "matmul", w->dtype, TW,
+                      gemv_dense_kernel<TX, TW><<<grid, block, 0, s->cs>>>(
+                          o, out->stride, xp, x->stride, (const TW *)w->data, w->bias, w->rows, w->cols, nt));
+    } else {
+        gemv_generic_kernel<TX><<<grid, block, 0, s->cs>>>(o, out->stride, xp, x->stride, *w, nt);
+    }
+    cuda_launched(s, "matmul (gemv)");
+}
+
+extern "C" void cuda_gemv(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w) {
+    if (x->rows > CUDA_GEMV_MAX_TOK || x->rows < 1) {
+        cuda_reject(s, RILL_EINVAL, "matmul (gemv)", "token count outside 1..CUDA_GEMV_MAX_TOK");
+        return;
+    }
+    CUDA_DISPATCH(s, "matmul", x->dtype, TX, gemv_typed<TX>(s, out, x, w));
+}

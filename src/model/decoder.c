@@ -1,0 +1,264 @@
+// decoder.c: the one layer loop every architecture shares (DESIGN.md rule 2). It issues backend
+// ops over per-step device scratch; the architecture's traits and the config decide the few
+// places that differ (qk-norm, sandwich norms, (1 + w) norms, embedding scale, activation,
+// sliding layers). The cache is reached only through cache.h.
+#include <string.h>
+
+#include "base/alloc.h"
+#include "model/model.h"
+
+typedef struct {
+    rill_tensor x, h, q, k, v, a, o, g, u, logits, pos; // [n][...] activations; pos [n][1] I32
+    // MLA only (0 columns otherwise): q_a output, q_b output ([nope, rope] per head), kv_a output,
+    // its normed latent, kv_b output ([nope, v] per head)
+    rill_tensor qa, qraw, ckv, ckn, kvb;
+    // MoE only: router logits [n][E], routes [n][k] (I32 ids, F32 weights), expert activations
+    // [n * k][moe_inter] x2 and [n * k][hidden], shared experts [n][shared_inter] x2
+    rill_tensor rl, ridx, rw, eg, eu, ed, sg, su;
+} acts;
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+// Lays out (or only measures, when base is NULL) the activations of n tokens, with logits for
+// n_logits of them (1 in generation: [2048][262144] floats would be 2 GiB).
+static size_t layout(const rill_model *m, int64_t n, int64_t n_logits, char *base, acts *a) {
+    const rill_model_config *c = &m->cfg;
+    rill_dtype dt = m->be->act_dtype;
+    size_t es = dtype_size(dt), at = 0;
+    int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
+    int64_t o_dim = (int64_t)c->n_heads * m->v_head_dim, v_dim = (int64_t)c->n_kv_heads * m->v_head_dim;
+    bool mla = m->mla;
+    int64_t rope = c->qk_rope_head_dim, lat = c->kv_lora_rank;
+    int64_t E = c->n_routed_experts, moe_k = E ? c->num_experts_per_tok : 0;
+    int64_t shared = (int64_t)c->moe_intermediate_size * (c->n_shared_experts > 0 ? c->n_shared_experts : 1);
+    struct {
+        rill_tensor *t;
+        int64_t cols;
+    } parts[] = {{&a->x, c->hidden_size},
+                 {&a->h, c->hidden_size},
+                 {&a->q, q_dim},
+                 {&a->k, kv_dim},
+                 {&a->v, v_dim},
+                 {&a->a, o_dim},
+                 {&a->o, c->hidden_size},
+                 {&a->g, c->intermediate_size},
+                 {&a->u, c->intermediate_size},
+                 {&a->logits, c->vocab_size},
+                 {&a->qa, mla ? c->q_lora_rank : 0},
+                 {&a->qraw, mla ? q_dim : 0},
+                 {&a->ckv, mla ? lat + rope : 0},
+                 {&a->ckn, mla ? lat : 0},
+                 {&a->kvb, mla ? (int64_t)c->n_heads * (c->qk_nope_head_dim + c->v_head_dim) : 0},
+                 {&a->rl, E},
+                 {&a->eg, moe_k * c->moe_intermediate_size},
+                 {&a->eu, moe_k * c->moe_intermediate_size},
+                 {&a->ed, moe_k * c->hidden_size},
+                 {&a->sg, E ? shared : 0},
+                 {&a->su, E ? shared : 0}};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        int64_t rows = parts[i].t == &a->logits ? n_logits : n;
+        *parts[i].t = rill_tensor_2d(dt, rows, parts[i].cols, base ? base + at : NULL);
+        at += align64((size_t)(rows * parts[i].cols) * es);
+    }
+    a->pos = rill_tensor_2d(DTYPE_I32, n, 1, base ? base + at : NULL);
+    at += align64((size_t)n * sizeof(int32_t));
+    a->ridx = rill_tensor_2d(DTYPE_I32, n, moe_k, base ? base + at : NULL);
+    at += align64((size_t)(n * moe_k) * sizeof(int32_t));
+    a->rw = rill_tensor_2d(DTYPE_F32, n, moe_k, base ? base + at : NULL);
+    at += align64((size_t)(n * moe_k) * sizeof(float));
+    // the expert activations are [n * k] rows
+    a->eg.rows = a->eu.rows = a->ed.rows = n * moe_k;
+    a->eg.cols = a->eg.stride = a->eu.cols = a->eu.stride = c->moe_intermediate_size;
+    a->ed.cols = a->ed.stride = c->hidden_size;
+    return at;
+}
+
+// Multi-head latent attention's projections (deepseek_v3), leaving a->q, a->k, a->v as ordinary
+// per-head queries, keys and values. Each head of q and k is laid out [rope, nope] (the dot product
+// does not care about the order, and RoPE then rotates the leading dims); the RoPE part of k is
+// computed once from the latent and copied to every head.
+static void mla_qkv(rill_model *m, rill_stream *s, const layer_weights *L, acts *a, float eps) {
+    const rill_backend_ops *op = m->be->ops;
+    const rill_model_config *c = &m->cfg;
+    int64_t H = c->n_heads, nope = c->qk_nope_head_dim, rope = c->qk_rope_head_dim;
+    int64_t qk = nope + rope, vd = c->v_head_dim, lat = c->kv_lora_rank;
+    if (c->q_lora_rank > 0) {
+        op->matmul(s, &a->qa, &a->h, &L->q_a);
+        op->rmsnorm(s, &a->qa, &a->qa, L->q_a_norm, eps, false);
+        op->matmul(s, &a->qraw, &a->qa, &L->q_b);
+    } else
+        op->matmul(s, &a->qraw, &a->h, &L->q);
+    rill_tensor qh = rill_tensor_reshape(&a->qraw, qk), Qh = rill_tensor_reshape(&a->q, qk); // [n * H][qk]
+    rill_tensor src = rill_tensor_cols(&qh, nope, rope), dst = rill_tensor_cols(&Qh, 0, rope);
+    op->copy(s, &dst, &src);
+    src = rill_tensor_cols(&qh, 0, nope);
+    dst = rill_tensor_cols(&Qh, rope, nope);
+    op->copy(s, &dst, &src);
+
+    op->matmul(s, &a->ckv, &a->h, &L->kv_a);
+    rill_tensor latent = rill_tensor_cols(&a->ckv, 0, lat), kpe = rill_tensor_cols(&a->ckv, lat, rope);
+    op->rmsnorm(s, &a->ckn, &latent, L->kv_a_norm, eps, false);
+    rill_rope_params rq = {(int)H, (int)qk, (int)rope, ROPE_INTERLEAVED, L->inv_freq, m->rope_mscale};
+    rill_rope_params rk = {1, (int)rope, (int)rope, ROPE_INTERLEAVED, L->inv_freq, m->rope_mscale};
+    op->rope(s, &a->q, &a->pos, &rq);
+    op->rope(s, &kpe, &a->pos, &rk);
+
+    op->matmul(s, &a->kvb, &a->ckn, &L->kv_b);
+    rill_tensor kvh = rill_tensor_reshape(&a->kvb, nope + vd), Kh = rill_tensor_reshape(&a->k, qk);
+    src = rill_tensor_cols(&kvh, 0, nope);
+    dst = rill_tensor_cols(&Kh, rope, nope);
+    op->copy(s, &dst, &src);
+    for (int64_t h = 0; h < H; h++) { // the shared RoPE key, into every head
+        rill_tensor kd = rill_tensor_cols(&a->k, h * qk, rope);
+        op->copy(s, &kd, &kpe);
+    }
+    rill_tensor Vh = rill_tensor_reshape(&a->v, vd);
+    src = rill_tensor_cols(&kvh, nope, vd);
+    op->copy(s, &Vh, &src);
+}
+
+// A MoE MLP (deepseek_v3): out = sum over the routed experts of weight * expert(h), plus the
+// shared experts' output.
+static void moe_mlp(rill_model *m, rill_stream *s, const layer_weights *L, acts *a, rill_act act) {
+    const rill_backend_ops *op = m->be->ops;
+    const rill_model_config *c = &m->cfg;
+    rill_moe_params mp = {c->n_routed_experts,
+                          c->num_experts_per_tok,
+                          c->n_group,
+                          c->topk_group,
+                          !strcmp(c->scoring_func, "softmax"),
+                          c->norm_topk_prob,
+                          c->routed_scaling_factor > 0 ? (float)c->routed_scaling_factor : 1.0f};
+    op->matmul(s, &a->rl, &a->h, &L->router);
+    op->moe_route(s, &a->ridx, &a->rw, &a->rl, L->router_bias, &mp);
+    op->moe_matmul(s, &a->eg, &a->h, L->ex_gate, &a->ridx);
+    op->moe_matmul(s, &a->eu, &a->h, L->ex_up, &a->ridx);
+    op->act_mul(s, &a->eg, &a->eg, &a->eu, act);
+    op->moe_matmul(s, &a->ed, &a->eg, L->ex_down, &a->ridx);
+    if (c->n_shared_experts > 0) {
+        op->matmul(s, &a->sg, &a->h, &L->sh_gate);
+        op->matmul(s, &a->su, &a->h, &L->sh_up);
+        op->act_mul(s, &a->sg, &a->sg, &a->su, act);
+        op->matmul(s, &a->o, &a->sg, &L->sh_down);
+    } else
+        op->scale(s, &a->o, &a->h, 0.0f); // (h * 0: the combine adds onto zeros)
+    op->moe_combine(s, &a->o, &a->ed, &a->rw);
+}
+
+static rill_status scratch_for(rill_model *m, int64_t n, int64_t n_logits, acts *a) {
+    decoder_scratch *sc = &m->scratch;
+    if (sc->n_tok < n || sc->n_logits < n_logits) {
+        if (sc->n_tok > n) n = sc->n_tok; // grow, never shrink: a later call may need the old size again
+        if (sc->n_logits > n_logits) n_logits = sc->n_logits;
+        decoder_release_scratch(m);
+        size_t bytes = layout(m, n, n_logits, NULL, a);
+        sc->buf = m->be->ops->alloc(m->be, bytes);
+        sc->pos = rill_malloc((size_t)n * sizeof(int32_t));
+        if (!sc->buf || !sc->pos) {
+            decoder_release_scratch(m);
+            return RILL_ENOMEM;
+        }
+        sc->bytes = bytes;
+        sc->n_tok = n;
+        sc->n_logits = n_logits;
+    }
+    layout(m, sc->n_tok, sc->n_logits, sc->buf, a);
+    a->x.rows = a->h.rows = a->q.rows = a->k.rows = a->v.rows = a->a.rows = a->o.rows = a->g.rows = a->u.rows = n;
+    a->qa.rows = a->qraw.rows = a->ckv.rows = a->ckn.rows = a->kvb.rows = a->rl.rows = a->sg.rows = a->su.rows = n;
+    a->pos.rows = a->ridx.rows = a->rw.rows = n;
+    a->logits.rows = n_logits;
+    a->eg.rows = a->eu.rows = a->ed.rows = n * a->ridx.cols;
+    return RILL_OK;
+}
+
+void decoder_release_scratch(rill_model *m) {
+    if (m->scratch.buf) m->be->ops->free(m->be, m->scratch.buf);
+    rill_free(m->scratch.pos);
+    memset(&m->scratch, 0, sizeof m->scratch);
+}
+
+rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, const rill_tensor *ids, bool all_logits,
+                            rill_tensor *logits) {
+    const rill_backend_ops *op = m->be->ops;
+    const rill_model_config *c = &m->cfg;
+    int64_t n = ids->rows;
+    if (n <= 0) return rill_fail(RILL_EINVAL, "decoder: no tokens to run");
+    if (cache->n_layers != c->n_layers)
+        return rill_fail(RILL_EINVAL, "decoder: a cache of %d layers for a model of %d", cache->n_layers, c->n_layers);
+    acts a;
+    rill_status st = scratch_for(m, n, all_logits ? n : 1, &a);
+    if (st != RILL_OK) return st;
+
+    // Positions continue the cache.
+    int64_t pos0 = cache_offset(cache);
+    int32_t *pos = m->scratch.pos;
+    for (int64_t i = 0; i < n; i++)
+        pos[i] = (int32_t)(pos0 + i);
+    op->upload(s, a.pos.data, pos, (size_t)n * sizeof(int32_t));
+
+    float eps = (float)c->rms_norm_eps;
+    bool add1 = m->norm_add_one;
+    rill_act act = strncmp(c->hidden_act, "gelu", 4) ? ACT_SILU : ACT_GELU_TANH;
+    op->embed(s, &a.x, ids, &m->embed, m->embed_scale);
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const layer_weights *L = &m->layers[l];
+        cache_layer *cl = cache->layers[l];
+        op->rmsnorm(s, &a.h, &a.x, L->attn_norm, eps, add1);
+        if (m->mla)
+            mla_qkv(m, s, L, &a, eps);
+        else {
+            op->matmul(s, &a.q, &a.h, &L->q);
+            op->matmul(s, &a.k, &a.h, &L->k);
+            op->matmul(s, &a.v, &a.h, &L->v);
+            if (L->q_norm) { // per head: [n * heads][head_dim]
+                rill_tensor qh = rill_tensor_reshape(&a.q, c->head_dim), kh = rill_tensor_reshape(&a.k, c->head_dim);
+                op->rmsnorm(s, &qh, &qh, L->q_norm, eps, add1);
+                op->rmsnorm(s, &kh, &kh, L->k_norm, eps, add1);
+            }
+            rill_rope_params rq = {c->n_heads,     c->head_dim, m->rope_dims,
+                                   m->rope_layout, L->inv_freq, L->window ? 1.0f : m->rope_mscale};
+            rill_rope_params rk = rq;
+            rk.n_heads = c->n_kv_heads;
+            op->rope(s, &a.q, &a.pos, &rq);
+            op->rope(s, &a.k, &a.pos, &rk);
+        }
+
+        rill_attn_params ap = {c->n_heads,
+                               c->n_kv_heads,
+                               c->head_dim,
+                               m->v_head_dim,
+                               m->attn_scale,
+                               (float)c->attn_logit_softcapping,
+                               cl->ops->make_mask(cl, (int)n, L->window)};
+        rill_tensor keys, values;
+        if ((st = cl->ops->update_and_fetch(cl, s, &a.k, &a.v, &keys, &values)) != RILL_OK) {
+            rill_error_prefix("layer %d", l);
+            return st;
+        }
+        op->attention(s, &a.a, &a.q, &keys, &values, &ap);
+        op->matmul(s, &a.o, &a.a, &L->o);
+        if (L->post_attn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_attn_norm, eps, add1);
+        op->add(s, &a.x, &a.x, &a.o);
+
+        op->rmsnorm(s, &a.h, &a.x, L->ffn_norm, eps, add1);
+        if (L->moe)
+            moe_mlp(m, s, L, &a, act);
+        else {
+            op->matmul(s, &a.g, &a.h, &L->gate);
+            op->matmul(s, &a.u, &a.h, &L->up);
+            op->act_mul(s, &a.g, &a.g, &a.u, act);
+            op->matmul(s, &a.o, &a.g, &L->down);
+        }
+        if (L->post_ffn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_ffn_norm, eps, add1);
+        op->add(s, &a.x, &a.x, &a.o);
+    }
+
+    int64_t first = all_logits ? 0 : n - 1, rows = n - first;
+    rill_tensor last = rill_tensor_rows(&a.x, first, rows), h = rill_tensor_rows(&a.h, 0, rows);
+    op->rmsnorm(s, &h, &last, m->final_norm, eps, add1);
+    *logits = rill_tensor_rows(&a.logits, 0, rows);
+    op->matmul(s, logits, &h, &m->lm_head);
+    if (c->final_logit_softcapping > 0) op->softcap(s, logits, logits, (float)c->final_logit_softcapping);
+    return RILL_OK;
+}

@@ -1,0 +1,428 @@
+// weights.c: binds a model's weights by name from GGUF (token_embd, blk.N.attn_q, ...) or from
+// HF/MLX safetensors (model.layers.N.self_attn.q_proj, ...; MLX quantized modules as
+// .weight/.scales/.biases with per-module bits). Dense f32/f16/bf16 and MLX affine data are used
+// in place in the mapping; GGUF Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K/Q6_K are repacked exactly to affine; other
+// GGUF types are decoded to f32 once. Every shape is checked against the config, naming the tensor.
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/half.h"
+#include "model/model.h"
+#include "quant/affine.h"
+#include "quant/gguf_dequant.h"
+#include "quant/gguf_repack.h"
+
+typedef struct {
+    rill_model *m;
+    const char *path; // for messages
+} binder;
+
+static rill_status keep(rill_model *m, void *p) {
+    if (m->n_owned == m->cap_owned) {
+        int cap = m->cap_owned ? 2 * m->cap_owned : 64;
+        void **n = rill_realloc(m->owned, (size_t)cap * sizeof *n);
+        if (!n) return RILL_ENOMEM;
+        m->owned = n;
+        m->cap_owned = cap;
+    }
+    m->owned[m->n_owned++] = p;
+    return RILL_OK;
+}
+
+static rill_status keep_affine(rill_model *m, const affine_tensor *t) {
+    if (m->n_affine == m->cap_affine) {
+        int cap = m->cap_affine ? 2 * m->cap_affine : 64;
+        void *n = rill_realloc(m->affine_owned, (size_t)cap * sizeof(affine_tensor));
+        if (!n) return RILL_ENOMEM;
+        m->affine_owned = n;
+        m->cap_affine = cap;
+    }
+    ((affine_tensor *)m->affine_owned)[m->n_affine++] = *t;
+    return RILL_OK;
+}
+
+static rill_status shape_error(binder *b, const char *name, const char *got, int64_t rows, int64_t cols) {
+    if (cols > 0)
+        return rill_fail(RILL_EFORMAT, "%s: tensor '%s' has shape %s, the config needs [%lld, %lld]", b->path, name,
+                         got, (long long)rows, (long long)cols);
+    return rill_fail(RILL_EFORMAT, "%s: tensor '%s' has shape %s, the config needs [%lld]", b->path, name, got,
+                     (long long)rows);
+}
+
+// ---- GGUF ----
+
+static void gguf_shape_str(const gguf_tensor *t, char *buf, size_t cap) {
+    // outermost first, as config shapes are written
+    int n = snprintf(buf, cap, "[");
+    for (int d = (int)t->n_dims - 1; d >= 0; d--)
+        n += snprintf(buf + n, cap - (size_t)n, "%llu%s", (unsigned long long)t->ne[d], d ? ", " : "]");
+}
+
+static rill_status gguf_linear(binder *b, const char *name, int64_t rows, int64_t cols, rill_weight *w) {
+    rill_model *m = b->m;
+    const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+    if (!t) return rill_fail(RILL_ENOTFOUND, "%s: tensor '%s' is missing", b->path, name);
+    if (t->n_dims != 2 || (int64_t)t->ne[0] != cols || (int64_t)t->ne[1] != rows) {
+        char s[96];
+        gguf_shape_str(t, s, sizeof s);
+        return shape_error(b, name, s, rows, cols);
+    }
+    memset(w, 0, sizeof *w);
+    w->rows = rows;
+    w->cols = cols;
+    if (t->type == GGUF_DTYPE_F32 || t->type == GGUF_DTYPE_F16 || t->type == GGUF_DTYPE_BF16) {
+        w->kind = WEIGHT_DENSE;
+        w->dtype = t->type == GGUF_DTYPE_F32 ? DTYPE_F32 : t->type == GGUF_DTYPE_F16 ? DTYPE_F16 : DTYPE_BF16;
+        w->data = t->data;
+        m->mapped_bytes += t->n_bytes;
+        return RILL_OK;
+    }
+    if (gguf_repack_supported(t->type)) {
+        affine_tensor a;
+        rill_status st = gguf_repack_affine(t->type, t->data, t->n_bytes, (uint64_t)rows, (uint64_t)cols, &a);
+        if (st != RILL_OK) {
+            rill_error_prefix("%s: tensor '%s'", b->path, name);
+            return st;
+        }
+        if ((st = keep_affine(m, &a)) != RILL_OK) {
+            affine_free(&a);
+            return st;
+        }
+        w->kind = WEIGHT_AFFINE;
+        w->dtype = a.scale_dtype;
+        w->bits = a.bits;
+        w->group_size = a.group_size;
+        w->packed = a.packed;
+        w->scales = a.scales;
+        w->biases = a.biases;
+        return RILL_OK;
+    }
+    // Other block types: decoded to f32 once.
+    float *f = rill_malloc((size_t)(rows * cols) * sizeof(float));
+    if (!f) return RILL_ENOMEM;
+    rill_status st = gguf_dequantize(t->type, t->data, t->n_bytes, f, (uint64_t)(rows * cols));
+    if (st == RILL_OK) st = keep(m, f);
+    if (st != RILL_OK) {
+        rill_free(f);
+        rill_error_prefix("%s: tensor '%s'", b->path, name);
+        return st;
+    }
+    w->kind = WEIGHT_DENSE;
+    w->dtype = DTYPE_F32;
+    w->data = f;
+    return RILL_OK;
+}
+
+// A 1-D f32 vector of n elements (norm weights, biases), as host f32.
+static rill_status gguf_vector(binder *b, const char *name, int64_t n, const float **out) {
+    const gguf_tensor *t = gguf_find_tensor(b->m->gguf, name);
+    if (!t) return rill_fail(RILL_ENOTFOUND, "%s: tensor '%s' is missing", b->path, name);
+    if (t->n_dims != 1 || (int64_t)t->ne[0] != n) {
+        char s[96];
+        gguf_shape_str(t, s, sizeof s);
+        return shape_error(b, name, s, n, 0);
+    }
+    if (t->type == GGUF_DTYPE_F32 && ((uintptr_t)t->data & 3) == 0) {
+        *out = (const float *)t->data;
+        b->m->mapped_bytes += t->n_bytes;
+        return RILL_OK;
+    }
+    float *f = rill_malloc((size_t)n * sizeof(float));
+    if (!f) return RILL_ENOMEM;
+    rill_status st = gguf_dequantize(t->type, t->data, t->n_bytes, f, (uint64_t)n);
+    if (st == RILL_OK) st = keep(b->m, f);
+    if (st != RILL_OK) {
+        rill_free(f);
+        rill_error_prefix("%s: tensor '%s'", b->path, name);
+        return st;
+    }
+    *out = f;
+    return RILL_OK;
+}
+
+// ---- safetensors (HF and MLX) ----
+
+static void st_shape_str(const safetensors_tensor *t, char *buf, size_t cap) {
+    int n = snprintf(buf, cap, "[");
+    for (int d = 0; d < t->n_dims; d++)
+        n += snprintf(buf + n, cap - (size_t)n, "%llu%s", (unsigned long long)t->shape[d],
+                      d + 1 < t->n_dims ? ", " : "");
+    snprintf(buf + n, cap - (size_t)n, "]");
+}
+
+static bool float_dtype(rill_dtype dt) { return dt == DTYPE_F32 || dt == DTYPE_F16 || dt == DTYPE_BF16; }
+
+static const safetensors_tensor *st_find(binder *b, const char *module, const char *suffix, char *name, size_t cap) {
+    snprintf(name, cap, "%s.%s", module, suffix);
+    return safetensors_set_find(b->m->st, name);
+}
+
+static rill_status st_linear(binder *b, const char *module, int64_t rows, int64_t cols, rill_weight *w) {
+    char name[256], sname[256], bname[256], s[96];
+    const safetensors_tensor *t = st_find(b, module, "weight", name, sizeof name);
+    if (!t) return rill_fail(RILL_ENOTFOUND, "%s: tensor '%s' is missing", b->path, name);
+    memset(w, 0, sizeof *w);
+    w->rows = rows;
+    w->cols = cols;
+    int bits, group;
+    const safetensors_tensor *sc = st_find(b, module, "scales", sname, sizeof sname);
+    if (sc && model_config_quant_for(&b->m->cfg, module, &bits, &group)) {
+        const safetensors_tensor *bi = st_find(b, module, "biases", bname, sizeof bname);
+        if (!bi) return rill_fail(RILL_ENOTFOUND, "%s: tensor '%s' is missing (quantized module)", b->path, bname);
+        if (t->dtype != DTYPE_U32 || t->n_dims != 2 || (int64_t)t->shape[0] != rows ||
+            (int64_t)t->shape[1] * 32 != cols * bits) {
+            st_shape_str(t, s, sizeof s);
+            return rill_fail(RILL_EFORMAT, "%s: tensor '%s' is %s %s; %d-bit [%lld, %lld] needs U32 [%lld, %lld]",
+                             b->path, name, dtype_name(t->dtype), s, bits, (long long)rows, (long long)cols,
+                             (long long)rows, (long long)(cols * bits / 32));
+        }
+        const safetensors_tensor *parts[2] = {sc, bi};
+        const char *pnames[2] = {sname, bname};
+        for (int i = 0; i < 2; i++)
+            if (!float_dtype(parts[i]->dtype) || parts[i]->dtype != sc->dtype || parts[i]->n_dims != 2 ||
+                (int64_t)parts[i]->shape[0] != rows || (int64_t)parts[i]->shape[1] * group != cols) {
+                st_shape_str(parts[i], s, sizeof s);
+                return rill_fail(
+                    RILL_EFORMAT, "%s: tensor '%s' is %s %s; group %d needs [%lld, %lld] of one float dtype", b->path,
+                    pnames[i], dtype_name(parts[i]->dtype), s, group, (long long)rows, (long long)(cols / group));
+            }
+        affine_tensor a;
+        rill_status st = affine_wrap(&a, (uint64_t)rows, (uint64_t)cols, bits, group, sc->dtype,
+                                     (const uint32_t *)t->data, sc->data, bi->data);
+        if (st != RILL_OK) {
+            rill_error_prefix("%s: tensor '%s'", b->path, name);
+            return st;
+        }
+        b->m->mapped_bytes += t->n_bytes + sc->n_bytes + bi->n_bytes;
+        w->kind = WEIGHT_AFFINE;
+        w->dtype = sc->dtype;
+        w->bits = bits;
+        w->group_size = group;
+        w->packed = a.packed;
+        w->scales = a.scales;
+        w->biases = a.biases;
+        return RILL_OK;
+    }
+    if (!float_dtype(t->dtype) || t->n_dims != 2 || (int64_t)t->shape[0] != rows || (int64_t)t->shape[1] != cols) {
+        st_shape_str(t, s, sizeof s);
+        return rill_fail(RILL_EFORMAT, "%s: tensor '%s' is %s %s, the config needs a float [%lld, %lld]", b->path, name,
+                         dtype_name(t->dtype), s, (long long)rows, (long long)cols);
+    }
+    w->kind = WEIGHT_DENSE;
+    w->dtype = t->dtype;
+    w->data = t->data;
+    b->m->mapped_bytes += t->n_bytes;
+    return RILL_OK;
+}
+
+static rill_status st_vector(binder *b, const char *name, int64_t n, const float **out) {
+    const safetensors_tensor *t = safetensors_set_find(b->m->st, name);
+    if (!t) return rill_fail(RILL_ENOTFOUND, "%s: tensor '%s' is missing", b->path, name);
+    if (!float_dtype(t->dtype) || t->n_dims != 1 || (int64_t)t->shape[0] != n) {
+        char s[96];
+        st_shape_str(t, s, sizeof s);
+        return shape_error(b, name, s, n, 0);
+    }
+    float *f = rill_malloc((size_t)n * sizeof(float));
+    if (!f) return RILL_ENOMEM;
+    for (int64_t i = 0; i < n; i++) {
+        if (t->dtype == DTYPE_F32)
+            memcpy(&f[i], t->data + 4 * i, 4);
+        else {
+            uint16_t h;
+            memcpy(&h, t->data + 2 * i, 2);
+            f[i] = t->dtype == DTYPE_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+        }
+    }
+    rill_status st = keep(b->m, f);
+    if (st != RILL_OK) rill_free(f);
+    *out = f;
+    return st;
+}
+
+// ---- to the backend ----
+
+static rill_status dev_vector(binder *b, const float *host, int64_t n, float **out) {
+    rill_model *m = b->m;
+    if (m->n_dev == m->cap_dev) {
+        int cap = m->cap_dev ? 2 * m->cap_dev : 64;
+        void **nv = rill_realloc(m->dev_owned, (size_t)cap * sizeof *nv);
+        if (!nv) return RILL_ENOMEM;
+        m->dev_owned = nv;
+        m->cap_dev = cap;
+    }
+    float *d = m->be->ops->alloc(m->be, (size_t)n * sizeof(float));
+    if (!d) return RILL_ENOMEM;
+    m->dev_owned[m->n_dev++] = d;
+    rill_stream *s;
+    rill_status st = m->be->ops->stream_create(m->be, &s);
+    if (st != RILL_OK) return st;
+    m->be->ops->upload(s, d, host, (size_t)n * sizeof(float));
+    m->be->ops->sync(s);
+    m->be->ops->stream_destroy(s);
+    *out = d;
+    return RILL_OK;
+}
+
+// A linear layer (+ optional bias) by its GGUF name and HF module path.
+static rill_status linear(binder *b, const char *gguf_name, const char *hf_module, int64_t rows, int64_t cols,
+                          bool with_bias, rill_weight *out) {
+    rill_weight host;
+    char name[256];
+    rill_status st;
+    const float *bias = NULL;
+    if (b->m->gguf) {
+        snprintf(name, sizeof name, "%s.weight", gguf_name);
+        st = gguf_linear(b, name, rows, cols, &host);
+        if (st == RILL_OK && with_bias) {
+            snprintf(name, sizeof name, "%s.bias", gguf_name);
+            st = gguf_vector(b, name, rows, &bias);
+        }
+    } else {
+        st = st_linear(b, hf_module, rows, cols, &host);
+        if (st == RILL_OK && with_bias) {
+            snprintf(name, sizeof name, "%s.bias", hf_module);
+            st = st_vector(b, name, rows, &bias);
+        }
+    }
+    if (st != RILL_OK) return st;
+    if (bias) {
+        float *d;
+        if ((st = dev_vector(b, bias, rows, &d)) != RILL_OK) return st;
+        host.bias = d;
+    }
+    return b->m->be->ops->weight_load(b->m->be, &host, out);
+}
+
+static rill_status vector(binder *b, const char *gguf_name, const char *hf_name, int64_t n, float **out) {
+    const float *host;
+    rill_status st = b->m->gguf ? gguf_vector(b, gguf_name, n, &host) : st_vector(b, hf_name, n, &host);
+    if (st != RILL_OK) return st;
+    return dev_vector(b, host, n, out);
+}
+
+#define TRY(x)                                                                                                         \
+    do {                                                                                                               \
+        rill_status st_ = (x);                                                                                         \
+        if (st_ != RILL_OK) return st_;                                                                                \
+    } while (0)
+
+// A MoE layer's router, routed experts (one weight per expert) and shared experts. GGUF files stack
+// the experts in 3-D tensors, which are not bound yet.
+static rill_status bind_moe(binder *b, int l, layer_weights *L) {
+    rill_model *m = b->m;
+    const rill_model_config *c = &m->cfg;
+    int64_t hidden = c->hidden_size, E = c->n_routed_experts, mi = c->moe_intermediate_size;
+    int64_t si = mi * (c->n_shared_experts > 0 ? c->n_shared_experts : 1);
+    char g[96] = "", h[128];
+    if (m->gguf)
+        return rill_fail(RILL_EUNSUPPORTED, "%s: layer %d: GGUF mixture-of-experts tensors are not supported yet",
+                         b->path, l);
+    L->moe = true;
+    snprintf(h, sizeof h, "model.layers.%d.mlp.gate", l);
+    TRY(linear(b, "", h, E, hidden, false, &L->router));
+    snprintf(h, sizeof h, "model.layers.%d.mlp.gate.e_score_correction_bias", l);
+    if (safetensors_set_find(m->st, h)) TRY(vector(b, "", h, E, &L->router_bias));
+    L->ex_gate = rill_calloc((size_t)E * 3, sizeof(rill_weight));
+    if (!L->ex_gate) return RILL_ENOMEM;
+    TRY(keep(m, L->ex_gate));
+    L->ex_up = L->ex_gate + E;
+    L->ex_down = L->ex_gate + 2 * E;
+    for (int64_t e = 0; e < E; e++) {
+        snprintf(h, sizeof h, "model.layers.%d.mlp.experts.%lld.gate_proj", l, (long long)e);
+        TRY(linear(b, g, h, mi, hidden, false, &L->ex_gate[e]));
+        snprintf(h, sizeof h, "model.layers.%d.mlp.experts.%lld.up_proj", l, (long long)e);
+        TRY(linear(b, g, h, mi, hidden, false, &L->ex_up[e]));
+        snprintf(h, sizeof h, "model.layers.%d.mlp.experts.%lld.down_proj", l, (long long)e);
+        TRY(linear(b, g, h, hidden, mi, false, &L->ex_down[e]));
+    }
+    if (c->n_shared_experts > 0) {
+        snprintf(h, sizeof h, "model.layers.%d.mlp.shared_experts.gate_proj", l);
+        TRY(linear(b, g, h, si, hidden, false, &L->sh_gate));
+        snprintf(h, sizeof h, "model.layers.%d.mlp.shared_experts.up_proj", l);
+        TRY(linear(b, g, h, si, hidden, false, &L->sh_up));
+        snprintf(h, sizeof h, "model.layers.%d.mlp.shared_experts.down_proj", l);
+        TRY(linear(b, g, h, hidden, si, false, &L->sh_down));
+    }
+    return RILL_OK;
+}
+
+static rill_status bind_all(rill_model *m, const char *path) {
+    binder b = {m, path};
+    const rill_model_config *c = &m->cfg;
+    const decoder_traits *tr = m->traits;
+    int64_t hidden = c->hidden_size, hd = c->head_dim, q_dim = (int64_t)c->n_heads * hd,
+            kv_dim = (int64_t)c->n_kv_heads * hd, ffn = c->intermediate_size;
+
+    TRY(linear(&b, "token_embd", "model.embed_tokens", c->vocab_size, hidden, false, &m->embed));
+    bool has_head = m->gguf ? gguf_find_tensor(m->gguf, "output.weight") != NULL
+                            : safetensors_set_find(m->st, "lm_head.weight") != NULL;
+    if (has_head && !(c->tie_word_embeddings && !m->gguf))
+        TRY(linear(&b, "output", "lm_head", c->vocab_size, hidden, false, &m->lm_head));
+    else
+        m->lm_head = m->embed;
+    TRY(vector(&b, "output_norm.weight", "model.norm.weight", hidden, &m->final_norm));
+
+    for (int l = 0; l < c->n_layers; l++) {
+        layer_weights *L = &m->layers[l];
+        char g[64], h[96], g2[96], h2[128];
+#define G(x)  (snprintf(g, sizeof g, "blk.%d.%s", l, x), g)
+#define H(x)  (snprintf(h, sizeof h, "model.layers.%d.%s", l, x), h)
+#define GN(x) (snprintf(g2, sizeof g2, "blk.%d.%s.weight", l, x), g2)
+#define HN(x) (snprintf(h2, sizeof h2, "model.layers.%d.%s.weight", l, x), h2)
+        if (m->mla) {
+            int64_t qk = c->qk_nope_head_dim + c->qk_rope_head_dim, heads = c->n_heads;
+            if (c->q_lora_rank > 0) {
+                TRY(linear(&b, G("attn_q_a"), H("self_attn.q_a_proj"), c->q_lora_rank, hidden, false, &L->q_a));
+                TRY(vector(&b, GN("attn_q_a_norm"), HN("self_attn.q_a_layernorm"), c->q_lora_rank, &L->q_a_norm));
+                TRY(linear(&b, G("attn_q_b"), H("self_attn.q_b_proj"), heads * qk, c->q_lora_rank, false, &L->q_b));
+            } else
+                TRY(linear(&b, G("attn_q"), H("self_attn.q_proj"), heads * qk, hidden, false, &L->q));
+            TRY(linear(&b, G("attn_kv_a_mqa"), H("self_attn.kv_a_proj_with_mqa"), c->kv_lora_rank + c->qk_rope_head_dim,
+                       hidden, false, &L->kv_a));
+            TRY(vector(&b, GN("attn_kv_a_norm"), HN("self_attn.kv_a_layernorm"), c->kv_lora_rank, &L->kv_a_norm));
+            TRY(linear(&b, G("attn_kv_b"), H("self_attn.kv_b_proj"), heads * (c->qk_nope_head_dim + c->v_head_dim),
+                       c->kv_lora_rank, false, &L->kv_b));
+            TRY(linear(&b, G("attn_output"), H("self_attn.o_proj"), hidden, heads * c->v_head_dim, c->attention_bias,
+                       &L->o));
+        } else {
+            TRY(linear(&b, G("attn_q"), H("self_attn.q_proj"), q_dim, hidden, c->qkv_bias, &L->q));
+            TRY(linear(&b, G("attn_k"), H("self_attn.k_proj"), kv_dim, hidden, c->qkv_bias, &L->k));
+            TRY(linear(&b, G("attn_v"), H("self_attn.v_proj"), kv_dim, hidden, c->qkv_bias, &L->v));
+            TRY(linear(&b, G("attn_output"), H("self_attn.o_proj"), hidden, q_dim, c->attention_bias, &L->o));
+        }
+        if (model_layer_is_moe(c, l))
+            TRY(bind_moe(&b, l, L));
+        else {
+            TRY(linear(&b, G("ffn_gate"), H("mlp.gate_proj"), ffn, hidden, c->mlp_bias, &L->gate));
+            TRY(linear(&b, G("ffn_up"), H("mlp.up_proj"), ffn, hidden, c->mlp_bias, &L->up));
+            TRY(linear(&b, G("ffn_down"), H("mlp.down_proj"), hidden, ffn, c->mlp_bias, &L->down));
+        }
+        TRY(vector(&b, GN("attn_norm"), HN("input_layernorm"), hidden, &L->attn_norm));
+        TRY(vector(&b, GN("ffn_norm"), HN(tr->hf_ffn_norm), hidden, &L->ffn_norm));
+        if (tr->sandwich_norms) {
+            TRY(vector(&b, GN("post_attention_norm"), HN("post_attention_layernorm"), hidden, &L->post_attn_norm));
+            TRY(vector(&b, GN("post_ffw_norm"), HN("post_feedforward_layernorm"), hidden, &L->post_ffn_norm));
+        }
+        if (c->qk_norm) {
+            TRY(vector(&b, GN("attn_q_norm"), HN("self_attn.q_norm"), hd, &L->q_norm));
+            TRY(vector(&b, GN("attn_k_norm"), HN("self_attn.k_norm"), hd, &L->k_norm));
+        }
+#undef G
+#undef H
+#undef GN
+#undef HN
+    }
+    return RILL_OK;
+}
+
+rill_status weights_bind(rill_model *m, const char *path) {
+    rill_status st = bind_all(m, path);
+    if (st == RILL_OK)
+        rill_memory_account((ptrdiff_t)m->mapped_bytes); // mapped weights in use stay resident
+    else
+        m->mapped_bytes = 0;
+    return st;
+}
