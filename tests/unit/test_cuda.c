@@ -1,0 +1,387 @@
+// test_cuda.c: what the CUDA backend adds beyond the op harness (test_backend_ops covers every op):
+// the message when no device is present, weights uploaded from host memory and released, Llama-sized
+// decode matmuls and long-cache split-K attention against the reference, and errors that name the op.
+// Without a GPU (CI) the device tests skip. `test_cuda bench` times the decode GEMV and friends on
+// the GPU (bench/gpu.sh runs it); ctest never times anything.
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#ifdef RILL_CUDA
+#include "backend/cuda/cuda.h"
+#include "backend/ref.h"
+#include "base/alloc.h"
+#include "testlib.h"
+
+static rill_backend *be;
+static rill_stream *st;
+
+static int setup(void **state) {
+    if (cuda_backend_open(0, &be) != RILL_OK) return 0; // the tests skip
+    return be->ops->stream_create(be, &st) == RILL_OK ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    if (be) {
+        be->ops->stream_destroy(st);
+        cuda_backend_close(be);
+    }
+    be = NULL;
+    return 0;
+}
+
+static void need_gpu(void) {
+    if (!be) skip();
+}
+
+static size_t tensor_bytes(const rill_tensor *t) { return (size_t)(t->rows * t->stride) * dtype_size(t->dtype); }
+
+// A host tensor of N(0, 1) values in dtype dt, and its device copy.
+static rill_tensor host_rand(rill_dtype dt, int64_t rows, int64_t cols) {
+    rill_tensor t = rill_tensor_2d(dt, rows, cols, malloc((size_t)(rows * cols) * dtype_size(dt)));
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            ref_store(&t, r, c, test_rand_normal());
+    return t;
+}
+
+static rill_tensor to_dev(const rill_tensor *h) {
+    rill_tensor d = *h;
+    d.data = be->ops->alloc(be, tensor_bytes(h));
+    be->ops->upload(st, d.data, h->data, tensor_bytes(h));
+    return d;
+}
+
+static rill_tensor dev_poisoned(rill_dtype dt, int64_t rows, int64_t cols) {
+    rill_tensor h = rill_tensor_2d(dt, rows, cols, malloc((size_t)(rows * cols) * dtype_size(dt)));
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            ref_store(&h, r, c, NAN);
+    rill_tensor d = to_dev(&h);
+    be->ops->sync(st);
+    free(h.data);
+    return d;
+}
+
+// ||dev - ref|| / ||ref||, INFINITY on any NaN.
+static double rel_err(const rill_tensor *dev, const rill_tensor *ref) {
+    rill_tensor got = *ref;
+    got.data = malloc(tensor_bytes(ref));
+    be->ops->download(st, got.data, dev->data, tensor_bytes(ref));
+    be->ops->sync(st);
+    double num = 0, den = 0;
+    for (int64_t r = 0; r < ref->rows; r++)
+        for (int64_t c = 0; c < ref->cols; c++) {
+            double a = ref_load(&got, r, c), b = ref_load(ref, r, c);
+            if (isnan(a) || isnan(b)) num = INFINITY;
+            num += (a - b) * (a - b);
+            den += b * b;
+        }
+    free(got.data);
+    return sqrt(num / (den > 0 ? den : 1e-30));
+}
+
+static double bound(void) { return be->act_dtype == DTYPE_F32 ? 2e-5 : 1e-2; }
+
+// An affine weight in host memory: packed random words, scales and biases of dtype dt.
+static rill_weight host_affine(int64_t rows, int64_t cols, int bits, int group, rill_dtype dt) {
+    rill_weight w = {WEIGHT_AFFINE, rows, cols, dt, NULL, bits, group, NULL, NULL, NULL, NULL};
+    size_t words = (size_t)(rows * cols * bits / 32), groups = (size_t)(rows * cols / group);
+    uint32_t *pk = malloc(words * 4);
+    for (size_t i = 0; i < words; i++)
+        pk[i] = (uint32_t)test_rand_u64();
+    rill_tensor s = rill_tensor_2d(dt, 1, (int64_t)groups, malloc(groups * dtype_size(dt)));
+    rill_tensor b = rill_tensor_2d(dt, 1, (int64_t)groups, malloc(groups * dtype_size(dt)));
+    float top = (float)((1 << bits) - 1);
+    for (size_t i = 0; i < groups; i++) {
+        ref_store(&s, 0, (int64_t)i, test_rand_uniform(0.01f, 0.2f) / top);
+        ref_store(&b, 0, (int64_t)i, test_rand_uniform(-0.1f, 0.0f));
+    }
+    w.packed = pk;
+    w.scales = s.data;
+    w.biases = b.data;
+    return w;
+}
+
+static void host_affine_free(rill_weight *w) {
+    free((void *)w->packed);
+    free((void *)w->scales);
+    free((void *)w->biases);
+    free((void *)w->bias);
+}
+
+static void test_open_without_device_names_the_reason(void **state) {
+    if (be) skip(); // a device is present: nothing to check here
+    rill_backend *b = NULL;
+    assert_int_not_equal(cuda_backend_open(0, &b), RILL_OK);
+    assert_null(b);
+    assert_non_null(strstr(rill_last_error(), "cuda: no CUDA device: "));
+}
+
+static void test_weights_from_host_are_uploaded_once_and_released(void **state) {
+    need_gpu();
+    static const struct {
+        int bits, group;
+        rill_dtype dt;
+        int n_tok;
+    } cases[] = {{4, 64, DTYPE_BF16, 1}, {4, 32, DTYPE_F16, 4},   {8, 64, DTYPE_BF16, 2},
+                 {4, 128, DTYPE_F32, 8}, {4, 64, DTYPE_BF16, 40}, {3, 64, DTYPE_F16, 1}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int64_t n_out = 1024 + 8, n_in = 4096;
+        rill_weight hw = host_affine(n_out, n_in, cases[k].bits, cases[k].group, cases[k].dt);
+        hw.bias = malloc((size_t)n_out * 4);
+        for (int64_t i = 0; i < n_out; i++)
+            ((float *)hw.bias)[i] = test_rand_uniform(-1, 1);
+        size_t before = rill_memory_current();
+        rill_weight dw;
+        assert_int_equal(be->ops->weight_load(be, &hw, &dw), RILL_OK);
+        size_t packed_bytes = (size_t)(n_out * n_in * cases[k].bits / 8);
+        assert_true(rill_memory_current() - before >= packed_bytes); // the upload block is accounted
+        rill_tensor xh = host_rand(be->act_dtype, cases[k].n_tok, n_in), x = to_dev(&xh);
+        rill_tensor out = dev_poisoned(be->act_dtype, cases[k].n_tok, n_out);
+        rill_tensor ref = rill_tensor_2d(be->act_dtype, cases[k].n_tok, n_out, malloc(tensor_bytes(&out)));
+        be->ops->matmul(st, &out, &x, &dw);
+        ref_matmul(&ref, &xh, &hw);
+        double e = rel_err(&out, &ref);
+        if (!(e <= bound()))
+            fail_msg("matmul %d-bit group %d, %d tokens: relative error %.3g", cases[k].bits, cases[k].group,
+                     cases[k].n_tok, e);
+        be->ops->free(be, x.data);
+        be->ops->free(be, out.data);
+        size_t mid = rill_memory_current();
+        be->ops->weight_free(be, &dw);
+        assert_true(mid - rill_memory_current() >= packed_bytes); // and released by weight_free
+        free(xh.data);
+        free(ref.data);
+        host_affine_free(&hw);
+    }
+}
+
+static void test_long_cache_attention_splits_keys_and_matches(void **state) {
+    need_gpu();
+    static const struct {
+        int n_q, n_k, window;
+        float softcap;
+    } cases[] = {{1, 5000, 0, 0}, {1, 5000, 1000, 0}, {3, 4099, 0, 30.0f}, {2, 20000, 0, 0}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int heads = 32, kv = 8, hd = 128;
+        rill_tensor qh = host_rand(be->act_dtype, cases[k].n_q, heads * hd), q = to_dev(&qh);
+        rill_tensor kh = host_rand(be->act_dtype, cases[k].n_k, kv * hd), kd = to_dev(&kh);
+        rill_tensor vh = host_rand(be->act_dtype, cases[k].n_k, kv * hd), vd = to_dev(&vh);
+        rill_tensor out = dev_poisoned(be->act_dtype, cases[k].n_q, heads * hd);
+        rill_tensor ref = rill_tensor_2d(be->act_dtype, cases[k].n_q, heads * hd, malloc(tensor_bytes(&out)));
+        rill_attn_params p = {heads,
+                              kv,
+                              hd,
+                              hd,
+                              1.0f / sqrtf((float)hd),
+                              cases[k].softcap,
+                              {cases[k].n_k - cases[k].n_q, 0, cases[k].window}};
+        be->ops->attention(st, &out, &q, &kd, &vd, &p);
+        ref_attention(&ref, &qh, &kh, &vh, &p);
+        double e = rel_err(&out, &ref);
+        if (!(e <= bound()))
+            fail_msg("attention n_k %d window %d: relative error %.3g", cases[k].n_k, cases[k].window, e);
+        assert_int_equal(st->status, RILL_OK);
+        be->ops->free(be, q.data);
+        be->ops->free(be, kd.data);
+        be->ops->free(be, vd.data);
+        be->ops->free(be, out.data);
+        free(qh.data);
+        free(kh.data);
+        free(vh.data);
+        free(ref.data);
+    }
+}
+
+static void test_bad_shapes_name_the_op_and_stick_to_the_stream(void **state) {
+    need_gpu();
+    rill_weight hw = host_affine(64, 256, 4, 64, DTYPE_BF16), dw;
+    assert_int_equal(be->ops->weight_load(be, &hw, &dw), RILL_OK);
+    rill_tensor x = dev_poisoned(be->act_dtype, 1, 128), out = dev_poisoned(be->act_dtype, 1, 64);
+    rill_clear_error();
+    be->ops->matmul(st, &out, &x, &dw); // x has 128 columns, W 256
+    assert_int_equal(st->status, RILL_EINVAL);
+    assert_non_null(strstr(rill_last_error(), "cuda matmul"));
+    rill_weight bad = hw;
+    bad.bits = 7;
+    rill_weight dummy;
+    assert_int_equal(be->ops->weight_load(be, &bad, &dummy), RILL_EUNSUPPORTED);
+    be->ops->free(be, x.data);
+    be->ops->free(be, out.data);
+    be->ops->weight_free(be, &dw);
+    host_affine_free(&hw);
+}
+
+// ---- bench mode: not a test; prints one line per measurement ----
+
+static float time_ms(void (*fn)(void *), void *arg, int reps) {
+    cudaEvent_t a, b;
+    cudaEventCreate(&a);
+    cudaEventCreate(&b);
+    for (int i = 0; i < 3; i++)
+        fn(arg);
+    cudaEventRecord(a, st->cs);
+    for (int i = 0; i < reps; i++)
+        fn(arg);
+    cudaEventRecord(b, st->cs);
+    cudaEventSynchronize(b);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, a, b);
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return ms / (float)reps;
+}
+
+enum { ROT = 6 }; // weight copies rotated through, so that L2 (50 MB) does not hold them
+
+typedef struct {
+    rill_weight w[ROT];
+    rill_tensor x, out;
+    int next;
+    const rill_tensor *k, *v;
+    rill_attn_params ap;
+} bench_case;
+
+static void run_matmul(void *arg) {
+    bench_case *c = arg;
+    be->ops->matmul(st, &c->out, &c->x, &c->w[c->next++ % ROT]);
+}
+
+static void run_attention(void *arg) {
+    bench_case *c = arg;
+    be->ops->attention(st, &c->out, &c->x, c->k, c->v, &c->ap);
+}
+
+static void bench_matmul(const char *what, int64_t n_out, int64_t n_in, int bits, int n_tok, double copy_tbs) {
+    bench_case c = {0};
+    rill_weight hw = bits ? host_affine(n_out, n_in, bits, 64, DTYPE_BF16) : (rill_weight){0};
+    if (!bits) { // dense bf16 weights
+        rill_tensor d = host_rand(DTYPE_BF16, n_out, n_in);
+        hw = (rill_weight){WEIGHT_DENSE, n_out, n_in, DTYPE_BF16, d.data, 0, 0, NULL, NULL, NULL, NULL};
+    }
+    for (int i = 0; i < ROT; i++)
+        if (be->ops->weight_load(be, &hw, &c.w[i]) != RILL_OK) {
+            printf("bench %s: %s\n", what, rill_last_error());
+            return;
+        }
+    rill_tensor xh = host_rand(be->act_dtype, n_tok, n_in);
+    c.x = to_dev(&xh);
+    c.out = dev_poisoned(be->act_dtype, n_tok, n_out);
+    int reps = n_tok > CUDA_GEMV_MAX_TOK ? 20 : 300;
+    float ms = time_ms(run_matmul, &c, reps);
+    double wbytes = bits ? (double)n_out * (double)n_in * bits / 8 + 2.0 * (double)n_out * (double)(n_in / 64) * 2
+                         : (double)n_out * (double)n_in * 2;
+    double bytes = wbytes + (double)n_tok * (double)(n_in + n_out) * dtype_size(be->act_dtype);
+    double tbs = bytes / (ms * 1e-3) / 1e12, tflops = 2.0 * (double)n_tok * n_out * n_in / (ms * 1e-3) / 1e12;
+    printf("bench %-34s %6lld x %-6lld tok %5d: %9.2f us  %6.3f TB/s (%5.1f%% of copy %.2f)  %7.1f TFLOP/s  [%s]\n",
+           what, (long long)n_out, (long long)n_in, n_tok, ms * 1e3, tbs, 100 * tbs / copy_tbs, copy_tbs, tflops,
+           st->status == RILL_OK ? "ok" : rill_last_error());
+    for (int i = 0; i < ROT; i++)
+        be->ops->weight_free(be, &c.w[i]);
+    be->ops->free(be, c.x.data);
+    be->ops->free(be, c.out.data);
+    free(xh.data);
+    if (bits)
+        host_affine_free(&hw);
+    else
+        free((void *)hw.data);
+}
+
+static void bench_attention(int n_k, double copy_tbs) {
+    bench_case c = {0};
+    int heads = 32, kv = 8, hd = 128;
+    rill_tensor qh = host_rand(be->act_dtype, 1, heads * hd), kh = host_rand(be->act_dtype, n_k, kv * hd);
+    c.x = to_dev(&qh);
+    rill_tensor k = to_dev(&kh), v = to_dev(&kh);
+    c.k = &k;
+    c.v = &v;
+    c.out = dev_poisoned(be->act_dtype, 1, heads * hd);
+    c.ap = (rill_attn_params){heads, kv, hd, hd, 0.088f, 0, {n_k - 1, 0, 0}};
+    float ms = time_ms(run_attention, &c, 200);
+    double bytes = 2.0 * n_k * kv * hd * dtype_size(be->act_dtype);
+    double tbs = bytes / (ms * 1e-3) / 1e12;
+    printf("bench %-34s ctx %6d (32/8 heads, d 128): %9.2f us  %6.3f TB/s (%5.1f%% of copy)  [%s]\n",
+           "attention decode (one layer)", n_k, ms * 1e3, tbs, 100 * tbs / copy_tbs,
+           st->status == RILL_OK ? "ok" : rill_last_error());
+    be->ops->free(be, c.x.data);
+    be->ops->free(be, k.data);
+    be->ops->free(be, v.data);
+    be->ops->free(be, c.out.data);
+    free(qh.data);
+    free(kh.data);
+}
+
+// Device-to-device copy bandwidth, counting bytes read and written (the KINDS.md convention).
+static double copy_tbs(void) {
+    size_t n = (size_t)1 << 30;
+    void *a = be->ops->alloc(be, n), *b = be->ops->alloc(be, n);
+    cudaMemsetAsync(a, 1, n, st->cs);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, st->cs);
+    cudaEventRecord(e0, st->cs);
+    for (int i = 0; i < 10; i++)
+        cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, st->cs);
+    cudaEventRecord(e1, st->cs);
+    cudaEventSynchronize(e1);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    be->ops->free(be, a);
+    be->ops->free(be, b);
+    return 2.0 * (double)n * 10 / (ms * 1e-3) / 1e12;
+}
+
+static int bench(void) {
+    if (setup(NULL) != 0 || !be) {
+        printf("bench: %s\n", rill_last_error());
+        return 1;
+    }
+    struct cudaDeviceProp prop;
+    cudaGetDeviceProperties(&prop, 0);
+    printf("bench device: %s, %d SMs, activations %s\n", prop.name, prop.multiProcessorCount,
+           dtype_name(be->act_dtype));
+    double bw = copy_tbs();
+    printf("bench device-to-device copy: %.3f TB/s (read + write)\n", bw);
+    // Llama-3-8B's layer shapes: q/o 4096x4096, k/v 1024x4096, gate/up 14336x4096, down 4096x14336
+    bench_matmul("gemv 4-bit g64 (gate/up)", 14336, 4096, 4, 1, bw);
+    bench_matmul("gemv 4-bit g64 (down)", 4096, 14336, 4, 1, bw);
+    bench_matmul("gemv 4-bit g64 (q/o)", 4096, 4096, 4, 1, bw);
+    bench_matmul("gemv 4-bit g64 (k/v)", 1024, 4096, 4, 1, bw);
+    bench_matmul("gemv 4-bit g64 (gate/up) 4 tokens", 14336, 4096, 4, 4, bw);
+    bench_matmul("gemv 4-bit g64 (gate/up) 8 tokens", 14336, 4096, 4, 8, bw);
+    bench_matmul("gemv 8-bit g64 (gate/up)", 14336, 4096, 8, 1, bw);
+    bench_matmul("gemv dense bf16 (gate/up)", 14336, 4096, 0, 1, bw);
+    bench_matmul("gemm 4-bit g64 prefill (gate/up)", 14336, 4096, 4, 2048, bw);
+    bench_matmul("gemm dense bf16 prefill (gate/up)", 14336, 4096, 0, 2048, bw);
+    bench_attention(1024, bw);
+    bench_attention(16384, bw);
+    teardown(NULL);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "bench")) return bench();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_without_device_names_the_reason, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_weights_from_host_are_uploaded_once_and_released, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_cache_attention_splits_keys_and_matches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_shapes_name_the_op_and_stick_to_the_stream, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+#else
+static void test_cuda_not_built(void **state) { skip(); }
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_cuda_not_built)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+#endif
