@@ -1,4 +1,5 @@
 // backend.c: the registry of backends compiled into this build. A backend adds one line here.
+#include <stdio.h>
 #include <string.h>
 
 #include "backend/backend.h"
@@ -34,11 +35,17 @@ rill_status backend_open(const char *name, int threads, rill_backend **out) {
     *out = NULL;
     for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++)
         if (!strcmp(name, entries[i].name)) return entries[i].open(threads, out);
-    return rill_fail(RILL_EUNSUPPORTED, "backend '%s' is not compiled into this build (have: cpu)", name);
+    char have[128] = "";
+    for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++)
+        snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", i ? ", " : "", entries[i].name);
+    return rill_fail(RILL_EUNSUPPORTED, "backend '%s' is not compiled into this build (have: %s)", name, have);
 }
 
 void backend_close(rill_backend *be) {
     if (!be) return;
     for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++)
-        if (!strcmp(be->ops->name, entries[i].name)) entries[i].close(be);
+        if (!strcmp(be->ops->name, entries[i].name)) {
+            entries[i].close(be); // be is gone now
+            return;
+        }
 }
