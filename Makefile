@@ -8,6 +8,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DRILL_WERROR=ON
 endif
 DEMO_MODEL = $(RILL_MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
+DEMO_PROMPT ?= Why is the sky blue? Answer in three sentences.
 
 .PHONY: all setup build test test-asan demo models format clean
 
@@ -33,7 +34,7 @@ test-asan: setup models
 		ctest --test-dir build-asan --output-on-failure -j $(JOBS)
 
 demo: build models
-	build/bin/rill inspect $(DEMO_MODEL)
+	build/bin/rill generate --model $(DEMO_MODEL) --prompt "$(DEMO_PROMPT)" --max-tokens 100
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

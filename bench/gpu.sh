@@ -1,8 +1,9 @@
 #!/bin/bash
 # gpu.sh: everything one device call does on the GPU machine (docs/cuda.md): unpack the carried
 # .debs (scripts/device-debs), build rill with CUDA, run the op harness (every compiled backend;
-# CUDA with bf16, f16 and f32 activations), compute-sanitizer over it, the CUDA tests, then the
-# benchmarks; prints a table last. Logs go to $OUT (8 files: at most 8 come back).
+# CUDA with bf16, f16 and f32 activations; compute-sanitizer with RILL_GPU_SANITIZER=1), the CUDA
+# tests and the tiny models against the CPU, the op benchmarks, then `rill synth` models with real
+# shapes through `rill generate --device cuda`; prints a table last. Logs go to $OUT (<= 8 files).
 # Run it from the repo root: `bash bench/gpu.sh` (device: carry [".debs"]).
 set -u
 OUT=${OUT:-/tmp/rill-gpu-out}
@@ -36,52 +37,89 @@ cat /tmp/rill-card.txt
 GEN=""
 command -v ninja > /dev/null && GEN="-G Ninja"
 if ! { cmake -S . -B build-gpu $GEN -DRILL_WERROR=ON -DRILL_CUDA=ON &&
-       cmake --build build-gpu -j 16 --target test_backend_ops test_cuda; } > "$OUT/build.log" 2>&1; then
+       cmake --build build-gpu -j 16 --target test_backend_ops test_cuda test_cuda_model rill-cli; } > "$OUT/build.log" 2>&1; then
     tail -40 "$OUT/build.log"
     echo "gpu.sh: build failed (log: build.log)"
     exit 1
 fi
 stamp "built"
 
-# 4. correctness: the op harness per activation dtype, the sanitizer, the CUDA tests
+# 4. correctness: the op harness per activation dtype, the CUDA tests, the tiny models
 declare -A RES
+: > "$OUT/ops.log"
 for dt in bf16 f16 f32; do
-    RILL_CUDA_DTYPE=$dt timeout 300 build-gpu/bin/test_backend_ops > "$OUT/ops_$dt.log" 2>&1
+    echo "== RILL_CUDA_DTYPE=$dt" >> "$OUT/ops.log"
+    RILL_CUDA_DTYPE=$dt timeout 300 build-gpu/bin/test_backend_ops >> "$OUT/ops.log" 2>&1
     RES[ops_$dt]=$?
 done
 stamp "op harness done"
-RILL_CUDA_DTYPE=bf16 timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 \
-    build-gpu/bin/test_backend_ops > "$OUT/sanitizer.log" 2>&1
-RES[sanitizer]=$?
-stamp "sanitizer done"
+if [ "${RILL_GPU_SANITIZER:-0}" = 1 ]; then
+    RILL_CUDA_DTYPE=bf16 timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 \
+        build-gpu/bin/test_backend_ops > "$OUT/sanitizer.log" 2>&1
+    RES[sanitizer]=$?
+fi
 timeout 300 build-gpu/bin/test_cuda > "$OUT/test_cuda.log" 2>&1
 RES[test_cuda]=$?
+timeout 300 build-gpu/bin/test_cuda_model > "$OUT/model.log" 2>&1
+RES[tiny_models]=$?
 stamp "cuda tests done"
 
-# 5. benchmarks (not tests): decode GEMV bandwidth, prefill GEMM, decode attention
+# 5. op benchmarks (not tests): decode GEMV bandwidth, prefill GEMM (the bf16 peak), attention
 timeout 300 build-gpu/bin/test_cuda bench > "$OUT/bench.log" 2>&1
-RES[bench]=$?
-# the same with 4-bit weights kept on the f32 path, for the int8 (dp4a) path's gain
-RILL_CUDA_GEMV=float timeout 120 build-gpu/bin/test_cuda bench 2>&1 | grep 'gemv 4-bit' | sed 's/^bench /bench f32-path /' >> "$OUT/bench.log"
-# op harness on the 4-bit f32 path too (it is what f32 activations always use)
-RILL_CUDA_GEMV=float timeout 300 build-gpu/bin/test_backend_ops > "$OUT/ops_f32path.log" 2>&1
-RES[ops_gemvf]=$?
-stamp "bench done"
+RES[op_bench]=$?
+stamp "op bench done"
 
+# 6. end to end: synthetic models with real shapes (rill synth), `rill generate --device cuda`
+RILL=build-gpu/bin/rill
+E2E="$OUT/e2e.log"
+: > "$E2E"
+ids() { seq -s, 1000 $((999 + $1)); } # n prompt ids
+run() { # name, model, prompt length, max tokens [, env]
+    local name=$1 model=$2 n=$3 m=$4
+    local t0=$(date +%s)
+    local j
+    j=$(env ${5:-} timeout 300 $RILL generate --device cuda --model "$model" --prompt-ids "$(ids "$n")" \
+        --max-tokens "$m" --json 2>> "$E2E")
+    local rc=$?
+    echo "$name rc=$rc wall=$(($(date +%s) - t0))s $j" >> "$E2E"
+    python3 - "$name" "$n" "$j" <<'PY' >> /tmp/rill-e2e.txt
+import json, sys
+name, n, j = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+try:
+    s = json.loads(j)["stats"]
+    print(f"{name:34s} prompt {s['prompt_tokens']:6d} tok {s['prompt_tps']:10.1f} tok/s   decode {s['generation_tokens']:4d} tok {s['generation_tps']:8.1f} tok/s   peak {s['peak_memory_gb']:.2f} GB")
+except Exception as e:
+    print(f"{name:34s} FAILED ({e})")
+PY
+}
+: > /tmp/rill-e2e.txt
+if timeout 200 $RILL synth --preset smollm2-135m --bits 4 --out /tmp/sm >> "$E2E" 2>&1; then
+    run "smollm2-135m 4-bit, graphs" /tmp/sm 16 1024
+    run "smollm2-135m 4-bit, no graphs" /tmp/sm 16 1024 RILL_CUDA_GRAPHS=0
+fi
+stamp "smollm2 done"
+if timeout 300 $RILL synth --preset llama3-8b --bits 4 --out /tmp/l8 >> "$E2E" 2>&1; then
+    stamp "llama3-8b synthesized"
+    run "llama3-8b 4-bit short ctx, graphs" /tmp/l8 16 256
+    run "llama3-8b 4-bit short ctx, no graphs" /tmp/l8 16 256 RILL_CUDA_GRAPHS=0
+    run "llama3-8b 4-bit prefill 2048" /tmp/l8 2049 1
+    run "llama3-8b 4-bit 16k ctx, graphs" /tmp/l8 16384 128
+fi
+stamp "e2e done"
 cat /tmp/rill-card.txt "$OUT/bench.log" > /tmp/rill-bench.log && mv /tmp/rill-bench.log "$OUT/bench.log"
 
-# 6. the table
+# 7. the table
 echo
 echo "== failures (if any) =="
-grep -h -E "relative error|FAILED|ERROR SUMMARY: [1-9]|Invalid|error:" "$OUT"/ops_*.log "$OUT/sanitizer.log" \
-    "$OUT/test_cuda.log" 2>/dev/null | head -30
+grep -h -E "relative error [0-9.e-]+ >|FAILED|ERROR SUMMARY: [1-9]|Invalid|error:|DIFFER" "$OUT"/ops.log \
+    "$OUT/test_cuda.log" "$OUT/model.log" 2>/dev/null | head -30
 echo
 echo "== rill GPU checks: $(head -1 /tmp/rill-card.txt) =="
-for k in ops_bf16 ops_f16 ops_f32 ops_gemvf sanitizer test_cuda bench; do
-    f=$k; [ "$k" = ops_gemvf ] && f=ops_f32path
-    summary=$(grep -h -E "PASSED|FAILED  \]|SKIPPED  \]|ERROR SUMMARY" "$OUT/$f.log" 2>/dev/null |
-              tr -s ' ' | tr '\n' ' ' | cut -c1-90)
-    printf "%-10s exit %-3s %s\n" "$k" "${RES[$k]}" "$summary"
+for k in ops_bf16 ops_f16 ops_f32 test_cuda tiny_models op_bench; do
+    printf "%-12s exit %s\n" "$k" "${RES[$k]}"
 done
+grep -h -E "relative error|greedy|sampled" "$OUT/model.log" | cut -c1-150
 echo
-grep '^bench' "$OUT/bench.log"
+grep -E '^bench (gemm dense|gemv 4-bit g64 \((gate|down|q|k)|attention)' "$OUT/bench.log" | cut -c1-120
+echo
+cat /tmp/rill-e2e.txt

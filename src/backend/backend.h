@@ -14,6 +14,7 @@
 typedef struct rill_backend rill_backend;
 typedef struct rill_stream rill_stream;
 typedef struct rill_event rill_event;
+typedef struct rill_graph rill_graph;
 
 // A 2-D view of device memory. Rows may be strided (a head's slice, a window of a cache).
 typedef struct {
@@ -56,6 +57,10 @@ typedef struct {
 typedef struct {
     int64_t q_pos0, k_pos0;
     int window; // 0: unlimited
+    // Device I32 [1] or NULL. When set, q_pos0 is read from here when the stream reaches the op
+    // (a replayed graph), and keys past the last query's position are not read, so k and v may
+    // be views of a whole preallocated cache. Set only on backends with graph ops (see below).
+    const int32_t *q_pos_dev;
 } rill_attn_mask;
 
 typedef struct {
@@ -78,6 +83,17 @@ typedef struct {
     bool norm;               // normalise the top-k weights
     float scale;             // routed_scaling_factor
 } rill_moe_params;
+
+// K or V of a quantized KV cache in MLX's affine layout: row t = position t, quantized in groups of
+// group_size consecutive elements (groups never straddle a head: head_dim is a multiple of the group).
+typedef struct {
+    int bits, group_size;   // 4 or 8 (any of 2..8 in the reference); 32, 64 or 128
+    rill_dtype scale_dtype; // F32, F16 or BF16 (the activation dtype)
+    int64_t rows, cols;     // positions, n_kv_heads * head_dim
+    uint32_t *packed;       // [rows][cols * bits / 32]
+    void *scales;           // [rows][cols / group_size] of scale_dtype
+    void *biases;           // [rows][cols / group_size] of scale_dtype
+} rill_qkv;
 
 typedef struct rill_backend_ops {
     const char *name;
@@ -141,6 +157,41 @@ typedef struct rill_backend_ops {
     void (*moe_combine)(rill_stream *s, rill_tensor *out, const rill_tensor *y, const rill_tensor *weights);
     // out = x converted to out's dtype (any of F32, F16, BF16); same shape, strides may differ.
     void (*copy)(rill_stream *s, rill_tensor *out, const rill_tensor *x);
+
+    // Optional, for a device decode loop (NULL where a backend has none: the CPU's steps cost
+    // nothing to issue). A captured graph replays a step with no host work, so whatever changes
+    // from step to step is read from device memory when the stream gets there.
+    // Rows [*row, *row + x.rows) of out = x, converted to out's dtype. row: device I32 [1].
+    void (*copy_at)(rill_stream *s, rill_tensor *out, const rill_tensor *x, const int32_t *row);
+    // x[0] += v on the device. x: device I32 [1].
+    void (*add_i32)(rill_stream *s, int32_t *x, int32_t v);
+    // token [1][1] I32 = argmax of logits [1][vocab] when temp == 0 (ties: the lowest id), else a
+    // draw from softmax(logits / temp) over the top_k largest (top_k 0: all), with randomness
+    // from (seed, *step); step: device I32 [1].
+    void (*sample)(rill_stream *s, rill_tensor *token, const rill_tensor *logits, float temp, int top_k,
+                   uint64_t seed, const int32_t *step);
+    // Capture: the ops issued on s between graph_begin and graph_end are recorded, not run (no
+    // allocation, sync or host-side read may happen in between); graph_launch replays them.
+    rill_status (*graph_begin)(rill_stream *s);
+    rill_status (*graph_end)(rill_stream *s, rill_graph **out);
+    rill_status (*graph_launch)(rill_stream *s, rill_graph *g);
+    void (*graph_destroy)(rill_graph *g); // NULL is allowed
+    // Host memory that copies to and from the device can use asynchronously (pinned).
+    void *(*host_alloc)(rill_backend *be, size_t bytes);
+    void (*host_free)(rill_backend *be, void *p);
+    // The first failure on s since it was created (RILL_OK if none), with its message set again.
+    rill_status (*stream_status)(rill_stream *s);
+
+    // Optional, for the quantized KV cache (NULL where a backend has none: the cache then refuses
+    // to be made, saying so; the op test skips them). See rill_qkv above.
+    // Rows [0, x.rows) of out = x quantized as mx.quantize does: per group, scale = (max - min) /
+    // (2^bits - 1), the edge of larger magnitude made exact (bias = edge, scale = edge / round(edge /
+    // scale), or bias 0 when that rounds to 0), q = clamp(round((x - bias) / scale)). x: [n][out.cols].
+    void (*kv_quantize)(rill_stream *s, rill_qkv *out, const rill_tensor *x);
+    // attention (above) with k and v quantized: each key and value is read from its packed groups,
+    // the cache is never dequantized whole. Same q, out, params and mask meaning.
+    void (*attention_q)(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_qkv *k, const rill_qkv *v,
+                        const rill_attn_params *p);
 } rill_backend_ops;
 
 struct rill_backend {

@@ -264,3 +264,76 @@ void ref_moe_combine(rill_tensor *out, const rill_tensor *y, const rill_tensor *
             ref_store(out, t, c, (float)acc);
         }
 }
+
+// ---- quantized KV (rill_qkv) ----
+
+float ref_qkv_load(const rill_qkv *t, int64_t r, int64_t c) {
+    int64_t wpr = t->cols * t->bits / 32, gpr = t->cols / t->group_size;
+    int64_t bit = c * t->bits;
+    const uint32_t *w = t->packed + r * wpr;
+    uint64_t two = (uint64_t)w[bit / 32] | (bit / 32 + 1 < wpr ? (uint64_t)w[bit / 32 + 1] << 32 : 0);
+    unsigned q = (unsigned)(two >> (bit % 32)) & ((1u << t->bits) - 1);
+    int64_t g = r * gpr + c / t->group_size;
+    float s = ref_scalar(t->scale_dtype, t->scales, g), b = ref_scalar(t->scale_dtype, t->biases, g);
+    return s * (float)q + b;
+}
+
+static void store_param(rill_dtype dt, void *p, int64_t i, float v) {
+    rill_tensor t = rill_tensor_2d(dt, 1, i + 1, p);
+    ref_store(&t, 0, i, v);
+}
+
+void ref_kv_quantize(rill_qkv *out, const rill_tensor *x) {
+    int n_levels = (1 << out->bits) - 1;
+    int64_t wpr = out->cols * out->bits / 32, gpr = out->cols / out->group_size;
+    for (int64_t r = 0; r < x->rows; r++) {
+        uint32_t *w = out->packed + r * wpr;
+        for (int64_t i = 0; i < wpr; i++)
+            w[i] = 0;
+        for (int64_t g = 0; g < gpr; g++) {
+            float lo = INFINITY, hi = -INFINITY;
+            for (int e = 0; e < out->group_size; e++) {
+                float v = ref_load(x, r, g * out->group_size + e);
+                lo = v < lo ? v : lo;
+                hi = v > hi ? v : hi;
+            }
+            float scale = (hi - lo) / (float)n_levels;
+            if (!(scale > 1e-7f)) scale = 1e-7f;
+            bool low = fabsf(lo) > fabsf(hi);
+            if (!low) scale = -scale;
+            float edge = low ? lo : hi, q0 = rintf(edge / scale), bias = 0;
+            if (q0 != 0) {
+                scale = edge / q0;
+                bias = edge;
+            }
+            // the stored (rounded) parameters are the ones the levels are fitted to
+            store_param(out->scale_dtype, out->scales, r * gpr + g, scale);
+            store_param(out->scale_dtype, out->biases, r * gpr + g, bias);
+            scale = ref_scalar(out->scale_dtype, out->scales, r * gpr + g);
+            bias = ref_scalar(out->scale_dtype, out->biases, r * gpr + g);
+            for (int e = 0; e < out->group_size; e++) {
+                float v = rintf((ref_load(x, r, g * out->group_size + e) - bias) / scale);
+                unsigned q = v < 0 ? 0 : v > (float)n_levels ? (unsigned)n_levels : (unsigned)v;
+                int64_t bit = (g * out->group_size + e) * out->bits;
+                w[bit / 32] |= q << (bit % 32);
+                if (bit % 32 + out->bits > 32) w[bit / 32 + 1] |= q >> (32 - bit % 32);
+            }
+        }
+    }
+}
+
+void ref_attention_q(rill_tensor *out, const rill_tensor *q, const rill_qkv *k, const rill_qkv *v,
+                     const rill_attn_params *p) {
+    // Dequantize one head's keys and values at a time into f32 views, then the plain reference.
+    rill_tensor kd = rill_tensor_2d(DTYPE_F32, k->rows, k->cols, malloc(sizeof(float) * (size_t)(k->rows * k->cols + 1)));
+    rill_tensor vd = rill_tensor_2d(DTYPE_F32, v->rows, v->cols, malloc(sizeof(float) * (size_t)(v->rows * v->cols + 1)));
+    for (int64_t r = 0; r < k->rows; r++) {
+        for (int64_t c = 0; c < k->cols; c++)
+            ref_store(&kd, r, c, ref_qkv_load(k, r, c));
+        for (int64_t c = 0; c < v->cols; c++)
+            ref_store(&vd, r, c, ref_qkv_load(v, r, c));
+    }
+    ref_attention(out, q, &kd, &vd, p);
+    free(kd.data);
+    free(vd.data);
+}

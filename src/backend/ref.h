@@ -10,6 +10,12 @@ void ref_rmsnorm(rill_tensor *out, const rill_tensor *x, const float *w, float e
 void ref_rope(rill_tensor *x, const rill_tensor *pos, const rill_rope_params *p);
 void ref_attention(rill_tensor *out, const rill_tensor *q, const rill_tensor *k, const rill_tensor *v,
                    const rill_attn_params *p);
+// Quantized KV (rill_qkv): mx.quantize's rule, and attention that reads the packed rows. The
+// reference dequantizes into a temporary (it defines the meaning; backends must not).
+void ref_kv_quantize(rill_qkv *out, const rill_tensor *x);
+void ref_attention_q(rill_tensor *out, const rill_tensor *q, const rill_qkv *k, const rill_qkv *v,
+                     const rill_attn_params *p);
+float ref_qkv_load(const rill_qkv *t, int64_t r, int64_t c); // element (r, c) dequantized
 void ref_act_mul(rill_tensor *out, const rill_tensor *gate, const rill_tensor *up, rill_act act);
 void ref_add(rill_tensor *out, const rill_tensor *a, const rill_tensor *b);
 void ref_scale(rill_tensor *out, const rill_tensor *x, float scale);

@@ -1,27 +1,47 @@
-// threadpool.c: workers wait on a generation counter; a loop hands out tasks through an atomic
-// index. Spinning then sleeping on a condition variable keeps the per-loop cost to a few
-// microseconds while the pool is busy and zero CPU while it is idle.
+// threadpool.c: one parallel loop at a time, tasks claimed dynamically. A loop is published as one
+// 64-bit word {generation, n_tasks, next task}; a thread claims a task with one fetch_add on that
+// word, so a late worker can never take a task of the wrong loop, and the caller waits for the
+// loop's tasks to be done, not for every worker to wake: a descheduled worker costs nothing
+// unless it holds a task. Workers spin (pause) a while between loops, then sleep on a futex.
+// No allocation per loop.
 #include "base/threadpool.h"
 
+#include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 
-#define SPIN_ROUNDS 20000
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+// The loop word: generation [63:40], n_tasks [39:20], next task [19:0].
+#define GEN_SHIFT   40 // 24 bits of generation
+#define NT_SHIFT    20 // 20 bits of n_tasks (at most THREADPOOL_MAX_TASKS per loop)
+#define NEXT_MASK   ((UINT64_C(1) << NT_SHIFT) - 1)
+#define NT_MASK     ((UINT64_C(1) << (GEN_SHIFT - NT_SHIFT)) - 1)
+#define MAX_TASKS   ((int)(NEXT_MASK >> 1)) // leaves headroom for claims past the end
+#define SPIN_NS     200000                  // a worker spins this long after its last task, then sleeps
 
 struct threadpool {
     int n_threads;
     pthread_t *threads; // [n_threads - 1]
-    pthread_mutex_t mu;
-    pthread_cond_t wake;
-    atomic_uint generation; // bumped once per loop (and at shutdown)
-    atomic_int next_task;   // next task index to hand out
-    atomic_int pending;     // workers still inside the current loop
-    int n_tasks;
-    threadpool_fn fn;
+    _Alignas(64) _Atomic uint64_t loop; // {generation, n_tasks, next}
+    _Alignas(64) atomic_int done;       // tasks of the current loop finished
+    _Alignas(64) _Atomic uint32_t wake; // futex word: bumped for each loop while a worker sleeps
+    atomic_int sleepers;
+    threadpool_fn fn; // of the current loop: written before the loop word is published
     void *arg;
     atomic_bool stop;
 };
@@ -31,34 +51,60 @@ typedef struct {
     int id;
 } worker_arg;
 
-static void drain(threadpool *p, int thread) {
+static void futex_wait(_Atomic uint32_t *w, uint32_t seen) {
+    syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+}
+static void futex_wake_all(_Atomic uint32_t *w) { syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0); }
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+// Claims and runs tasks until the loop has none left; returns how many it ran. A claim may land in
+// a newer loop than the one that woke us (the caller published it meanwhile): the word says which
+// loop, its fn and arg were published before it, and a task claimed is a task run.
+static int drain(threadpool *p, int thread) {
+    int ran = 0;
     for (;;) {
-        int t = atomic_fetch_add_explicit(&p->next_task, 1, memory_order_relaxed);
-        if (t >= p->n_tasks) break;
+        uint64_t w = atomic_fetch_add_explicit(&p->loop, 1, memory_order_acquire);
+        int n = (int)((w >> NT_SHIFT) & NT_MASK), t = (int)(w & NEXT_MASK);
+        if (t >= n) break;
         p->fn(p->arg, t, thread);
+        ran++;
     }
+    if (ran) atomic_fetch_add_explicit(&p->done, ran, memory_order_release);
+    return ran;
 }
 
 static void *worker(void *v) {
     worker_arg wa = *(worker_arg *)v;
     rill_free(v);
     threadpool *p = wa.p;
-    unsigned seen = 0;
+    uint64_t seen = atomic_load_explicit(&p->loop, memory_order_acquire) >> GEN_SHIFT;
     for (;;) {
-        unsigned g;
+        uint64_t w, t0 = 0;
         int spins = 0;
-        while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen) {
-            if (++spins < SPIN_ROUNDS) continue;
-            pthread_mutex_lock(&p->mu);
-            while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen)
-                pthread_cond_wait(&p->wake, &p->mu);
-            pthread_mutex_unlock(&p->mu);
-            break;
+        while ((w = atomic_load_explicit(&p->loop, memory_order_acquire)) >> GEN_SHIFT == seen) {
+            if (atomic_load_explicit(&p->stop, memory_order_relaxed)) return NULL;
+            cpu_relax();
+            if (++spins % 256) continue;
+            uint64_t t = now_ns();
+            if (!t0) t0 = t;
+            if (t - t0 < SPIN_NS) continue;
+            // sleep until the next loop: announce, then re-check before waiting (no lost wake-up)
+            uint32_t ws = atomic_load_explicit(&p->wake, memory_order_seq_cst);
+            atomic_fetch_add_explicit(&p->sleepers, 1, memory_order_seq_cst);
+            if (atomic_load_explicit(&p->loop, memory_order_seq_cst) >> GEN_SHIFT == seen &&
+                !atomic_load_explicit(&p->stop, memory_order_seq_cst))
+                futex_wait(&p->wake, ws);
+            atomic_fetch_sub_explicit(&p->sleepers, 1, memory_order_seq_cst);
+            t0 = 0;
         }
-        seen = g;
-        if (atomic_load(&p->stop)) return NULL;
+        seen = w >> GEN_SHIFT;
+        if (atomic_load_explicit(&p->stop, memory_order_relaxed)) return NULL;
         drain(p, wa.id);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
     }
 }
 
@@ -68,11 +114,10 @@ rill_status threadpool_create(int n_threads, threadpool **out) {
     threadpool *p = rill_calloc(1, sizeof *p);
     if (!p) return RILL_ENOMEM;
     p->n_threads = n_threads;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->wake, NULL);
     if (n_threads > 1) {
         p->threads = rill_calloc((size_t)n_threads - 1, sizeof *p->threads);
         if (!p->threads) {
+            p->n_threads = 1;
             threadpool_destroy(p);
             return RILL_ENOMEM;
         }
@@ -100,37 +145,45 @@ rill_status threadpool_create(int n_threads, threadpool **out) {
 void threadpool_destroy(threadpool *p) {
     if (!p) return;
     atomic_store(&p->stop, true);
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
+    atomic_fetch_add(&p->wake, 1);
+    futex_wake_all(&p->wake);
     for (int i = 1; i < p->n_threads; i++)
         pthread_join(p->threads[i - 1], NULL);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->wake);
     rill_free(p->threads);
     rill_free(p);
 }
 
 int threadpool_size(const threadpool *p) { return p->n_threads; }
 
+static void run_serial(int n_tasks, threadpool_fn fn, void *arg) {
+    for (int t = 0; t < n_tasks; t++)
+        fn(arg, t, 0);
+}
+
 void threadpool_run(threadpool *p, int n_tasks, threadpool_fn fn, void *arg) {
     if (n_tasks <= 0) return;
     if (p->n_threads == 1 || n_tasks == 1) {
-        for (int t = 0; t < n_tasks; t++)
-            fn(arg, t, 0);
+        run_serial(n_tasks, fn, arg);
+        return;
+    }
+    if (n_tasks > MAX_TASKS) { // (callers split work into a few thousand tasks; this keeps the word's fields apart)
+        run_serial(n_tasks, fn, arg);
         return;
     }
     p->fn = fn;
     p->arg = arg;
-    p->n_tasks = n_tasks;
-    atomic_store_explicit(&p->next_task, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    uint64_t gen = ((atomic_load_explicit(&p->loop, memory_order_relaxed) >> GEN_SHIFT) + 1) & ((UINT64_C(1) << 24) - 1);
+    // publish: fn, arg and done are visible to whoever sees the new word (release)
+    atomic_store_explicit(&p->loop, gen << GEN_SHIFT | (uint64_t)n_tasks << NT_SHIFT, memory_order_seq_cst);
+    if (atomic_load_explicit(&p->sleepers, memory_order_seq_cst) > 0) {
+        atomic_fetch_add_explicit(&p->wake, 1, memory_order_seq_cst);
+        futex_wake_all(&p->wake);
+    }
     drain(p, 0);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
-        sched_yield();
+    // wait for tasks still held by workers (a worker that never woke holds none)
+    int spins = 0;
+    while (atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks)
+        if (++spins % 1024) cpu_relax();
+        else sched_yield();
 }

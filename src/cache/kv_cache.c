@@ -5,6 +5,7 @@
 
 #include "base/alloc.h"
 #include "cache/cache.h"
+#include "cache/kv_store.h"
 
 typedef struct {
     cache_layer base;
@@ -16,6 +17,7 @@ typedef struct {
     int64_t offset;   // positions filled
     void *k;          // [capacity][k_dim] of dtype
     void *v;          // [capacity][v_dim] of dtype
+    const int32_t *dev_offset; // device I32 [1] while bound (bind_device), else NULL
 } kv_cache;
 
 static rill_tensor view(const kv_cache *c, void *data, int64_t dim, int64_t rows) {
@@ -56,6 +58,14 @@ static rill_status kv_update(cache_layer *base, rill_stream *s, const rill_tenso
                          "KVCache: update of [%lld][%lld] keys and [%lld][%lld] values, cache holds %lld and %lld",
                          (long long)n, (long long)k->cols, (long long)v->rows, (long long)v->cols, (long long)c->k_dim,
                          (long long)c->v_dim);
+    if (c->dev_offset) { // a captured step: the row comes from the device counter
+        rill_tensor dk = view(c, c->k, c->k_dim, c->capacity), dv = view(c, c->v, c->v_dim, c->capacity);
+        c->be->ops->copy_at(s, &dk, k, c->dev_offset);
+        c->be->ops->copy_at(s, &dv, v, c->dev_offset);
+        *keys = dk;
+        *values = dv;
+        return RILL_OK;
+    }
     if (c->offset + n > c->capacity) {
         rill_status st = grow(c, s, c->offset + n);
         if (st != RILL_OK) return st;
@@ -73,8 +83,29 @@ static rill_status kv_update(cache_layer *base, rill_stream *s, const rill_tenso
 
 static rill_attn_mask kv_make_mask(const cache_layer *base, int n, int window) {
     const kv_cache *c = (const kv_cache *)base;
-    rill_attn_mask m = {c->offset, 0, window};
+    rill_attn_mask m = {c->offset, 0, window, c->dev_offset};
     return m;
+}
+
+static rill_status kv_bind_device(cache_layer *base, rill_stream *s, const int32_t *dev_offset, int64_t reserve) {
+    kv_cache *c = (kv_cache *)base;
+    if (!c->be->ops->copy_at)
+        return rill_fail(RILL_EUNSUPPORTED, "KVCache: backend %s has no copy_at", c->be->ops->name);
+    if (reserve > c->capacity) {
+        int64_t keep = c->offset;
+        if (c->dev_offset) c->offset = c->capacity; // bound already: the host offset is stale, keep every row
+        rill_status st = grow(c, s, reserve);
+        c->offset = keep;
+        if (st != RILL_OK) return st;
+    }
+    c->dev_offset = dev_offset;
+    return RILL_OK;
+}
+
+static void kv_unbind_device(cache_layer *base, int64_t offset) {
+    kv_cache *c = (kv_cache *)base;
+    c->dev_offset = NULL;
+    c->offset = offset < 0 ? 0 : offset > c->capacity ? c->capacity : offset;
 }
 
 static int64_t kv_offset(const cache_layer *base) { return ((const kv_cache *)base)->offset; }
@@ -100,6 +131,24 @@ static void kv_destroy(cache_layer *base) {
     rill_free(c);
 }
 
+static rill_status kv_to_quantized(cache_layer *base, rill_stream *s, int group_size, int bits, cache_layer **out) {
+    kv_cache *c = (kv_cache *)base;
+    if (c->dev_offset) return rill_fail(RILL_EINVAL, "KVCache: cannot quantize while bound to a device offset");
+    rill_tensor k = view(c, c->k, c->k_dim, c->offset), v = view(c, c->v, c->v_dim, c->offset);
+    return quantized_cache_create(c->be, s, cache_kv_scale_dtype(c->dtype), c->k_dim, c->v_dim, group_size, bits, &k,
+                                  &v, out);
+}
+
+// mlx-lm's KVCache.state: (keys, values, offset), the arrays cut to the offset.
+static rill_status kv_get_state(const cache_layer *base, rill_stream *s, int n_kv_heads, cache_state *out) {
+    const kv_cache *c = (const kv_cache *)base;
+    rill_status st = kv_state_array(out, c->be, s, "0", c->dtype, c->k, c->offset, n_kv_heads, c->k_dim / n_kv_heads);
+    if (st == RILL_OK)
+        st = kv_state_array(out, c->be, s, "1", c->dtype, c->v, c->offset, n_kv_heads, c->v_dim / n_kv_heads);
+    kv_state_int(out, "2", c->offset);
+    return st;
+}
+
 static const cache_ops kv_ops = {
     .class_name = "KVCache",
     .update_and_fetch = kv_update,
@@ -109,6 +158,10 @@ static const cache_ops kv_ops = {
     .trim = kv_trim,
     .nbytes = kv_nbytes,
     .destroy = kv_destroy,
+    .bind_device = kv_bind_device,
+    .unbind_device = kv_unbind_device,
+    .to_quantized = kv_to_quantized,
+    .get_state = kv_get_state,
 };
 
 rill_status kv_cache_create(rill_backend *be, rill_dtype dtype, int64_t k_dim, int64_t v_dim, int step,

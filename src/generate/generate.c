@@ -2,6 +2,10 @@
 // input token (the last prompt token, or token k-1 from the ring), runs the decoder, applies the
 // processors, takes logprobs and samples token k into ring slot k % 2. generate_next submits step
 // k+1 before it waits for step k, so the compute thread is never idle while the caller consumes.
+// On a backend with graph ops (CUDA) the device loop runs instead where the sampling allows it:
+// the cache is bound to a device position counter, step k reads its input token where step k-1's
+// sampler wrote it on the device, and from the second step on a step is one replay of a graph
+// captured once; only the token (4 bytes) comes back, into a pinned ring.
 #include "generate/generate.h"
 
 #include <stdio.h>
@@ -34,12 +38,24 @@ struct generator {
     char step_error[2][256];
     int64_t submitted, returned;
     double t_prompt, t_decode0, t_last;
+    float *logits32; // [vocab] device f32: the logits converted for the download (activations not f32)
+
+    // The device loop (generate_on_device)
+    bool dev, use_graph;
+    int32_t *dev_state;   // device I32 [2]: [0] the position of the running step's token, [1] its input token
+    int32_t *tok_ring;    // [2] pinned host: token of step k in tok_ring[k % 2]
+    int32_t dev_init[2];  // host staging of dev_state's first values
+    int64_t pos0;         // the cache's offset when the loop began
+    int64_t reserve;      // positions the cache holds room for
+    int warm;             // steps run since the cache was (re)bound: the first runs uncaptured
+    rill_graph *graph;    // the captured step, or NULL
 };
 
 generate_params generate_defaults(void) {
     generate_params p = {0};
     p.max_tokens = 256;
     p.prefill_step_size = 2048;
+    p.kv_group_size = 64;
     p.sampling = sampler_defaults();
     p.processing = logits_defaults();
     return p;
@@ -55,12 +71,19 @@ static void step(void *v) {
     op->upload(g->s, g->ids_dev, &input, sizeof input);
     rill_tensor ids = rill_tensor_2d(DTYPE_I32, 1, 1, g->ids_dev), logits;
     rill_status st = decoder_forward(g->m, g->cache, g->s, &ids, false, &logits);
+    if (st == RILL_OK) // mlx-lm quantizes inside every step too, once the offset passes the start
+        st = cache_maybe_quantize(g->cache, g->s, g->p.quantized_kv_start, g->p.kv_group_size, g->p.kv_bits);
     if (st != RILL_OK) {
         g->step_status[slot] = st;
         snprintf(g->step_error[slot], sizeof g->step_error[slot], "%s", rill_last_error());
         return;
     }
     float *lp = g->logprobs[slot];
+    if (logits.dtype != DTYPE_F32) { // GPU activations: convert on the device, then copy
+        rill_tensor l32 = rill_tensor_2d(DTYPE_F32, 1, g->vocab, g->logits32);
+        op->copy(g->s, &l32, &logits);
+        logits = l32;
+    }
     op->download(g->s, lp, logits.data, (size_t)g->vocab * sizeof(float));
     op->sync(g->s);
     logits_process(&g->smp, &g->p.processing, g->history, g->n_hist, lp);
@@ -69,7 +92,97 @@ static void step(void *v) {
     g->step_status[slot] = RILL_OK;
 }
 
+// The ops of one device-loop step: forward the token in dev_state[1] at position dev_state[0],
+// sample the next token into dev_state[1], advance the position.
+static rill_status dev_ops(generator *g) {
+    const rill_backend_ops *op = g->m->be->ops;
+    rill_tensor ids = rill_tensor_2d(DTYPE_I32, 1, 1, g->dev_state + 1), logits;
+    rill_status st = decoder_forward(g->m, g->cache, g->s, &ids, false, &logits);
+    if (st != RILL_OK) return st;
+    const sampler_params *sp = &g->p.sampling;
+    op->sample(g->s, &ids, &logits, sp->temp, sp->top_k, sp->seed, g->dev_state);
+    op->add_i32(g->s, g->dev_state, 1);
+    return op->stream_status ? op->stream_status(g->s) : RILL_OK;
+}
+
+static rill_status dev_submit(generator *g) {
+    const rill_backend_ops *op = g->m->be->ops;
+    int64_t k = g->submitted;
+    int slot = (int)(k % 2);
+    rill_status st = RILL_OK;
+    if (g->pos0 + k >= g->reserve) { // out of room: grow while nothing runs, capture again
+        op->sync(g->s);
+        op->graph_destroy(g->graph);
+        g->graph = NULL;
+        g->reserve = g->pos0 + k + 4096;
+        int64_t ctx = g->m->cfg.max_position_embeddings;
+        if (ctx > 0 && g->reserve > ctx && ctx > g->pos0 + k) g->reserve = ctx;
+        if ((st = cache_bind_device(g->cache, g->s, g->dev_state, g->reserve)) != RILL_OK) return st;
+        g->warm = 0;
+    }
+    if (!g->use_graph || g->warm == 0) { // plain launches (the first step also sizes every scratch)
+        st = dev_ops(g);
+        g->warm = 1;
+    } else {
+        if (!g->graph) {
+            if ((st = op->graph_begin(g->s)) != RILL_OK) return st;
+            rill_status st_ops = dev_ops(g);
+            rill_graph *gr = NULL;
+            st = op->graph_end(g->s, &gr);
+            if (st_ops != RILL_OK) {
+                op->graph_destroy(gr);
+                return st_ops;
+            }
+            if (st != RILL_OK) return st;
+            g->graph = gr;
+        }
+        st = op->graph_launch(g->s, g->graph);
+    }
+    if (st != RILL_OK) return st;
+    op->download(g->s, &g->tok_ring[slot], g->dev_state + 1, sizeof(int32_t));
+    op->event_record(g->s, g->events[slot]);
+    g->submitted++;
+    return RILL_OK;
+}
+
+// Whether the device loop can serve these parameters: the sampler's argmax, or temp with top-k,
+// and no processors.
+static bool device_loop_fits(const rill_model *m, const generate_params *p) {
+    const rill_backend_ops *op = m->be->ops;
+    if (p->host_sampling || !op->sample || !op->add_i32 || !op->copy_at || !op->host_alloc) return false;
+    const logits_params *lp = &p->processing;
+    if (lp->n_bias > 0 || (lp->repetition_penalty != 0 && lp->repetition_penalty != 1) ||
+        lp->presence_penalty != 0 || lp->frequency_penalty != 0)
+        return false;
+    const sampler_params *sp = &p->sampling;
+    if (sp->temp == 0) return true;
+    return (sp->top_p <= 0 || sp->top_p >= 1) && sp->min_p <= 0 && sp->xtc_probability <= 0;
+}
+
+static rill_status dev_begin(generator *g) {
+    rill_model *m = g->m;
+    const rill_backend_ops *op = m->be->ops;
+    g->dev_state = op->alloc(m->be, 2 * sizeof(int32_t));
+    g->tok_ring = op->host_alloc(m->be, 2 * sizeof(int32_t));
+    if (!g->dev_state || !g->tok_ring) return RILL_ENOMEM;
+    g->pos0 = cache_offset(g->cache);
+    int64_t max = g->p.max_tokens;
+    g->reserve = g->pos0 + (max >= 0 ? max + 1 : 4096);
+    int64_t ctx = m->cfg.max_position_embeddings;
+    if (ctx > 0 && g->reserve > ctx && ctx > g->pos0) g->reserve = ctx;
+    rill_status st = cache_bind_device(g->cache, g->s, g->dev_state, g->reserve);
+    if (st != RILL_OK) return st;
+    g->dev_init[0] = (int32_t)g->pos0;
+    g->dev_init[1] = g->history[g->n_hist - 1];
+    op->upload(g->s, g->dev_state, g->dev_init, sizeof g->dev_init);
+    op->sync(g->s);
+    g->dev = true;
+    g->use_graph = !g->p.no_graphs && op->graph_begin && m->cfg.n_routed_experts == 0; // moe_matmul syncs
+    return RILL_OK;
+}
+
 static rill_status submit(generator *g) {
+    if (g->dev) return dev_submit(g);
     int64_t k = g->submitted;
     int slot = (int)(k % 2);
     if (g->n_prompt + k > g->cap_hist) { // step k appends token k - 1: grow while no step runs
@@ -104,6 +217,10 @@ rill_status generate_start(rill_model *m, rill_cache *cache, rill_stream *s, con
         return rill_fail(RILL_ERANGE,
                          "generate: a prompt of %lld tokens (after %lld cached) exceeds the context of %lld",
                          (long long)n, (long long)cache_offset(cache), (long long)ctx);
+    if (p->kv_bits && ((p->kv_bits != 4 && p->kv_bits != 8) ||
+                       (p->kv_group_size != 32 && p->kv_group_size != 64 && p->kv_group_size != 128)))
+        return rill_fail(RILL_ERANGE, "kv_bits %d with kv_group_size %d: 4 or 8 bits, groups of 32, 64 or 128",
+                         p->kv_bits, p->kv_group_size);
     rill_status st = logits_check(&p->processing, vocab);
     if (st != RILL_OK) return st;
 
@@ -119,6 +236,10 @@ rill_status generate_start(rill_model *m, rill_cache *cache, rill_stream *s, con
     g->logprobs[0] = rill_malloc((size_t)vocab * sizeof(float));
     g->logprobs[1] = rill_malloc((size_t)vocab * sizeof(float));
     g->ids_dev = m->be->ops->alloc(m->be, sizeof(int32_t) * 64);
+    if (m->be->act_dtype != DTYPE_F32) {
+        g->logits32 = m->be->ops->alloc(m->be, (size_t)vocab * sizeof(float));
+        if (!g->logits32) st = RILL_ENOMEM;
+    }
     if (!g->history || !g->logprobs[0] || !g->logprobs[1] || !g->ids_dev) st = RILL_ENOMEM;
     if (st == RILL_OK) st = sampler_init(&g->smp, &p->sampling, vocab);
     for (int i = 0; i < 2 && st == RILL_OK; i++)
@@ -144,6 +265,7 @@ rill_status generate_start(rill_model *m, rill_cache *cache, rill_stream *s, con
         m->be->ops->upload(s, ids_dev, prompt + done, (size_t)k * sizeof(int32_t));
         rill_tensor ids = rill_tensor_2d(DTYPE_I32, k, 1, ids_dev), logits;
         st = decoder_forward(m, cache, s, &ids, false, &logits);
+        if (st == RILL_OK) st = cache_maybe_quantize(cache, s, p->quantized_kv_start, p->kv_group_size, p->kv_bits);
         m->be->ops->sync(s);
         done += k;
         if (st == RILL_OK && p->progress) p->progress(p->progress_ctx, done, n);
@@ -155,6 +277,14 @@ rill_status generate_start(rill_model *m, rill_cache *cache, rill_stream *s, con
         return st;
     }
     g->t_prompt = rill_now() - t0;
+    if (device_loop_fits(m, p)) {
+        st = dev_begin(g);
+        if (st == RILL_EUNSUPPORTED && !g->dev) st = RILL_OK; // a cache kind without device binding: the host path
+        if (st != RILL_OK) {
+            generate_free(g);
+            return st;
+        }
+    }
     *out = g;
     return RILL_OK;
 }
@@ -178,6 +308,16 @@ rill_status generate_next(generator *g, int32_t *token, const float **logprobs, 
     }
     int slot = (int)(k % 2);
     g->m->be->ops->event_wait(g->events[slot]);
+    if (g->dev) {
+        const rill_backend_ops *op = g->m->be->ops;
+        rill_status st = op->stream_status ? op->stream_status(g->s) : RILL_OK;
+        if (st != RILL_OK) return st;
+        *token = g->tok_ring[slot];
+        if (logprobs) *logprobs = NULL;
+        g->returned++;
+        g->t_last = rill_now();
+        return RILL_OK;
+    }
     if (g->step_status[slot] != RILL_OK) return rill_fail(g->step_status[slot], "%s", g->step_error[slot]);
     *token = g->tokens[slot];
     if (logprobs) *logprobs = g->logprobs[slot];
@@ -188,7 +328,15 @@ rill_status generate_next(generator *g, int32_t *token, const float **logprobs, 
 
 void generate_free(generator *g) {
     if (!g) return;
-    if (g->submitted) g->m->be->ops->sync(g->s);
+    const rill_backend_ops *op = g->m->be->ops;
+    if (g->submitted || g->dev_state) op->sync(g->s);
+    if (g->dev) { // the cache keeps every position a step wrote
+        cache_unbind_device(g->cache, g->pos0 + g->submitted);
+        if (op->graph_destroy) op->graph_destroy(g->graph);
+    }
+    if (g->dev_state) op->free(g->m->be, g->dev_state);
+    if (g->tok_ring) op->host_free(g->m->be, g->tok_ring);
+    if (g->logits32) op->free(g->m->be, g->logits32);
     for (int i = 0; i < 2; i++)
         if (g->events[i]) g->m->be->ops->event_destroy(g->events[i]);
     if (g->ids_dev) g->m->be->ops->free(g->m->be, g->ids_dev);
@@ -201,5 +349,7 @@ void generate_free(generator *g) {
 
 int64_t generate_submitted(const generator *g) { return g->submitted; }
 int64_t generate_returned(const generator *g) { return g->returned; }
+bool generate_on_device(const generator *g) { return g->dev; }
+bool generate_uses_graph(const generator *g) { return g->dev && g->use_graph; }
 double generate_prompt_seconds(const generator *g) { return g->t_prompt; }
 double generate_decode_seconds(const generator *g) { return g->t_last > g->t_decode0 ? g->t_last - g->t_decode0 : 0; }

@@ -5,8 +5,12 @@
 
 #include "base/progress.h"
 
-static bool is_eos(tokenizer *tok, const int32_t *extra, int n_extra, int32_t id) {
+// mlx-lm's set: the tokenizer's EOS ids (with generation_config.json's), the model config's
+// eos_token_id (which also serves a run without a tokenizer), and the extra ones.
+static bool is_eos(const rill_model *m, tokenizer *tok, const int32_t *extra, int n_extra, int32_t id) {
     if (tok && tokenizer_is_eos(tok, id)) return true;
+    for (int i = 0; i < m->cfg.n_eos; i++)
+        if (m->cfg.eos_ids[i] == id) return true;
     for (int i = 0; i < n_extra; i++)
         if (extra[i] == id) return true;
     return false;
@@ -38,7 +42,7 @@ rill_status stream_generate(rill_model *m, tokenizer *tok, rill_cache *cache, ri
         r.peak_memory_gb = (double)rill_memory_peak() / 1e9;
         r.text = "";
         r.text_len = 0;
-        if (done || is_eos(tok, extra_eos, n_extra, id)) {
+        if (done || (!p->ignore_eos && is_eos(m, tok, extra_eos, n_extra, id))) {
             r.token = done ? -1 : id;
             r.logprobs = done ? NULL : lp;
             if (ds && (st = tokenizer_stream_finish(ds, &r.text, &r.text_len)) != RILL_OK) break;

@@ -21,7 +21,7 @@ typedef struct {
 // Called once per response; a nonzero return stops the run (finish_reason stays NULL).
 typedef int (*stream_callback)(void *ctx, const stream_response *r);
 
-// extra_eos [n_extra] are added to the tokenizer's EOS ids.
+// Stops at any EOS id: the tokenizer's, the model config's eos_token_id, and extra_eos [n_extra].
 rill_status stream_generate(rill_model *m, tokenizer *tok, rill_cache *cache, rill_stream *s, const int32_t *prompt,
                             int64_t n, const generate_params *p, const int32_t *extra_eos, int n_extra,
                             stream_callback cb, void *ctx);

@@ -159,6 +159,8 @@ static rill_status scratch_for(rill_model *m, int64_t n, int64_t n_logits, acts 
             return RILL_ENOMEM;
         }
         sc->bytes = bytes;
+        size_t held = bytes + (size_t)n * sizeof(int32_t);
+        if (held > m->scratch_high_water) m->scratch_high_water = held;
         sc->n_tok = n;
         sc->n_logits = n_logits;
     }
@@ -189,12 +191,19 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
     rill_status st = scratch_for(m, n, all_logits ? n : 1, &a);
     if (st != RILL_OK) return st;
 
-    // Positions continue the cache.
-    int64_t pos0 = cache_offset(cache);
-    int32_t *pos = m->scratch.pos;
-    for (int64_t i = 0; i < n; i++)
-        pos[i] = (int32_t)(pos0 + i);
-    op->upload(s, a.pos.data, pos, (size_t)n * sizeof(int32_t));
+    // Positions continue the cache: counted on the host, or (a cache bound to a device counter,
+    // for a captured step) read from the device.
+    rill_attn_mask m0 = cache->layers[0]->ops->make_mask(cache->layers[0], (int)n, 0);
+    if (m0.q_pos_dev) {
+        if (n != 1) return rill_fail(RILL_EINVAL, "decoder: a cache on a device offset takes one token per step");
+        a.pos.data = (void *)m0.q_pos_dev;
+    } else {
+        int64_t pos0 = cache_offset(cache);
+        int32_t *pos = m->scratch.pos;
+        for (int64_t i = 0; i < n; i++)
+            pos[i] = (int32_t)(pos0 + i);
+        op->upload(s, a.pos.data, pos, (size_t)n * sizeof(int32_t));
+    }
 
     float eps = (float)c->rms_norm_eps;
     bool add1 = m->norm_add_one;
@@ -231,12 +240,11 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
                                m->attn_scale,
                                (float)c->attn_logit_softcapping,
                                cl->ops->make_mask(cl, (int)n, L->window)};
-        rill_tensor keys, values;
-        if ((st = cl->ops->update_and_fetch(cl, s, &a.k, &a.v, &keys, &values)) != RILL_OK) {
+        // the cache stores k and v and runs the attention its storage needs (cache.h)
+        if ((st = cache_layer_attend(cl, m->be, s, &a.k, &a.v, &a.q, &ap, &a.a)) != RILL_OK) {
             rill_error_prefix("layer %d", l);
             return st;
         }
-        op->attention(s, &a.a, &a.q, &keys, &values, &ap);
         op->matmul(s, &a.o, &a.a, &L->o);
         if (L->post_attn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_attn_norm, eps, add1);
         op->add(s, &a.x, &a.x, &a.o);

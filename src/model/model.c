@@ -132,6 +132,7 @@ bool model_layer_is_moe(const rill_model_config *c, int layer) {
 
 rill_status model_load(const char *path, rill_backend *be, rill_model **out) {
     *out = NULL;
+    size_t before = rill_memory_current();
     rill_model *m = rill_calloc(1, sizeof *m);
     if (!m) return RILL_ENOMEM;
     m->be = be;
@@ -141,6 +142,8 @@ rill_status model_load(const char *path, rill_backend *be, rill_model **out) {
         model_free(m);
         return st;
     }
+    size_t after = rill_memory_current();
+    m->weight_bytes = after > before ? after - before : 0;
     *out = m;
     return RILL_OK;
 }

@@ -70,6 +70,10 @@ typedef struct rill_model {
     float *inv_freq_global;       // [rope_dims / 2] device
     float *inv_freq_local;        // [rope_dims / 2] device (sliding layers; rope_local_theta)
     decoder_scratch scratch;
+    size_t scratch_high_water; // the most bytes the scratch held at once since loading
+    size_t weight_bytes;       // accounted bytes the loaded model holds (weights mapped in use, converted
+                               // and repacked copies, norms): rill_memory_current() after loading minus before
+    struct api_model *api;     // what the public API (src/api) owns with this model; NULL otherwise
 
     // Sources, kept open while weights point into them (rule 5), and what loading allocated.
     gguf_file *gguf;
@@ -89,6 +93,9 @@ void model_free(rill_model *m); // NULL is allowed
 
 // A prompt cache for this model: one KVCache per layer in the backend's activation dtype.
 rill_status model_make_cache(const rill_model *m, rill_cache **out);
+// mlx-lm's make_prompt_cache (model_cache.c): sliding layers get a RotatingKVCache of their window;
+// max_kv_size > 0 makes every other layer a RotatingKVCache(max_kv_size, keep = 4); else KVCache.
+rill_status model_make_prompt_cache(const rill_model *m, int64_t max_kv_size, rill_cache **out);
 
 // Runs n tokens through the model on stream s. ids: device I32 [n][1]. The tokens take positions
 // cache_offset .. + n; their keys and values are appended to the cache. On success *logits is a

@@ -61,7 +61,7 @@ static rill_status new_window(tokenizer_stream *s) {
     }
     if (st) return st;
     // Drop the ids before the context.
-    memmove(s->ids.p, s->ids.p + ctx, (n - ctx) * sizeof *s->ids.p);
+    if (n > ctx) memmove(s->ids.p, s->ids.p + ctx, (n - ctx) * sizeof *s->ids.p); // ids.p is NULL before any push
     s->ids.n = n - ctx;
     s->ctx = 0, s->start = s->ids.n, s->emitted = 0;
     return RILL_OK;

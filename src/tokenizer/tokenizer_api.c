@@ -13,6 +13,7 @@
 #include "tokenizer/chat_template.h"
 #include "tokenizer/chat_template_source.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/tokenizer_api.h"
 
 struct rill_tokenizer {
     tokenizer *tok;
@@ -73,6 +74,8 @@ rill_status rill_detokenize(rill_tokenizer *t, const int32_t *ids, size_t n_ids,
                             size_t *len) {
     return tokenizer_decode(t->tok, ids, n_ids, skip_special, text, len);
 }
+
+tokenizer *rill_tokenizer_inner(rill_tokenizer *t) { return t->tok; }
 
 const char *rill_token_piece(const rill_tokenizer *t, int32_t id, size_t *len) { return tokenizer_piece(t->tok, id, len); }
 int32_t rill_vocab_size(const rill_tokenizer *t) { return tokenizer_vocab_size(t->tok); }

@@ -342,6 +342,84 @@ static void test_attention(void **state) {
     }
 }
 
+// Quantized KV (optional ops: a backend without them is skipped, and the quantized cache refuses
+// to be made on it). The backend's kv_quantize must produce the reference's bytes exactly, and its
+// attention over the packed rows must match the reference's (which dequantizes first).
+static rill_qkv qkv_alloc(bool dev, int bits, int gs, rill_dtype sdt, int64_t rows, int64_t cols) {
+    rill_qkv t = {bits, gs, sdt, rows, cols, NULL, NULL, NULL};
+    size_t pb = (size_t)(rows * cols * bits / 32) * 4, sb = (size_t)(rows * cols / gs) * dtype_size(sdt);
+    t.packed = dev ? be->ops->alloc(be, pb) : malloc(pb);
+    t.scales = dev ? be->ops->alloc(be, sb) : malloc(sb);
+    t.biases = dev ? be->ops->alloc(be, sb) : malloc(sb);
+    return t;
+}
+
+static void qkv_drop(rill_qkv *t, bool dev) {
+    void *p[3] = {t->packed, t->scales, t->biases};
+    for (int i = 0; i < 3; i++)
+        dev ? be->ops->free(be, p[i]) : free(p[i]);
+}
+
+static void test_attention_q(void **state) {
+    if (!be->ops->kv_quantize || !be->ops->attention_q) {
+        print_message("[  SKIPPED ] %s: optional ops kv_quantize / attention_q are not implemented\n", be_name);
+        skip();
+    }
+    static const struct {
+        int n_q, n_k, heads, kv_heads, hd, bits, gs;
+        int64_t q_pos0;
+        int window;
+    } cases[] = {
+        {1, 300, 9, 3, 64, 8, 64, 299, 0},  // decode, 8-bit, GQA 3 (SmolLM2's shape)
+        {1, 257, 4, 2, 128, 4, 32, 256, 0}, // decode, 4-bit, group 32
+        {12, 40, 4, 4, 64, 4, 64, 28, 9},   // a chunk after a prefix, sliding window
+        {5, 5, 2, 1, 128, 8, 128, 0, 0},    // prefill, group 128
+    };
+    for (size_t c = 0; c < N_OF(cases); c++) {
+        int64_t kc = (int64_t)cases[c].kv_heads * cases[c].hd;
+        rill_dtype sdt = be->act_dtype;
+        pair q = make(be->act_dtype, cases[c].n_q, (int64_t)cases[c].heads * cases[c].hd, 1.0f);
+        pair kx = make(be->act_dtype, cases[c].n_k, kc, 2.0f), vx = make(be->act_dtype, cases[c].n_k, kc, 1.0f);
+        rill_qkv kh = qkv_alloc(false, cases[c].bits, cases[c].gs, sdt, cases[c].n_k, kc);
+        rill_qkv vh = qkv_alloc(false, cases[c].bits, cases[c].gs, sdt, cases[c].n_k, kc);
+        rill_qkv kd = qkv_alloc(true, cases[c].bits, cases[c].gs, sdt, cases[c].n_k, kc);
+        rill_qkv vd = qkv_alloc(true, cases[c].bits, cases[c].gs, sdt, cases[c].n_k, kc);
+        ref_kv_quantize(&kh, &kx.host);
+        ref_kv_quantize(&vh, &vx.host);
+        be->ops->kv_quantize(st, &kd, &kx.dev);
+        be->ops->kv_quantize(st, &vd, &vx.dev);
+        size_t pb = (size_t)(cases[c].n_k * kc * cases[c].bits / 32) * 4;
+        uint32_t *got = malloc(pb);
+        be->ops->download(st, got, kd.packed, pb);
+        be->ops->sync(st);
+        if (memcmp(got, kh.packed, pb)) fail_msg("%s: kv_quantize case %zu: packed keys differ", be_name, c);
+        free(got);
+        // the quantized values are close to the input (a test that can fail: not all zeros)
+        double err = 0, ref = 0;
+        for (int64_t r = 0; r < cases[c].n_k; r++)
+            for (int64_t e = 0; e < kc; e++) {
+                double a = ref_qkv_load(&kh, r, e), b = ref_load(&kx.host, r, e);
+                err += (a - b) * (a - b);
+                ref += b * b;
+            }
+        assert_true(ref > 0 && sqrt(err / ref) < (cases[c].bits == 8 ? 0.01 : 0.15));
+        pair out = make_out(be->act_dtype, cases[c].n_q, (int64_t)cases[c].heads * cases[c].hd);
+        rill_attn_params p = {cases[c].heads, cases[c].kv_heads, cases[c].hd, cases[c].hd,
+                              1.0f / sqrtf((float)cases[c].hd), 0, {cases[c].q_pos0, 0, cases[c].window, NULL}};
+        be->ops->attention_q(st, &out.dev, &q.dev, &kd, &vd, &p);
+        ref_attention_q(&out.host, &q.host, &kh, &vh, &p);
+        CHECK(&out, "attention_q case %zu", c);
+        qkv_drop(&kh, false);
+        qkv_drop(&vh, false);
+        qkv_drop(&kd, true);
+        qkv_drop(&vd, true);
+        drop(&q);
+        drop(&kx);
+        drop(&vx);
+        drop(&out);
+    }
+}
+
 static void test_elementwise(void **state) {
     NEED_OP(act_mul);
     NEED_OP(add);
@@ -471,34 +549,82 @@ static void test_stream_order_and_events(void **state) {
     be->ops->event_destroy(ev);
 }
 
-// The CPU's int8-activation path (RILL_CPU_MATMUL=int8): activations quantized per 32 to int8, so
-// its bound is that of 8-bit rounding (5e-2: rounding of ~0.4% per element, amplified where the
-// random outputs cancel), not f32's; a wrong code order or scale gives errors near 1.
+// The CPU's int8-activation matmul (the default for decode-sized inputs): activations quantized per
+// 32 to int8, so its bound is that of 8-bit rounding (5e-2: rounding of ~0.4% per element,
+// amplified where the random outputs cancel), not f32's; a wrong code order or scale gives errors
+// near 1. Every path the build can run (scalar, AVX2) is checked against the reference, and the
+// SIMD paths against the scalar one, which computes the same integer sums (bound 1e-5).
 static void test_cpu_int8_matmul(void **state) {
     if (strcmp(be_name, "cpu")) skip();
     cpu_backend *cb = be->impl;
     bool was = cb->int8;
+    int path_was = cb->q8_path;
     cb->int8 = true;
     static const wkind kinds[] = {{4, 32, DTYPE_F32}, {4, 64, DTYPE_F16},  {4, 128, DTYPE_BF16},
                                   {8, 32, DTYPE_F32}, {8, 64, DTYPE_BF16}, {8, 128, DTYPE_F16}};
-    static const int64_t toks[] = {1, 2, 4}; // the sizes that take the int8 path (decode)
-    double worst = 0;
+    static const int64_t toks[] = {1, 2, 3, 4}; // the sizes that take the int8 path (decode)
+    int best = cpu_q8_best_path(), planes_was = cb->q8_planes;
+    double worst[3] = {0, 0, 0}, worst_simd = 0;
+    for (int planes = 1; planes <= 2; planes++)
     for (size_t k = 0; k < N_OF(kinds); k++)
         for (size_t t = 0; t < N_OF(toks); t++) {
-            wpair w = make_weight(45, 384, kinds[k].bits, kinds[k].group, kinds[k].dt, t % 2);
-            pair x = make(DTYPE_F32, toks[t], 384, 1.0f), out = make_out(DTYPE_F32, toks[t], 45);
-            be->ops->matmul(st, &out.dev, &x.dev, &w.dev);
-            ref_matmul(&out.host, &x.host, &w.host);
-            double e = rel_err(&out);
-            if (e > worst) worst = e;
-            if (!(e <= 5e-2))
-                fail_msg("int8 matmul bits %d group %d: relative error %.3g", kinds[k].bits, kinds[k].group, e);
+            // one plane: 8-bit rounding; two planes (the default): ~15 bits
+            double lim = planes == 1 ? 5e-2 : 1e-3;
+            cb->q8_planes = planes;
+            // 4-bit needs cols % 64 (one chunk of packed bytes); 8-bit takes any multiple of the group
+            int64_t n_in = kinds[k].bits == 4 ? 384 + 256 * (int64_t)(t % 2) : 128 * (int64_t)(3 + t % 3);
+            int64_t n_out = 45 + (int64_t)t;
+            wpair w = make_weight(n_out, n_in, kinds[k].bits, kinds[k].group, kinds[k].dt, t % 2);
+            pair x = make(DTYPE_F32, toks[t], n_in, 1.0f);
+            pair out_s = make_out(DTYPE_F32, toks[t], n_out);
+            cb->q8_path = CPU_PATH_SCALAR;
+            be->ops->matmul(st, &out_s.dev, &x.dev, &w.dev);
+            ref_matmul(&out_s.host, &x.host, &w.host);
+            double e = rel_err(&out_s);
+            if (e > worst[planes]) worst[planes] = e;
+            if (!(e <= lim))
+                fail_msg("int8 matmul (scalar, %d planes) bits %d group %d, %lld tokens: relative error %.3g", planes,
+                         kinds[k].bits, kinds[k].group, (long long)toks[t], e);
+            if (best != CPU_PATH_SCALAR) {
+                pair out_v = make_out(DTYPE_F32, toks[t], n_out);
+                cb->q8_path = best;
+                be->ops->matmul(st, &out_v.dev, &x.dev, &w.dev);
+                ref_matmul(&out_v.host, &x.host, &w.host);
+                double ev = rel_err(&out_v);
+                if (!(ev <= lim))
+                    fail_msg("int8 matmul (path %d, %d planes) bits %d group %d: relative error %.3g", best, planes,
+                             kinds[k].bits, kinds[k].group, ev);
+                // against the scalar path: the same integers, only the f32 summation order differs
+                be->ops->download(st, out_v.host.data, out_s.dev.data, bytes_of(&out_v.host));
+                be->ops->sync(st);
+                double es = rel_err(&out_v);
+                if (es > worst_simd) worst_simd = es;
+                if (!(es <= 1e-5))
+                    fail_msg("int8 matmul path %d vs scalar, bits %d group %d: relative difference %.3g", best,
+                             kinds[k].bits, kinds[k].group, es);
+                drop(&out_v);
+            }
             drop(&x);
-            drop(&out);
+            drop(&out_s);
             drop_weight(&w);
         }
-    printf("cpu int8 matmul: largest relative error %.3g\n", worst);
+    printf("cpu int8 matmul: largest relative error vs reference %.3g (1 plane), %.3g (2 planes); %.3g SIMD vs "
+           "scalar\n",
+           worst[1], worst[2], worst_simd);
+    cb->q8_planes = planes_was;
     cb->int8 = was;
+    cb->q8_path = path_was;
+}
+
+// The exact (f32) matmul paths of the CPU other than the best: the scalar row-dot fallback that
+// builds without AVX2 use for prefill (the AVX2 GEMM is what test_matmul runs).
+static void test_cpu_matmul_scalar_fallback(void **state) {
+    if (strcmp(be_name, "cpu")) skip();
+    cpu_backend *cb = be->impl;
+    int was = cb->gemm_path;
+    cb->gemm_path = CPU_PATH_SCALAR;
+    test_matmul(state);
+    cb->gemm_path = was;
 }
 
 // The pool runs every task exactly once, on valid thread ids, loop after loop.
@@ -525,6 +651,8 @@ static void test_threadpool_runs_each_task_once(void **state) {
 static int setup(void **state) {
     be_name = *(const char **)*state;
     if (backend_open(be_name, 2, &be) != RILL_OK) return -1;
+    // the CPU's int8 decode matmul has its own test and bound; the others hold it to f32's
+    if (!strcmp(be_name, "cpu")) ((cpu_backend *)be->impl)->int8 = false;
     return be->ops->stream_create(be, &st) == RILL_OK ? 0 : -1;
 }
 
@@ -552,12 +680,14 @@ int main(void) {
             cmocka_unit_test_prestate_setup_teardown(test_rmsnorm, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_rope, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_attention, setup, teardown, &name),
+            cmocka_unit_test_prestate_setup_teardown(test_attention_q, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_elementwise, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_copy_casts, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_moe, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_stream_order_and_events, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_threadpool_runs_each_task_once, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_cpu_int8_matmul, setup, teardown, &name),
+            cmocka_unit_test_prestate_setup_teardown(test_cpu_matmul_scalar_fallback, setup, teardown, &name),
         };
         failed += _cmocka_run_group_tests(name, tests, N_OF(tests), NULL, NULL);
     }

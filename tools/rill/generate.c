@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api.h"
 #include "base/alloc.h"
 #include "cli.h"
 #include "generate/stream.h"
@@ -21,8 +22,9 @@ static const char *USAGE =
     "generate --model PATH (--prompt TEXT|- | --prompt-ids 1,2,3) [--max-tokens N] [--temp T] [--top-p P]\n"
     "       [--min-p P] [--top-k K] [--min-tokens-to-keep N] [--xtc-probability P] [--xtc-threshold T] [--seed S]\n"
     "       [--repetition-penalty R] [--repetition-context-size N] [--presence-penalty P] [--frequency-penalty F]\n"
-    "       [--extra-eos-token ID] [--system-prompt TEXT] [--ignore-chat-template] [--prefill-step-size N]\n"
-    "       [--threads N] [--logprobs K] [--json] [--verbose]";
+    "       [--extra-eos-token ID] [--ignore-eos] [--system-prompt TEXT] [--ignore-chat-template]\n"
+    "       [--prefill-step-size N] [--threads N] [--device cpu|cuda] [--logprobs K] [--json] [--verbose]\n"
+    "       [--max-kv-size N] [--kv-bits 4|8] [--kv-group-size G] [--quantized-kv-start N] [--prompt-cache-file F]";
 
 typedef struct {
     bool json;
@@ -163,13 +165,15 @@ static rill_status apply_template(const char *model_path, const char *system, co
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = NULL, *prompt_ids = NULL, *system = NULL;
+    const char *model_path = NULL, *prompt = NULL, *prompt_ids = NULL, *system = NULL, *device = "cpu";
     bool ignore_template = false, verbose = false, json = false;
-    long threads = 0, logprobs_k = 0;
+    long threads = 0, logprobs_k = 0, max_kv_size = 0;
+    const char *cache_file = NULL; // --prompt-cache-file
     int32_t extra_eos[16];
     int n_extra = 0;
     generate_params p = generate_defaults();
     p.max_tokens = 100; // the CLI's default
+    p.quantized_kv_start = 5000; // the CLI's default
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long iv;
@@ -239,6 +243,24 @@ int cmd_generate(int argc, char **argv) {
             INT_ARG(1, 256, threads);
         else if (!strcmp(a, "--logprobs"))
             INT_ARG(0, 64, logprobs_k);
+        else if (!strcmp(a, "--max-kv-size"))
+            INT_ARG(1, INT32_MAX, max_kv_size);
+        else if (!strcmp(a, "--kv-bits"))
+            INT_ARG(4, 8, p.kv_bits);
+        else if (!strcmp(a, "--kv-group-size"))
+            INT_ARG(32, 128, p.kv_group_size);
+        else if (!strcmp(a, "--quantized-kv-start"))
+            INT_ARG(0, INT32_MAX, p.quantized_kv_start);
+        else if (!strcmp(a, "--prompt-cache-file")) {
+            NEED();
+            cache_file = v;
+        }
+        else if (!strcmp(a, "--device")) {
+            NEED();
+            if (strcmp(v, "cpu") && strcmp(v, "cuda"))
+                return cli_fail_usage(USAGE, "--device: '%s' is not cpu or cuda", v);
+            device = v;
+        }
         else if (!strcmp(a, "--extra-eos-token")) {
             NEED();
             if (n_extra == 16 || !parse_int(v, 0, INT32_MAX, &iv))
@@ -246,6 +268,8 @@ int cmd_generate(int argc, char **argv) {
             extra_eos[n_extra++] = (int32_t)iv;
         } else if (!strcmp(a, "--ignore-chat-template"))
             ignore_template = true;
+        else if (!strcmp(a, "--ignore-eos"))
+            p.ignore_eos = true;
         else if (!strcmp(a, "--verbose"))
             verbose = true;
         else if (!strcmp(a, "--json"))
@@ -267,8 +291,12 @@ int cmd_generate(int argc, char **argv) {
     rill_cache *cache = NULL;
     tokenizer *tok = NULL;
     char *stdin_text = NULL, *templated = NULL;
+    int32_t *xtc_special = NULL; // [p.sampling.n_xtc_special]
     run_ctx ctx = {0};
-    rill_status st = backend_open("cpu", (int)threads, &be);
+    p.host_sampling = logprobs_k > 0; // the device loop brings no logprobs back
+    const char *graphs = getenv("RILL_CUDA_GRAPHS"); // "0": the device loop with plain launches (docs/cuda.md)
+    p.no_graphs = graphs && !strcmp(graphs, "0");
+    rill_status st = backend_open(device, (int)threads, &be);
     if (st == RILL_OK) st = be->ops->stream_create(be, &s);
     if (st == RILL_OK) st = model_load(model_path, be, &m);
     if (st == RILL_OK && (prompt || !ids)) st = tokenizer_load(model_path, &tok);
@@ -279,13 +307,20 @@ int cmd_generate(int argc, char **argv) {
         if (!ignore_template) {
             if ((st = apply_template(model_path, system, prompt, &templated)) != RILL_OK) goto out;
             if (templated) text = templated;
+            if (templated && cache_file) { // the cache holds the prefix: keep the part from the query on (mlx-lm)
+                char *probe = NULL;
+                if ((st = apply_template(model_path, system, "<query>", &probe)) != RILL_OK) goto out;
+                const char *at = probe ? strstr(probe, "<query>") : NULL;
+                if (at) text = templated + (at - probe);
+                rill_free(probe);
+            }
         }
         // BOS only when the text does not already start with it (mlx-lm's stream_generate)
         size_t bl = 0;
         int32_t b = tokenizer_bos(tok);
         const char *bos = b >= 0 ? tokenizer_piece(tok, b, &bl) : NULL;
         unsigned flags = TOKENIZER_PARSE_SPECIAL;
-        if (!(bos && bl && !strncmp(text, bos, bl))) flags |= TOKENIZER_ADD_SPECIAL;
+        if (!(bos && bl && !strncmp(text, bos, bl)) && !(cache_file && templated)) flags |= TOKENIZER_ADD_SPECIAL;
         size_t n;
         if ((st = tokenizer_encode(tok, text, strlen(text), flags, &ids, &n)) != RILL_OK) goto out;
         n_ids = (int64_t)n;
@@ -296,7 +331,14 @@ int cmd_generate(int argc, char **argv) {
                                 m->cfg.vocab_size);
             goto done;
         }
-    if ((st = model_make_cache(m, &cache)) != RILL_OK) goto out;
+    if (p.sampling.xtc_probability > 0) { // newline and EOS are never removed (mlx-lm)
+        if ((st = api_xtc_special(tok, extra_eos, n_extra, &xtc_special, &p.sampling.n_xtc_special)) != RILL_OK)
+            goto out;
+        p.sampling.xtc_special = xtc_special;
+    }
+    if ((st = cli_make_cache(m, s, model_path, cache_file, max_kv_size, p.kv_bits, p.kv_group_size, &cache)) !=
+        RILL_OK)
+        goto out;
     ctx.json = json;
     ctx.logprobs_k = (int)logprobs_k;
     ctx.vocab = m->cfg.vocab_size;
@@ -340,6 +382,7 @@ done:
     free(ctx.text);
     free(stdin_text);
     rill_free(templated);
+    rill_free(xtc_special);
     if (prompt)
         rill_free(ids);
     else

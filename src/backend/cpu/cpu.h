@@ -13,9 +13,15 @@
 
 #define CPU_MAX_THREADS 256
 
+// Kernel paths (cpu_matmul*.c); the tests force each one the build can run.
+enum { CPU_PATH_SCALAR = 0, CPU_PATH_AVX2 = 1 };
+
 typedef struct {
     int n_threads; // threads per stream, the compute thread included
-    bool int8;     // affine matmuls quantize activations to int8 (RILL_CPU_MATMUL=int8)
+    bool int8;     // decode-sized affine matmuls quantize activations to int8 (default; RILL_CPU_MATMUL=f32: off)
+    int q8_path;   // CPU_PATH_* of the int8 kernels (the best the build has)
+    int q8_planes; // int8 planes per activation: 2 (default: ~15 bits) or 1 (RILL_CPU_MATMUL=int8)
+    int gemm_path; // CPU_PATH_* of the f32 matmul used for prefill (the best the build has)
 } cpu_backend;
 
 typedef struct {
@@ -57,6 +63,9 @@ void cpu_rmsnorm(rill_stream *s, rill_tensor *out, const rill_tensor *x, const f
 void cpu_rope(rill_stream *s, rill_tensor *x, const rill_tensor *pos, const rill_rope_params *p);
 void cpu_attention(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k, const rill_tensor *v,
                    const rill_attn_params *p);
+void cpu_attention_q(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_qkv *k, const rill_qkv *v,
+                     const rill_attn_params *p); // cpu_attention_q.c
+void cpu_kv_quantize(rill_stream *s, rill_qkv *out, const rill_tensor *x);
 void cpu_act_mul(rill_stream *s, rill_tensor *out, const rill_tensor *gate, const rill_tensor *up, rill_act act);
 void cpu_add(rill_stream *s, rill_tensor *out, const rill_tensor *a, const rill_tensor *b);
 void cpu_scale(rill_stream *s, rill_tensor *out, const rill_tensor *x, float scale);
@@ -81,9 +90,15 @@ static inline float cpu_scalar(rill_dtype dt, const void *p, int64_t i) {
     return f16_to_f32(h);
 }
 
-// The int8-activation matmul (cpu_matmul_q8.c); false when it does not handle w (then nothing ran).
-bool cpu_matmul_q8(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w);
+// The int8-activation matmul (cpu_matmul_q8.c) for up to 4 tokens on 4-bit (cols % 64 == 0) or
+// 8-bit affine weights with groups of 32k; false when it does not handle the case (nothing ran).
+bool cpu_matmul_q8(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w, int path);
+bool cpu_q8_supports(const rill_weight *w);
+int cpu_q8_best_path(void);
+int cpu_gemm_best_path(void);
 
+// n values of dtype F32, F16 or BF16 as f32 (F16C/AVX2 when compiled for them).
+void cpu_to_f32(rill_dtype dt, const void *data, int64_t n, float *out);
 // Row `row` of w as f32 into out [w->cols] (vectorized for dense and 4/8-bit affine).
 void cpu_weight_row(const rill_weight *w, int64_t row, float *out);
 // sum_i a[i] * b[i] in f32 (AVX2 + FMA when compiled for it).

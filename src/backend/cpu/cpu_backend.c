@@ -195,6 +195,8 @@ static const rill_backend_ops cpu_ops = {
     .moe_route = cpu_moe_route,
     .moe_matmul = cpu_moe_matmul,
     .moe_combine = cpu_moe_combine,
+    .kv_quantize = cpu_kv_quantize,
+    .attention_q = cpu_attention_q,
 };
 
 rill_status cpu_backend_open(int threads, rill_backend **out) {
@@ -214,7 +216,10 @@ rill_status cpu_backend_open(int threads, rill_backend **out) {
     }
     cb->n_threads = threads;
     const char *mm = getenv("RILL_CPU_MATMUL");
-    cb->int8 = mm && !strcmp(mm, "int8");
+    cb->int8 = !(mm && !strcmp(mm, "f32"));
+    cb->q8_path = cpu_q8_best_path();
+    cb->q8_planes = mm && !strcmp(mm, "int8") ? 1 : 2;
+    cb->gemm_path = cpu_gemm_best_path();
     be->ops = &cpu_ops;
     be->act_dtype = DTYPE_F32;
     be->impl = cb;

@@ -117,7 +117,7 @@ static void group8(const uint32_t *p, int n, float s, float b, float *out) {
         out[i] = s * (float)bytes[i] + b;
 }
 
-static void dense_row(rill_dtype dt, const void *data, int64_t n, float *out) {
+void cpu_to_f32(rill_dtype dt, const void *data, int64_t n, float *out) {
     int64_t i = 0;
     if (dt == DTYPE_F32) {
         memcpy(out, data, (size_t)n * sizeof(float));
@@ -140,7 +140,7 @@ static void dense_row(rill_dtype dt, const void *data, int64_t n, float *out) {
 
 void cpu_weight_row(const rill_weight *w, int64_t row, float *out) {
     if (w->kind == WEIGHT_DENSE) {
-        dense_row(w->dtype, (const char *)w->data + (size_t)(row * w->cols) * dtype_size(w->dtype), w->cols, out);
+        cpu_to_f32(w->dtype, (const char *)w->data + (size_t)(row * w->cols) * dtype_size(w->dtype), w->cols, out);
         return;
     }
     int64_t words = w->cols * w->bits / 32, groups = w->cols / w->group_size, gs = w->group_size;

@@ -1,28 +1,91 @@
-// cpu_matmul_q8.c: DESIGN.md's CPU matmul on affine weights: activations quantized per block of 32
-// to int8 (x ~ d * qx), integer dot products with AVX2 maddubs against the weight codes, the
-// affine bias added through exact f32 activation sums per group, accumulation in f32. 4-bit
-// codes are unsigned (0..15) and go straight into maddubs; 8-bit codes are recentred to signed
-// (q - 128, the bias absorbing 128 * scale) and multiplied with the sign trick. Opt-in
-// (RILL_CPU_MATMUL=int8) until its accuracy is settled: it trades ~1e-3 of logit error for speed.
+// cpu_matmul_q8.c: DESIGN.md's CPU matmul on affine weights, for decode-sized inputs (a few
+// tokens): activations quantized per block of 32 to int8 (x ~ d * q1, d = amax / 127), integer
+// dot products against the weight codes, the affine bias added through exact f32 sums of x per
+// group, accumulation in f32. Weight codes are used in place (the mapped file).
+// Two planes (the default): the rounding residual is quantized again, x ~ d * q1 + d / 254 * q2
+// (|x - d q1| <= d / 2, so q2 fits in int8), and the integer sums combine as 254 * s1 + s2: about
+// 15 bits of activation precision (logits within ~1e-4 instead of ~1e-2) for two more maddubs per
+// 32 codes; decode reads the weights from DRAM either way. One plane: RILL_CPU_MATMUL=int8.
+// - 4-bit: byte j of a 64-element chunk holds elements 2j (low nibble) and 2j+1 (high). The
+//   activations are stored de-interleaved to match ([evens][odds] per chunk), so the codes need
+//   only a mask and a shift: maddubs(lo, x_even) + maddubs(hi, x_odd).
+// - 8-bit: codes recentred to signed (q - 128; the bias absorbs 128 * scale), sign trick for maddubs.
+// Paths: AVX2 (maddubs) and scalar; both give the same integers, so the same result up to f32
+// summation order. The scalar path is the fallback and the one the tests compare AVX2 against.
 #include <math.h>
 
 #include "backend/cpu/cpu.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
+#define Q8_AVX2 1
+#endif
 
-#define QBLOCK 32
+#define QB        32 // activation block
+#define ROW_TASK  16 // output rows per task
+#define MAX_NT    4  // tokens dotted against one weight row at a time
 
 typedef struct {
     rill_stream *s;
     rill_tensor *out;
     const rill_weight *w;
     int64_t n_tok;
-    const int8_t *qx;  // [n_tok][cols] activation codes
-    const float *dx;   // [n_tok][cols / 32] activation block scales
+    int path, planes;
+    const int8_t *qx;  // [n_tok][planes][cols] codes (4-bit: de-interleaved per 64)
+    const float *dx;   // [n_tok][cols / 32] scale of the combined integer (d, or d / 254 with 2 planes)
+    const float *dx4;  // [n_tok][cols / 32 * 4] the same, each 4 times (the AVX2 4-bit lanes)
     const float *xsum; // [n_tok][cols / group_size] exact sums of x per weight group
 } q8_job;
 
+bool cpu_q8_supports(const rill_weight *w) {
+    if (w->kind != WEIGHT_AFFINE || w->group_size % QB) return false;
+    if (w->bits == 4) return w->cols % 64 == 0;
+    return w->bits == 8;
+}
+
+// ---- activation quantization ----
+
+// Block of 32 -> plane codes q1 (and q2: the residual) in element order; returns the block's d.
+// fmaf and the vector fnmadd round the residual once, so both paths give the same integers.
+static float quant_block(const float *x, int32_t *q1, int32_t *q2) {
+    float amax = 0;
+    for (int i = 0; i < QB; i++)
+        amax = fmaxf(amax, fabsf(x[i]));
+    float d = amax / 127.0f, inv = d > 0 ? 127.0f / amax : 0.0f, inv2 = d > 0 ? 254.0f / d : 0.0f;
+    for (int i = 0; i < QB; i++) {
+        q1[i] = (int32_t)lrintf(x[i] * inv);
+        if (q2) {
+            long r = lrintf(fmaf(-(float)q1[i], d, x[i]) * inv2);
+            q2[i] = (int32_t)(r > 127 ? 127 : r < -127 ? -127 : r);
+        }
+    }
+    return d;
+}
+
+// One plane of 64 (4-bit: de-interleaved [evens][odds]) or 32 codes into qx.
+static void put_codes(const int32_t *q, int n, int bits, int8_t *qx) {
+    if (bits == 4 && n == 64)
+        for (int j = 0; j < 32; j++)
+            qx[j] = (int8_t)q[2 * j], qx[32 + j] = (int8_t)q[2 * j + 1];
+    else
+        for (int i = 0; i < n; i++)
+            qx[i] = (int8_t)q[i];
+}
+
+static void quant_row_scalar(const float *x, int64_t cols, int bits, int planes, int8_t *qx, float *dx) {
+    for (int64_t c = 0; c < cols; c += 64) {
+        int32_t q1[64], q2[64];
+        int nb = cols - c >= 64 ? 2 : 1;
+        for (int b = 0; b < nb; b++) {
+            float d = quant_block(x + c + b * QB, q1 + b * QB, planes == 2 ? q2 + b * QB : NULL);
+            dx[c / QB + b] = planes == 2 ? d / 254.0f : d;
+        }
+        put_codes(q1, nb * QB, bits, qx + c);
+        if (planes == 2) put_codes(q2, nb * QB, bits, qx + cols + c);
+    }
+}
+
+#ifdef Q8_AVX2
 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -30,86 +93,273 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-// 32 weight codes as bytes in element order: 4-bit unsigned, or 8-bit recentred to signed.
-static inline __m256i codes(const uint8_t *p, int bits) {
-    if (bits == 8) return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)p), _mm256_set1_epi8((char)0x80));
-    const __m128i m = _mm_set1_epi8(0x0f);
-    __m128i v = _mm_loadu_si128((const __m128i *)p);
-    __m128i lo = _mm_and_si128(v, m), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
-    return _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
+static inline __m256i pack32(const __m256i q[4]) { // 4 x 8 int32 -> 32 int8 in element order
+    __m256i ab = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    return _mm256_permutevar8x32_epi32(ab, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-// 8 partial i32 sums of codes . qx over 32 elements.
-static inline __m256i idot(__m256i q, __m256i x, int bits) {
-    __m256i prod =
-        bits == 8 ? _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q)) : _mm256_maddubs_epi16(q, x);
-    return _mm256_madd_epi16(prod, _mm256_set1_epi16(1));
+// 32 floats -> plane codes in element order (*c2 only with 2 planes); returns the block's d.
+static inline float quant32(const float *x, __m256i *c1, __m256i *c2) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4], m = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_loadu_ps(x + 8 * k);
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    float amax = _mm_cvtss_f32(h), d = amax / 127.0f;
+    __m256 inv = _mm256_set1_ps(d > 0 ? 127.0f / amax : 0.0f), inv2 = _mm256_set1_ps(d > 0 ? 254.0f / d : 0.0f);
+    __m256 vd = _mm256_set1_ps(d);
+    __m256i q[4], r[4];
+    const __m256i lim = _mm256_set1_epi32(127), nlim = _mm256_set1_epi32(-127);
+    for (int k = 0; k < 4; k++) {
+        q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], inv)); // nearest even, like lrintf
+        if (c2) {
+            __m256 res = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(q[k]), vd, v[k]);
+            r[k] = _mm256_max_epi32(nlim, _mm256_min_epi32(lim, _mm256_cvtps_epi32(_mm256_mul_ps(res, inv2))));
+        }
+    }
+    *c1 = pack32(q);
+    if (c2) *c2 = pack32(r);
+    return d;
+}
+
+// Two blocks of codes (elements 0..63) -> [evens][odds] as the 4-bit kernel reads them.
+static inline void deinterleave_store(__m256i v0, __m256i v1, int8_t *qx) {
+    const __m256i deint = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10,
+                                           12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    // per 128-bit lane [evens | odds], then qwords [ev lo, ev hi, od lo, od hi]
+    v0 = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v0, deint), 0xD8);
+    v1 = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v1, deint), 0xD8);
+    _mm256_storeu_si256((__m256i *)qx, _mm256_permute2x128_si256(v0, v1, 0x20));
+    _mm256_storeu_si256((__m256i *)(qx + 32), _mm256_permute2x128_si256(v0, v1, 0x31));
+}
+
+static void quant_row_avx2(const float *x, int64_t cols, int bits, int planes, int8_t *qx, float *dx) {
+    if (bits == 4)
+        for (int64_t c = 0; c + 64 <= cols; c += 64) {
+            __m256i a1, a2, b1, b2;
+            float da = quant32(x + c, &a1, planes == 2 ? &a2 : NULL);
+            float db = quant32(x + c + 32, &b1, planes == 2 ? &b2 : NULL);
+            dx[c / QB] = planes == 2 ? da / 254.0f : da;
+            dx[c / QB + 1] = planes == 2 ? db / 254.0f : db;
+            deinterleave_store(a1, b1, qx + c);
+            if (planes == 2) deinterleave_store(a2, b2, qx + cols + c);
+        }
+    else
+        for (int64_t c = 0; c + 32 <= cols; c += 32) {
+            __m256i a1, a2;
+            float d = quant32(x + c, &a1, planes == 2 ? &a2 : NULL);
+            dx[c / QB] = planes == 2 ? d / 254.0f : d;
+            _mm256_storeu_si256((__m256i *)(qx + c), a1);
+            if (planes == 2) _mm256_storeu_si256((__m256i *)(qx + cols + c), a2);
+        }
+}
+
+// One row of 4-bit codes against NT tokens. ws: [blocks] the weight scale of each 32-block.
+static inline __attribute__((always_inline)) void row4(const q8_job *j, const uint8_t *p, const float *ws,
+                                                       int64_t cols, float *res, const int NT, const int PL) {
+    const __m256i m = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1), k254 = _mm256_set1_epi16(254);
+    int64_t blocks = cols / QB;
+    __m256 acc[MAX_NT];
+    for (int t = 0; t < NT; t++)
+        acc[t] = _mm256_setzero_ps();
+    for (int64_t e = 0; e < cols; e += 64) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(p + e / 2));
+        __m256i lo = _mm256_and_si256(v, m), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m);
+        __m256 wv = _mm256_set_m128(_mm_broadcast_ss(ws + e / 32 + 1), _mm_broadcast_ss(ws + e / 32));
+        for (int t = 0; t < NT; t++) {
+            const int8_t *qx = j->qx + t * PL * cols + e;
+            __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)qx)),
+                                           _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(qx + 32))));
+            __m256i s32;
+            if (PL == 2) {
+                const int8_t *q2 = qx + cols;
+                __m256i r16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q2)),
+                                               _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q2 + 32))));
+                s32 = _mm256_add_epi32(_mm256_madd_epi16(s16, k254), _mm256_madd_epi16(r16, ones));
+            } else
+                s32 = _mm256_madd_epi16(s16, ones);
+            __m256 sc = _mm256_mul_ps(wv, _mm256_loadu_ps(j->dx4 + t * blocks * 4 + e / 8));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), sc, acc[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++)
+        res[t] = hsum8(acc[t]);
+}
+
+// One row of 8-bit codes against NT tokens. ws: [blocks] the weight scale of each block.
+static inline __attribute__((always_inline)) void row8(const q8_job *j, const uint8_t *p, const float *ws,
+                                                       int64_t cols, float *res, const int NT, const int PL) {
+    const __m256i ones = _mm256_set1_epi16(1), k254 = _mm256_set1_epi16(254), flip = _mm256_set1_epi8((char)0x80);
+    int64_t blocks = cols / QB;
+    __m256 acc[MAX_NT];
+    for (int t = 0; t < NT; t++)
+        acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; b++) {
+        __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + b * QB)), flip);
+        __m256i aq = _mm256_sign_epi8(q, q);
+        for (int t = 0; t < NT; t++) {
+            const int8_t *qx = j->qx + t * PL * cols + b * QB;
+            __m256i x = _mm256_loadu_si256((const __m256i *)qx);
+            __m256i s16 = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(x, q)), s32;
+            if (PL == 2) {
+                __m256i x2 = _mm256_loadu_si256((const __m256i *)(qx + cols));
+                s32 = _mm256_add_epi32(_mm256_madd_epi16(s16, k254),
+                                       _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(x2, q)), ones));
+            } else
+                s32 = _mm256_madd_epi16(s16, ones);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), _mm256_set1_ps(ws[b] * j->dx[t * blocks + b]), acc[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++)
+        res[t] = hsum8(acc[t]);
+}
+#endif
+
+// Scalar: the same integer sums, block by block.
+static void row_scalar(const q8_job *j, const uint8_t *p, const float *ws, int64_t cols, float *res) {
+    int bits = j->w->bits, PL = j->planes;
+    int64_t blocks = cols / QB;
+    for (int64_t t = 0; t < j->n_tok; t++) {
+        float acc = 0;
+        for (int64_t b = 0; b < blocks; b++) {
+            int32_t isum = 0;
+            for (int pl = 0; pl < PL; pl++) {
+                const int8_t *qx = j->qx + t * PL * cols + pl * cols;
+                int32_t s1 = 0;
+                if (bits == 4) { // chunk c = b / 2 holds bytes [32c, 32c + 32); this block is its half b % 2
+                    int64_t c = b / 2 * 64;
+                    for (int k = 0; k < 16; k++) {
+                        int jj = (int)(b % 2) * 16 + k;
+                        uint8_t byte = p[c / 2 + jj];
+                        s1 += (byte & 15) * qx[c + jj] + (byte >> 4) * qx[c + 32 + jj];
+                    }
+                } else
+                    for (int i = 0; i < QB; i++)
+                        s1 += ((int)p[b * QB + i] - 128) * qx[b * QB + i];
+                isum += PL == 2 && pl == 0 ? 254 * s1 : s1;
+            }
+            acc += (float)isum * (ws[b] * j->dx[t * blocks + b]);
+        }
+        res[t] = acc;
+    }
 }
 
 static void q8_task(void *arg, int task, int thread) {
     q8_job *j = arg;
     const rill_weight *w = j->w;
     int bits = w->bits;
-    int64_t gs = w->group_size, groups = w->cols / gs, blocks = w->cols / QBLOCK, bpg = gs / QBLOCK;
-    int64_t o0 = (int64_t)task * 16, o1 = o0 + 16 < w->rows ? o0 + 16 : w->rows;
+    int64_t cols = w->cols, gs = w->group_size, groups = cols / gs, blocks = cols / QB;
+    int64_t o0 = (int64_t)task * ROW_TASK, o1 = o0 + ROW_TASK < w->rows ? o0 + ROW_TASK : w->rows;
+    // per row: scales and biases as f32 [groups] (in place when they are f32), the scale of each
+    // 32-block [blocks] (the scales themselves when groups are 32)
+    float *buf = cpu_scratch(j->s, thread, (size_t)(groups * 2 + blocks + 16));
+    size_t es = dtype_size(w->dtype);
+    bool f32 = w->dtype == DTYPE_F32;
+    float *out = j->out->data;
     for (int64_t o = o0; o < o1; o++) {
-        const uint8_t *p = (const uint8_t *)(w->packed + o * (w->cols * bits / 32));
-        for (int64_t t = 0; t < j->n_tok; t++) {
-            const int8_t *qx = j->qx + t * w->cols;
-            const float *dx = j->dx + t * blocks, *xs = j->xsum + t * groups;
-            __m256 acc = _mm256_setzero_ps();
-            float bsum = 0;
-            for (int64_t g = 0; g < groups; g++) {
-                float sc = cpu_scalar(w->dtype, w->scales, o * groups + g);
-                float bi = cpu_scalar(w->dtype, w->biases, o * groups + g);
-                if (bits == 8) bi += 128.0f * sc;
-                __m256 gacc = _mm256_setzero_ps();
-                for (int64_t b = 0; b < bpg; b++) {
-                    int64_t blk = g * bpg + b;
-                    __m256i q = codes(p + blk * QBLOCK * bits / 8, bits);
-                    __m256i x = _mm256_loadu_si256((const __m256i *)(qx + blk * QBLOCK));
-                    gacc = _mm256_fmadd_ps(_mm256_set1_ps(dx[blk]), _mm256_cvtepi32_ps(idot(q, x, bits)), gacc);
-                }
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(sc), gacc, acc);
-                bsum += bi * xs[g];
-            }
-            float b = w->bias ? w->bias[o] : 0.0f;
-            ((float *)j->out->data)[t * j->out->stride + o] = hsum8(acc) + bsum + b;
+        const uint8_t *p = (const uint8_t *)(w->packed + o * (cols * bits / 32));
+        float bsum[MAX_NT] = {0}, res[MAX_NT];
+        const float *sc = (const float *)w->scales + o * groups, *bi = (const float *)w->biases + o * groups;
+        if (!f32) {
+            cpu_to_f32(w->dtype, (const char *)w->scales + (size_t)(o * groups) * es, groups, buf);
+            cpu_to_f32(w->dtype, (const char *)w->biases + (size_t)(o * groups) * es, groups, buf + groups);
+            sc = buf, bi = buf + groups;
         }
+        const float *ws = sc;
+        if (gs != QB) {
+            float *e = buf + 2 * groups;
+            for (int64_t b = 0; b < blocks; b++)
+                e[b] = sc[b * QB / gs];
+            ws = e;
+        }
+        for (int64_t t = 0; t < j->n_tok; t++) { // the affine bias through the exact sums of x
+            const float *xs = j->xsum + t * groups;
+            float acc = 0, acc2 = 0;
+            for (int64_t g = 0; g < groups; g++)
+                acc += bi[g] * xs[g], acc2 += sc[g] * xs[g];
+            bsum[t] = acc + (bits == 8 ? 128.0f * acc2 : 0.0f);
+        }
+        bool done = false;
+#ifdef Q8_AVX2
+        if (j->path == CPU_PATH_AVX2) {
+            if (bits == 4) {
+                switch (j->n_tok * 2 + j->planes - 1) {
+                case 2: row4(j, p, ws, cols, res, 1, 1); break;
+                case 3: row4(j, p, ws, cols, res, 1, 2); break;
+                case 4: row4(j, p, ws, cols, res, 2, 1); break;
+                case 5: row4(j, p, ws, cols, res, 2, 2); break;
+                case 6: row4(j, p, ws, cols, res, 3, 1); break;
+                case 7: row4(j, p, ws, cols, res, 3, 2); break;
+                case 8: row4(j, p, ws, cols, res, 4, 1); break;
+                default: row4(j, p, ws, cols, res, 4, 2); break;
+                }
+            } else
+                switch (j->n_tok * 2 + j->planes - 1) {
+                case 2: row8(j, p, ws, cols, res, 1, 1); break;
+                case 3: row8(j, p, ws, cols, res, 1, 2); break;
+                case 4: row8(j, p, ws, cols, res, 2, 1); break;
+                case 5: row8(j, p, ws, cols, res, 2, 2); break;
+                case 6: row8(j, p, ws, cols, res, 3, 1); break;
+                case 7: row8(j, p, ws, cols, res, 3, 2); break;
+                case 8: row8(j, p, ws, cols, res, 4, 1); break;
+                default: row8(j, p, ws, cols, res, 4, 2); break;
+                }
+            done = true;
+        }
+#endif
+        if (!done) row_scalar(j, p, ws, cols, res);
+        float b = w->bias ? w->bias[o] : 0.0f;
+        for (int64_t t = 0; t < j->n_tok; t++)
+            out[t * j->out->stride + o] = res[t] + bsum[t] + b;
     }
 }
 
-bool cpu_matmul_q8(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w) {
-    if (w->kind != WEIGHT_AFFINE || (w->bits != 4 && w->bits != 8) || w->group_size % QBLOCK) return false;
-    int64_t n = x->rows, cols = w->cols, blocks = cols / QBLOCK, groups = cols / w->group_size;
-    // one scratch block: codes, block scales, group sums
-    size_t floats = (size_t)(n * cols) / 4 + 1 + (size_t)(n * blocks) + (size_t)(n * groups);
+int cpu_q8_best_path(void) {
+#ifdef Q8_AVX2
+    return CPU_PATH_AVX2;
+#else
+    return CPU_PATH_SCALAR;
+#endif
+}
+
+bool cpu_matmul_q8(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w, int path) {
+    if (!cpu_q8_supports(w) || x->rows > MAX_NT) return false;
+#ifndef Q8_AVX2
+    path = CPU_PATH_SCALAR;
+#endif
+    int planes = ((cpu_backend *)s->be->impl)->q8_planes == 1 ? 1 : 2;
+    int64_t n = x->rows, cols = w->cols, blocks = cols / QB, groups = cols / w->group_size;
+    // one scratch block: codes, block scales (once and 4 times), group sums
+    size_t floats = (size_t)(n * planes * cols) / 4 + 1 + (size_t)(n * blocks) * 5 + (size_t)(n * groups);
     float *buf = cpu_scratch(s, CPU_MAX_THREADS - 1, floats);
     int8_t *qx = (int8_t *)buf;
-    float *dx = buf + (size_t)(n * cols) / 4 + 1, *xsum = dx + n * blocks;
+    float *dx = buf + (size_t)(n * planes * cols) / 4 + 1, *dx4 = dx + n * blocks, *xsum = dx4 + n * blocks * 4;
     for (int64_t t = 0; t < n; t++) {
         const float *xr = (const float *)x->data + t * x->stride;
-        for (int64_t b = 0; b < blocks; b++) {
-            const float *xb = xr + b * QBLOCK;
-            float amax = 0;
-            for (int i = 0; i < QBLOCK; i++)
-                amax = fmaxf(amax, fabsf(xb[i]));
-            float d = amax / 127.0f, inv = d > 0 ? 1.0f / d : 0.0f;
-            dx[t * blocks + b] = d;
-            for (int i = 0; i < QBLOCK; i++)
-                qx[t * cols + b * QBLOCK + i] = (int8_t)lrintf(xb[i] * inv);
-        }
+#ifdef Q8_AVX2
+        if (path == CPU_PATH_AVX2)
+            quant_row_avx2(xr, cols, w->bits, planes, qx + t * planes * cols, dx + t * blocks);
+        else
+#endif
+            quant_row_scalar(xr, cols, w->bits, planes, qx + t * planes * cols, dx + t * blocks);
+        for (int64_t b = 0; b < blocks; b++)
+            for (int k = 0; k < 4; k++)
+                dx4[t * blocks * 4 + b * 4 + k] = dx[t * blocks + b];
+        int64_t gs = w->group_size;
         for (int64_t g = 0; g < groups; g++) {
-            float sum = 0;
-            for (int64_t i = 0; i < w->group_size; i++)
-                sum += xr[g * w->group_size + i];
-            xsum[t * groups + g] = sum;
+            const float *xg = xr + g * gs;
+            float s8[8] = {0};
+            for (int64_t i = 0; i < gs; i += 8)
+                for (int k = 0; k < 8; k++)
+                    s8[k] += xg[i + k];
+            xsum[t * groups + g] = ((s8[0] + s8[4]) + (s8[1] + s8[5])) + ((s8[2] + s8[6]) + (s8[3] + s8[7]));
         }
     }
-    q8_job j = {s, out, w, n, qx, dx, xsum};
-    threadpool_run(s->pool, (int)((w->rows + 15) / 16), q8_task, &j);
+    q8_job j = {s, out, w, n, path, planes, qx, dx, dx4, xsum};
+    threadpool_run(s->pool, (int)((w->rows + ROW_TASK - 1) / ROW_TASK), q8_task, &j);
     return true;
 }
-#else
-bool cpu_matmul_q8(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w) { return false; }
-#endif

@@ -19,6 +19,12 @@ struct rill_stream {
     void *scratch;        // [scratch_bytes] device bytes: dequantized tiles, attention partials
     size_t scratch_bytes; // grows, never shrinks; ops on one stream share it in stream order
     rill_status status;   // the first failure on this stream, RILL_OK otherwise
+    char error[256];      // its message
+    bool capturing;       // between graph_begin and graph_end
+};
+
+struct rill_graph {
+    cudaGraphExec_t exec;
 };
 
 struct rill_event {
@@ -51,6 +57,16 @@ void cuda_add(rill_stream *s, rill_tensor *out, const rill_tensor *a, const rill
 void cuda_scale(rill_stream *s, rill_tensor *out, const rill_tensor *x, float scale);
 void cuda_softcap(rill_stream *s, rill_tensor *out, const rill_tensor *x, float cap);
 void cuda_copy(rill_stream *s, rill_tensor *out, const rill_tensor *x);
+void cuda_moe_route(rill_stream *s, rill_tensor *idx, rill_tensor *weights, const rill_tensor *logits,
+                    const float *bias, const rill_moe_params *p);
+void cuda_moe_matmul(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *experts,
+                     const rill_tensor *idx);
+void cuda_moe_combine(rill_stream *s, rill_tensor *out, const rill_tensor *y, const rill_tensor *weights);
+// The decode-loop ops (cuda_decode.cu).
+void cuda_copy_at(rill_stream *s, rill_tensor *out, const rill_tensor *x, const int32_t *row);
+void cuda_add_i32(rill_stream *s, int32_t *x, int32_t v);
+void cuda_sample(rill_stream *s, rill_tensor *token, const rill_tensor *logits, float temp, int top_k, uint64_t seed,
+                 const int32_t *step);
 
 // Matmul building blocks (cuda_gemv.cu, cuda_dequant.cu), used by cuda_matmul.c.
 // Decode: out [n_tok][n_out] = x [n_tok][n_in] . W^T (+ bias) for n_tok <= CUDA_GEMV_MAX_TOK,

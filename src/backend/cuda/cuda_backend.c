@@ -12,13 +12,19 @@
 bool cuda_ok(rill_stream *s, cudaError_t err, const char *op) {
     if (err == cudaSuccess) return true;
     rill_status st = rill_fail(RILL_EIO, "cuda %s: %s (%s)", op, cudaGetErrorString(err), cudaGetErrorName(err));
-    if (s && s->status == RILL_OK) s->status = st;
+    if (s && s->status == RILL_OK) {
+        s->status = st;
+        snprintf(s->error, sizeof s->error, "%s", rill_last_error());
+    }
     return false;
 }
 
 void cuda_reject(rill_stream *s, rill_status st, const char *op, const char *why) {
     rill_fail(st, "cuda %s: %s", op, why);
-    if (s && s->status == RILL_OK) s->status = st;
+    if (s && s->status == RILL_OK) {
+        s->status = st;
+        snprintf(s->error, sizeof s->error, "%s", rill_last_error());
+    }
 }
 
 static void cuda_upload(rill_stream *s, void *dst, const void *src, size_t bytes) {
@@ -85,6 +91,63 @@ static void cuda_event_record(rill_stream *s, rill_event *e) {
 static void cuda_event_wait(rill_event *e) { cuda_ok(NULL, cudaEventSynchronize(e->ev), "event_wait"); }
 static bool cuda_event_done(rill_event *e) { return cudaEventQuery(e->ev) == cudaSuccess; }
 
+static rill_status cuda_stream_status(rill_stream *s) {
+    if (s->status != RILL_OK) rill_fail(s->status, "%s", s->error);
+    return s->status;
+}
+
+// Capture in thread-local mode: other threads' CUDA calls go on as usual.
+static rill_status cuda_graph_begin(rill_stream *s) {
+    if (!cuda_ok(s, cudaStreamBeginCapture(s->cs, cudaStreamCaptureModeThreadLocal), "graph_begin")) return RILL_EIO;
+    s->capturing = true;
+    return RILL_OK;
+}
+
+static rill_status cuda_graph_end(rill_stream *s, rill_graph **out) {
+    *out = NULL;
+    cudaGraph_t graph = NULL;
+    cudaError_t err = cudaStreamEndCapture(s->cs, &graph);
+    s->capturing = false;
+    if (s->status != RILL_OK) { // an op failed while recording: its message says which
+        if (graph) cudaGraphDestroy(graph);
+        return cuda_stream_status(s);
+    }
+    if (!cuda_ok(s, err, "graph_end")) return RILL_EIO;
+    rill_graph *g = rill_calloc(1, sizeof *g);
+    if (!g) {
+        cudaGraphDestroy(graph);
+        return RILL_ENOMEM;
+    }
+    err = cudaGraphInstantiate(&g->exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (!cuda_ok(s, err, "graph_end (instantiate)")) {
+        rill_free(g);
+        return RILL_EIO;
+    }
+    *out = g;
+    return RILL_OK;
+}
+
+static rill_status cuda_graph_launch(rill_stream *s, rill_graph *g) {
+    return cuda_ok(s, cudaGraphLaunch(g->exec, s->cs), "graph_launch") ? RILL_OK : RILL_EIO;
+}
+
+static void cuda_graph_destroy(rill_graph *g) {
+    if (!g) return;
+    cudaGraphExecDestroy(g->exec);
+    rill_free(g);
+}
+
+static void *cuda_host_alloc(rill_backend *be, size_t bytes) {
+    void *p = NULL;
+    if (!cuda_ok(NULL, cudaMallocHost(&p, bytes ? bytes : 1), "host_alloc")) return NULL;
+    return p;
+}
+
+static void cuda_host_free(rill_backend *be, void *p) {
+    if (p) cudaFreeHost(p);
+}
+
 static const rill_backend_ops cuda_ops = {
     .name = "cuda",
     .alloc = cuda_alloc,
@@ -111,7 +174,20 @@ static const rill_backend_ops cuda_ops = {
     .add = cuda_add,
     .scale = cuda_scale,
     .softcap = cuda_softcap,
+    .moe_route = cuda_moe_route,
+    .moe_matmul = cuda_moe_matmul,
+    .moe_combine = cuda_moe_combine,
     .copy = cuda_copy,
+    .copy_at = cuda_copy_at,
+    .add_i32 = cuda_add_i32,
+    .sample = cuda_sample,
+    .graph_begin = cuda_graph_begin,
+    .graph_end = cuda_graph_end,
+    .graph_launch = cuda_graph_launch,
+    .graph_destroy = cuda_graph_destroy,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
+    .stream_status = cuda_stream_status,
 };
 
 rill_status cuda_backend_open_dtype(rill_dtype act, rill_backend **out) {

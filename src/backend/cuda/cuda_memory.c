@@ -116,6 +116,10 @@ void cuda_memory_close(rill_backend *be) {
 
 void *cuda_scratch(rill_stream *s, size_t bytes, const char *op) {
     if (s->scratch_bytes >= bytes) return s->scratch;
+    if (s->capturing) { // a graph must never see its scratch move: run the step once uncaptured first
+        cuda_reject(s, RILL_EINVAL, op, "scratch would grow during graph capture");
+        return NULL;
+    }
     // the kernels already queued may still read the old block
     if (!cuda_ok(s, cudaStreamSynchronize(s->cs), op)) return NULL;
     if (s->scratch) cuda_free(s->be, s->scratch);

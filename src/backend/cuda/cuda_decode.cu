@@ -1,0 +1,163 @@
+// cuda_decode.cu: the ops a captured decode step needs beside the model's: a copy into rows
+// chosen by a device counter (the KV cache write), the counter's increment, and sampling on the
+// GPU (argmax, or a Gumbel-max draw from softmax(logits / temp) over the top k), so that a step
+// reads its input token where the step before wrote it and the host never touches the logits.
+#include <math.h>
+
+#include "backend/cuda/cuda_common.cuh"
+
+enum { SAMPLE_THREADS = 1024 };
+
+template <typename TO, typename TI>
+__global__ void copy_at_kernel(TO *out, int64_t so, int64_t out_rows, const TI *x, int64_t sx, int64_t rows,
+                               int64_t cols, const int32_t *row) {
+    int64_t r0 = *row, n = rows * cols;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = i / cols, c = i % cols;
+        if (r0 + r >= 0 && r0 + r < out_rows) out[(r0 + r) * so + c] = from_f32<TO>(to_f32(x[r * sx + c]));
+    }
+}
+
+extern "C" void cuda_copy_at(rill_stream *s, rill_tensor *out, const rill_tensor *x, const int32_t *row) {
+    const char *op = "copy_at";
+    if (out->cols != x->cols) {
+        cuda_reject(s, RILL_EINVAL, op, "out and x differ in columns");
+        return;
+    }
+    if (x->rows * x->cols == 0) return;
+    unsigned grid = cuda_blocks(x->rows * x->cols, 256);
+    CUDA_DISPATCH(s, op, out->dtype, TO,
+                  CUDA_DISPATCH(s, op, x->dtype, TI,
+                                copy_at_kernel<TO, TI><<<grid, 256, 0, s->cs>>>(
+                                    (TO *)out->data, out->stride, out->rows, (const TI *)x->data, x->stride, x->rows,
+                                    x->cols, row)));
+    cuda_launched(s, op);
+}
+
+__global__ void add_i32_kernel(int32_t *x, int32_t v) { x[0] += v; }
+
+extern "C" void cuda_add_i32(rill_stream *s, int32_t *x, int32_t v) {
+    add_i32_kernel<<<1, 1, 0, s->cs>>>(x, v);
+    cuda_launched(s, "add_i32");
+}
+
+// A uniform draw in (0, 1) from (seed, step, i): splitmix64 of the three.
+__device__ __forceinline__ float uniform01(uint64_t seed, uint64_t step, uint64_t i) {
+    uint64_t z = seed ^ (step * 0x9E3779B97F4A7C15ull) ^ (i * 0xD1B54A32D192ED03ull);
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return ((float)(z >> 40) + 0.5f) * (1.0f / 16777216.0f);
+}
+
+// Block reduction of (value, index) to the largest value, ties to the lowest index.
+__device__ __forceinline__ void arg_better(float &v, int &i, float v2, int i2) {
+    if (v2 > v || (v2 == v && i2 < i)) v = v2, i = i2;
+}
+
+__device__ void block_argmax(float &v, int &i, float *sv, int *si) {
+    for (int o = 16; o > 0; o >>= 1) {
+        float v2 = __shfl_xor_sync(0xffffffffu, v, o);
+        int i2 = __shfl_xor_sync(0xffffffffu, i, o);
+        arg_better(v, i, v2, i2);
+    }
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    __syncthreads();
+    if (lane == 0) sv[warp] = v, si[warp] = i;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < (int)(blockDim.x >> 5) ? sv[lane] : -INFINITY;
+        i = lane < (int)(blockDim.x >> 5) ? si[lane] : 0x7fffffff;
+        for (int o = 16; o > 0; o >>= 1) {
+            float v2 = __shfl_xor_sync(0xffffffffu, v, o);
+            int i2 = __shfl_xor_sync(0xffffffffu, i, o);
+            arg_better(v, i, v2, i2);
+        }
+        if (lane == 0) sv[0] = v, si[0] = i;
+    }
+    __syncthreads();
+    v = sv[0];
+    i = si[0];
+    __syncthreads();
+}
+
+__device__ int block_count(int c, int *sc) {
+    for (int o = 16; o > 0; o >>= 1)
+        c += __shfl_xor_sync(0xffffffffu, c, o);
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    __syncthreads();
+    if (lane == 0) sc[warp] = c;
+    __syncthreads();
+    int t = 0;
+    for (int w = 0; w < (int)(blockDim.x >> 5); w++)
+        t += sc[w];
+    __syncthreads();
+    return t;
+}
+
+// One block. The top-k threshold is found by bisection on the value (the k-th largest logit).
+template <typename T>
+__global__ void __launch_bounds__(SAMPLE_THREADS)
+    sample_kernel(int32_t *token, const T *logits, int vocab, float temp, int top_k, uint64_t seed,
+                  const int32_t *step) {
+    __shared__ float sv[32];
+    __shared__ int si[32], sc[32];
+    float best = -INFINITY;
+    int bi = 0x7fffffff;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x)
+        arg_better(best, bi, to_f32(logits[i]), i);
+    block_argmax(best, bi, sv, si);
+    if (temp <= 0.0f || !(best > -INFINITY)) {
+        if (threadIdx.x == 0) token[0] = bi < vocab ? bi : 0;
+        return;
+    }
+    float thr = -INFINITY;
+    if (top_k > 0 && top_k < vocab) {
+        float lo = -INFINITY, hi = best; // count(>= hi) >= 1; find the largest t with count(>= t) >= top_k
+        float mn = INFINITY;
+        for (int i = threadIdx.x; i < vocab; i += blockDim.x)
+            mn = fminf(mn, to_f32(logits[i]));
+        // the minimum, through the argmax of the negation
+        float nv = -mn;
+        int ni = 0;
+        block_argmax(nv, ni, sv, si);
+        lo = -nv; // count(>= lo) == vocab >= top_k
+        for (int it = 0; it < 40 && lo < hi; it++) {
+            float mid = 0.5f * (lo + hi);
+            if (mid <= lo || mid >= hi) break;
+            int c = 0;
+            for (int i = threadIdx.x; i < vocab; i += blockDim.x)
+                c += to_f32(logits[i]) >= mid;
+            if (block_count(c, sc) >= top_k)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        thr = lo;
+    }
+    uint64_t st = step ? (uint64_t)(uint32_t)*step : 0;
+    float gv = -INFINITY;
+    int gi = 0x7fffffff;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+        float l = to_f32(logits[i]);
+        if (l < thr || !(l > -INFINITY)) continue;
+        float u = uniform01(seed, st, (uint64_t)i);
+        arg_better(gv, gi, (l - best) / temp - logf(-logf(u)), i);
+    }
+    block_argmax(gv, gi, sv, si);
+    if (threadIdx.x == 0) token[0] = gi < vocab ? gi : bi;
+}
+
+extern "C" void cuda_sample(rill_stream *s, rill_tensor *token, const rill_tensor *logits, float temp, int top_k,
+                            uint64_t seed, const int32_t *step) {
+    const char *op = "sample";
+    if (token->dtype != DTYPE_I32 || logits->rows != 1 || logits->cols < 1 || logits->cols > 0x7fffffff) {
+        cuda_reject(s, RILL_EINVAL, op, "token must be I32 and logits one row");
+        return;
+    }
+    CUDA_DISPATCH(s, op, logits->dtype, T,
+                  sample_kernel<T><<<1, SAMPLE_THREADS, 0, s->cs>>>((int32_t *)token->data, (const T *)logits->data,
+                                                                   (int)logits->cols, temp, top_k, seed, step));
+    cuda_launched(s, op);
+}
