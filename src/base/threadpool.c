@@ -27,16 +27,16 @@
 #endif
 
 // The loop word: generation [63:40], n_tasks [39:20], next task [19:0].
-#define GEN_SHIFT   40 // 24 bits of generation
-#define NT_SHIFT    20 // 20 bits of n_tasks (at most THREADPOOL_MAX_TASKS per loop)
-#define NEXT_MASK   ((UINT64_C(1) << NT_SHIFT) - 1)
-#define NT_MASK     ((UINT64_C(1) << (GEN_SHIFT - NT_SHIFT)) - 1)
-#define MAX_TASKS   ((int)(NEXT_MASK >> 1)) // leaves headroom for claims past the end
-#define SPIN_NS     200000                  // a worker spins this long after its last task, then sleeps
+#define GEN_SHIFT 40 // 24 bits of generation
+#define NT_SHIFT  20 // 20 bits of n_tasks (loops of more than MAX_TASKS run serially)
+#define NEXT_MASK ((UINT64_C(1) << NT_SHIFT) - 1)
+#define NT_MASK   ((UINT64_C(1) << (GEN_SHIFT - NT_SHIFT)) - 1)
+#define MAX_TASKS ((int)(NEXT_MASK >> 1)) // leaves headroom for claims past the end
+#define SPIN_NS   200000                  // a worker spins this long after its last task, then sleeps
 
 struct threadpool {
     int n_threads;
-    pthread_t *threads; // [n_threads - 1]
+    pthread_t *threads;                 // [n_threads - 1]
     _Alignas(64) _Atomic uint64_t loop; // {generation, n_tasks, next}
     _Alignas(64) atomic_int done;       // tasks of the current loop finished
     _Alignas(64) _Atomic uint32_t wake; // futex word: bumped for each loop while a worker sleeps
@@ -54,7 +54,9 @@ typedef struct {
 static void futex_wait(_Atomic uint32_t *w, uint32_t seen) {
     syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
 }
-static void futex_wake_all(_Atomic uint32_t *w) { syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0); }
+static void futex_wake_all(_Atomic uint32_t *w) {
+    syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -173,7 +175,8 @@ void threadpool_run(threadpool *p, int n_tasks, threadpool_fn fn, void *arg) {
     p->fn = fn;
     p->arg = arg;
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
-    uint64_t gen = ((atomic_load_explicit(&p->loop, memory_order_relaxed) >> GEN_SHIFT) + 1) & ((UINT64_C(1) << 24) - 1);
+    uint64_t gen =
+        ((atomic_load_explicit(&p->loop, memory_order_relaxed) >> GEN_SHIFT) + 1) & ((UINT64_C(1) << 24) - 1);
     // publish: fn, arg and done are visible to whoever sees the new word (release)
     atomic_store_explicit(&p->loop, gen << GEN_SHIFT | (uint64_t)n_tasks << NT_SHIFT, memory_order_seq_cst);
     if (atomic_load_explicit(&p->sleepers, memory_order_seq_cst) > 0) {
@@ -184,6 +187,8 @@ void threadpool_run(threadpool *p, int n_tasks, threadpool_fn fn, void *arg) {
     // wait for tasks still held by workers (a worker that never woke holds none)
     int spins = 0;
     while (atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks)
-        if (++spins % 1024) cpu_relax();
-        else sched_yield();
+        if (++spins % 1024)
+            cpu_relax();
+        else
+            sched_yield();
 }

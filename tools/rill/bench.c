@@ -22,8 +22,8 @@ static const char *USAGE = "bench --model PATH [-p 512] [-g 128] [-b 1] [-n 5] [
 // ---- the op profiler: a copy of the backend's table whose entries time the real ones ----
 
 enum { P_EMBED, P_MATMUL, P_RMSNORM, P_ROPE, P_ATTN, P_ACT, P_ADD, P_SCALE, P_SOFTCAP, P_MOE, P_COPY, P_KINDS };
-static const char *const kind_names[P_KINDS] = {"embed", "matmul",  "rmsnorm", "rope", "attention", "act_mul",
-                                                "add",   "scale",   "softcap", "moe",  "copy"};
+static const char *const kind_names[P_KINDS] = {"embed", "matmul", "rmsnorm", "rope", "attention", "act_mul",
+                                                "add",   "scale",  "softcap", "moe",  "copy"};
 #define MAX_SHAPES 32
 
 typedef struct {

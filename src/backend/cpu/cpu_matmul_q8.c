@@ -21,9 +21,9 @@
 #define Q8_AVX2 1
 #endif
 
-#define QB        32 // activation block
-#define ROW_TASK  16 // output rows per task
-#define MAX_NT    4  // tokens dotted against one weight row at a time
+#define QB       32 // activation block
+#define ROW_TASK 16 // output rows per task
+#define MAX_NT   4  // tokens dotted against one weight row at a time
 
 typedef struct {
     rill_stream *s;
@@ -128,8 +128,8 @@ static inline float quant32(const float *x, __m256i *c1, __m256i *c2) {
 
 // Two blocks of codes (elements 0..63) -> [evens][odds] as the 4-bit kernel reads them.
 static inline void deinterleave_store(__m256i v0, __m256i v1, int8_t *qx) {
-    const __m256i deint = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10,
-                                           12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    const __m256i deint = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12,
+                                           14, 1, 3, 5, 7, 9, 11, 13, 15);
     // per 128-bit lane [evens | odds], then qwords [ev lo, ev hi, od lo, od hi]
     v0 = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v0, deint), 0xD8);
     v1 = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v1, deint), 0xD8);
@@ -159,8 +159,8 @@ static void quant_row_avx2(const float *x, int64_t cols, int bits, int planes, i
 }
 
 // One row of 4-bit codes against NT tokens. ws: [blocks] the weight scale of each 32-block.
-static inline __attribute__((always_inline)) void row4(const q8_job *j, const uint8_t *p, const float *ws,
-                                                       int64_t cols, float *res, const int NT, const int PL) {
+static inline __attribute__((always_inline)) void row4(const q8_job *j, const uint8_t *p, const float *ws, int64_t cols,
+                                                       float *res, const int NT, const int PL) {
     const __m256i m = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1), k254 = _mm256_set1_epi16(254);
     int64_t blocks = cols / QB;
     __m256 acc[MAX_NT];
@@ -177,8 +177,9 @@ static inline __attribute__((always_inline)) void row4(const q8_job *j, const ui
             __m256i s32;
             if (PL == 2) {
                 const int8_t *q2 = qx + cols;
-                __m256i r16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q2)),
-                                               _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q2 + 32))));
+                __m256i r16 =
+                    _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q2)),
+                                     _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q2 + 32))));
                 s32 = _mm256_add_epi32(_mm256_madd_epi16(s16, k254), _mm256_madd_epi16(r16, ones));
             } else
                 s32 = _mm256_madd_epi16(s16, ones);
@@ -191,8 +192,8 @@ static inline __attribute__((always_inline)) void row4(const q8_job *j, const ui
 }
 
 // One row of 8-bit codes against NT tokens. ws: [blocks] the weight scale of each block.
-static inline __attribute__((always_inline)) void row8(const q8_job *j, const uint8_t *p, const float *ws,
-                                                       int64_t cols, float *res, const int NT, const int PL) {
+static inline __attribute__((always_inline)) void row8(const q8_job *j, const uint8_t *p, const float *ws, int64_t cols,
+                                                       float *res, const int NT, const int PL) {
     const __m256i ones = _mm256_set1_epi16(1), k254 = _mm256_set1_epi16(254), flip = _mm256_set1_epi8((char)0x80);
     int64_t blocks = cols / QB;
     __m256 acc[MAX_NT];
