@@ -214,6 +214,10 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long *target = NULL, lo = 0, hi = 0;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: rill %s\n", USAGE);
+            return CLI_OK;
+        }
         if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
             if (!v) return cli_fail_usage(USAGE, "%s needs a value", a);
             model_path = v;
