@@ -2,6 +2,7 @@
 // programs in order and owns a worker pool; ops called on a stream run at once on the calling
 // thread, using the stream's pool for their parallel loops. Activations are f32.
 #pragma once
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -107,3 +108,30 @@ float cpu_dot(const float *a, const float *b, int64_t n);
 void cpu_dot4(const float *w, const float *x, int64_t x_stride, int64_t n, float out[4]);
 // y[i] += a * x[i]
 void cpu_axpy(float *y, float a, const float *x, int64_t n);
+
+// The key rows [*lo, *hi] that query row i sees under p's mask (causal, and the sliding window when
+// set) in a cache of `rows` rows; empty when *hi < *lo. Shared by every CPU attention kernel.
+static inline void cpu_attn_visible(const rill_attn_params *p, int64_t i, int64_t rows, int64_t *lo, int64_t *hi) {
+    int64_t qp = p->mask.q_pos0 + i;
+    *hi = qp - p->mask.k_pos0;
+    if (*hi > rows - 1) *hi = rows - 1;
+    *lo = 0;
+    if (p->mask.window > 0 && qp - p->mask.window + 1 - p->mask.k_pos0 > 0) *lo = qp - p->mask.window + 1 - p->mask.k_pos0;
+}
+
+// One step of online softmax: folds key score `sc` (before softcap) with value row v [dv] into the
+// running max *mx, the sum *sum and the accumulator acc [dv].
+static inline void cpu_attn_fold(const rill_attn_params *p, float sc, const float *v, int dv, float *acc, float *mx,
+                                 float *sum) {
+    if (p->softcap > 0) sc = p->softcap * tanhf(sc / p->softcap);
+    if (sc > *mx) {
+        float r = expf(*mx - sc); // 0 on the first key
+        for (int e = 0; e < dv; e++)
+            acc[e] *= r;
+        *sum *= r;
+        *mx = sc;
+    }
+    float w = expf(sc - *mx);
+    *sum += w;
+    cpu_axpy(acc, w, v, dv);
+}

@@ -31,29 +31,13 @@ static void attn_task(void *arg, int task, int thread) {
     for (int e = 0; e < dv; e++)
         acc[e] = 0;
 
-    // Visible key rows: k_pos0 + j <= q_pos, and q_pos - (k_pos0 + j) < window.
-    int64_t qp = p->mask.q_pos0 + i;
-    int64_t hi = qp - p->mask.k_pos0; // last visible row
-    if (hi > jb->k->rows - 1) hi = jb->k->rows - 1;
-    int64_t lo = 0;
-    if (p->mask.window > 0 && qp - p->mask.window + 1 - p->mask.k_pos0 > 0)
-        lo = qp - p->mask.window + 1 - p->mask.k_pos0;
-
+    int64_t lo, hi;
+    cpu_attn_visible(p, i, jb->k->rows, &lo, &hi);
     const float *q = (const float *)jb->q->data + i * jb->q->stride + (int64_t)h * dk;
     float mx = -INFINITY, sum = 0;
     for (int64_t j = lo; j <= hi; j++) {
         float sc = p->scale * cpu_dot(q, kv_row(jb->k, j, (int64_t)kh * dk, dk, kt), dk);
-        if (p->softcap > 0) sc = p->softcap * tanhf(sc / p->softcap);
-        if (sc > mx) {
-            float r = expf(mx - sc); // 0 on the first key
-            for (int e = 0; e < dv; e++)
-                acc[e] *= r;
-            sum *= r;
-            mx = sc;
-        }
-        float w = expf(sc - mx);
-        sum += w;
-        cpu_axpy(acc, w, kv_row(jb->v, j, (int64_t)kh * dv, dv, vt), dv);
+        cpu_attn_fold(p, sc, kv_row(jb->v, j, (int64_t)kh * dv, dv, vt), dv, acc, &mx, &sum);
     }
     float *o = (float *)jb->out->data + i * jb->out->stride + (int64_t)h * dv;
     float inv = sum > 0 ? 1.0f / sum : 0.0f;
