@@ -295,12 +295,19 @@ static void write_str_repr(jbuf *b, const jstr *s) {
     jbuf_put(b, &q, 1);
 }
 
-static void write_container_repr(jbuf *b, jv v) {
+// Containers nest (a list may even hold itself through a namespace); past this depth the repr is
+// cut to "[...]" as Python cuts a recursive one, so a hostile template can't exhaust the stack.
+enum { REPR_MAX_DEPTH = 64 };
+
+static void write_repr_at(jbuf *b, jv v, int depth);
+
+static void write_container_repr(jbuf *b, jv v, int depth) {
+    if (depth >= REPR_MAX_DEPTH) return jbuf_puts(b, v.kind == JV_LIST ? "[...]" : "{...}");
     if (v.kind == JV_LIST) {
         jbuf_put(b, v.l->tuple ? "(" : "[", 1);
         for (size_t i = 0; i < v.l->n; i++) {
             if (i) jbuf_put(b, ", ", 2);
-            jv_write_repr(b, v.l->items[i]);
+            write_repr_at(b, v.l->items[i], depth + 1);
         }
         if (v.l->tuple && v.l->n == 1) jbuf_put(b, ",", 1);
         jbuf_put(b, v.l->tuple ? ")" : "]", 1);
@@ -309,18 +316,21 @@ static void write_container_repr(jbuf *b, jv v) {
     jbuf_puts(b, v.kind == JV_NS ? "<Namespace {" : "{");
     for (size_t i = 0; i < v.d->n; i++) {
         if (i) jbuf_put(b, ", ", 2);
-        jv_write_repr(b, v.d->keys[i]);
+        write_repr_at(b, v.d->keys[i], depth + 1);
         jbuf_put(b, ": ", 2);
-        jv_write_repr(b, v.d->vals[i]);
+        write_repr_at(b, v.d->vals[i], depth + 1);
     }
     jbuf_puts(b, v.kind == JV_NS ? "}>" : "}");
 }
 
-void jv_write_repr(jbuf *b, jv v) {
+static void write_repr_at(jbuf *b, jv v, int depth) {
     if (v.kind == JV_STR) return write_str_repr(b, v.s);
     if (v.kind == JV_UNDEF) return jbuf_puts(b, "Undefined");
+    if (v.kind == JV_LIST || v.kind == JV_DICT || v.kind == JV_NS) return write_container_repr(b, v, depth);
     jv_write_str(b, v);
 }
+
+void jv_write_repr(jbuf *b, jv v) { write_repr_at(b, v, 0); }
 
 void jv_write_str(jbuf *b, jv v) {
     switch (v.kind) {
@@ -332,7 +342,7 @@ void jv_write_str(jbuf *b, jv v) {
     case JV_STR: return jbuf_put(b, v.s->data, v.s->len);
     case JV_LIST:
     case JV_DICT:
-    case JV_NS: return write_container_repr(b, v);
+    case JV_NS: return write_container_repr(b, v, 0);
     case JV_CALL: return jbuf_puts(b, "<function>");
     }
 }
