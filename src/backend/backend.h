@@ -27,16 +27,23 @@ typedef struct {
 // A linear layer's weight W [rows = n_out][cols = n_in], dense or MLX affine, with an optional bias.
 typedef enum { WEIGHT_DENSE, WEIGHT_AFFINE } rill_weight_kind;
 
+// How llama.cpp rounds the activations that meet a weight of a GGUF block type before its integer
+// dot products (its "vec_dot_type"): Q8_0 (blocks of 32, d = amax / 127 kept as f16) for Q4_0,
+// Q5_0 and Q8_0; Q8_1 (Q8_0 plus the f16 sum d * sum(q)) for Q4_1 and Q5_1. The CPU backend
+// reproduces it for these weights, so that a GGUF model computes what llama.cpp computes.
+typedef enum { ACT_QUANT_NONE, ACT_QUANT_Q8_0, ACT_QUANT_Q8_1 } rill_act_quant;
+
 typedef struct {
     rill_weight_kind kind;
-    int64_t rows, cols;     // [n_out][n_in]
-    rill_dtype dtype;       // dense: F32, F16 or BF16; affine: the dtype of scales and biases
-    const void *data;       // dense: [rows][cols]
-    int bits, group_size;   // affine
-    const uint32_t *packed; // affine: [rows][cols * bits / 32]
-    const void *scales;     // affine: [rows][cols / group_size] of dtype
-    const void *biases;     // affine: [rows][cols / group_size] of dtype
-    const float *bias;      // [rows] f32 added to every output row, or NULL
+    int64_t rows, cols;       // [n_out][n_in]
+    rill_dtype dtype;         // dense: F32, F16 or BF16; affine: the dtype of scales and biases
+    const void *data;         // dense: [rows][cols]
+    int bits, group_size;     // affine
+    const uint32_t *packed;   // affine: [rows][cols * bits / 32]
+    const void *scales;       // affine: [rows][cols / group_size] of dtype
+    const void *biases;       // affine: [rows][cols / group_size] of dtype
+    const float *bias;        // [rows] f32 added to every output row, or NULL
+    rill_act_quant act_quant; // GGUF weights: llama.cpp's activation rounding (affine, groups of 32)
 } rill_weight;
 
 typedef enum { ACT_SILU, ACT_GELU_TANH } rill_act;
@@ -168,8 +175,8 @@ typedef struct rill_backend_ops {
     // token [1][1] I32 = argmax of logits [1][vocab] when temp == 0 (ties: the lowest id), else a
     // draw from softmax(logits / temp) over the top_k largest (top_k 0: all), with randomness
     // from (seed, *step); step: device I32 [1].
-    void (*sample)(rill_stream *s, rill_tensor *token, const rill_tensor *logits, float temp, int top_k,
-                   uint64_t seed, const int32_t *step);
+    void (*sample)(rill_stream *s, rill_tensor *token, const rill_tensor *logits, float temp, int top_k, uint64_t seed,
+                   const int32_t *step);
     // Capture: the ops issued on s between graph_begin and graph_end are recorded, not run (no
     // allocation, sync or host-side read may happen in between); graph_launch replays them.
     rill_status (*graph_begin)(rill_stream *s);

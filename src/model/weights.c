@@ -60,6 +60,18 @@ static void gguf_shape_str(const gguf_tensor *t, char *buf, size_t cap) {
         n += snprintf(buf + n, cap - (size_t)n, "%llu%s", (unsigned long long)t->ne[d], d ? ", " : "]");
 }
 
+// llama.cpp's activation rounding for a weight of this GGUF type (see rill_act_quant).
+static rill_act_quant gguf_act_quant(gguf_dtype type) {
+    switch (type) {
+    case GGUF_DTYPE_Q4_0:
+    case GGUF_DTYPE_Q5_0:
+    case GGUF_DTYPE_Q8_0: return ACT_QUANT_Q8_0;
+    case GGUF_DTYPE_Q4_1:
+    case GGUF_DTYPE_Q5_1: return ACT_QUANT_Q8_1;
+    default: return ACT_QUANT_NONE;
+    }
+}
+
 static rill_status gguf_linear(binder *b, const char *name, int64_t rows, int64_t cols, rill_weight *w) {
     rill_model *m = b->m;
     const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
@@ -97,6 +109,7 @@ static rill_status gguf_linear(binder *b, const char *name, int64_t rows, int64_
         w->packed = a.packed;
         w->scales = a.scales;
         w->biases = a.biases;
+        w->act_quant = gguf_act_quant(t->type);
         return RILL_OK;
     }
     // Other block types: decoded to f32 once.

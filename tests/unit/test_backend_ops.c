@@ -404,8 +404,13 @@ static void test_attention_q(void **state) {
             }
         assert_true(ref > 0 && sqrt(err / ref) < (cases[c].bits == 8 ? 0.01 : 0.15));
         pair out = make_out(be->act_dtype, cases[c].n_q, (int64_t)cases[c].heads * cases[c].hd);
-        rill_attn_params p = {cases[c].heads, cases[c].kv_heads, cases[c].hd, cases[c].hd,
-                              1.0f / sqrtf((float)cases[c].hd), 0, {cases[c].q_pos0, 0, cases[c].window, NULL}};
+        rill_attn_params p = {cases[c].heads,
+                              cases[c].kv_heads,
+                              cases[c].hd,
+                              cases[c].hd,
+                              1.0f / sqrtf((float)cases[c].hd),
+                              0,
+                              {cases[c].q_pos0, 0, cases[c].window, NULL}};
         be->ops->attention_q(st, &out.dev, &q.dev, &kd, &vd, &p);
         ref_attention_q(&out.host, &q.host, &kh, &vh, &p);
         CHECK(&out, "attention_q case %zu", c);
@@ -566,51 +571,126 @@ static void test_cpu_int8_matmul(void **state) {
     int best = cpu_q8_best_path(), planes_was = cb->q8_planes;
     double worst[3] = {0, 0, 0}, worst_simd = 0;
     for (int planes = 1; planes <= 2; planes++)
-    for (size_t k = 0; k < N_OF(kinds); k++)
-        for (size_t t = 0; t < N_OF(toks); t++) {
-            // one plane: 8-bit rounding; two planes (the default): ~15 bits
-            double lim = planes == 1 ? 5e-2 : 1e-3;
-            cb->q8_planes = planes;
-            // 4-bit needs cols % 64 (one chunk of packed bytes); 8-bit takes any multiple of the group
-            int64_t n_in = kinds[k].bits == 4 ? 384 + 256 * (int64_t)(t % 2) : 128 * (int64_t)(3 + t % 3);
-            int64_t n_out = 45 + (int64_t)t;
-            wpair w = make_weight(n_out, n_in, kinds[k].bits, kinds[k].group, kinds[k].dt, t % 2);
-            pair x = make(DTYPE_F32, toks[t], n_in, 1.0f);
-            pair out_s = make_out(DTYPE_F32, toks[t], n_out);
-            cb->q8_path = CPU_PATH_SCALAR;
-            be->ops->matmul(st, &out_s.dev, &x.dev, &w.dev);
-            ref_matmul(&out_s.host, &x.host, &w.host);
-            double e = rel_err(&out_s);
-            if (e > worst[planes]) worst[planes] = e;
-            if (!(e <= lim))
-                fail_msg("int8 matmul (scalar, %d planes) bits %d group %d, %lld tokens: relative error %.3g", planes,
-                         kinds[k].bits, kinds[k].group, (long long)toks[t], e);
-            if (best != CPU_PATH_SCALAR) {
-                pair out_v = make_out(DTYPE_F32, toks[t], n_out);
-                cb->q8_path = best;
-                be->ops->matmul(st, &out_v.dev, &x.dev, &w.dev);
-                ref_matmul(&out_v.host, &x.host, &w.host);
-                double ev = rel_err(&out_v);
-                if (!(ev <= lim))
-                    fail_msg("int8 matmul (path %d, %d planes) bits %d group %d: relative error %.3g", best, planes,
-                             kinds[k].bits, kinds[k].group, ev);
-                // against the scalar path: the same integers, only the f32 summation order differs
-                be->ops->download(st, out_v.host.data, out_s.dev.data, bytes_of(&out_v.host));
-                be->ops->sync(st);
-                double es = rel_err(&out_v);
-                if (es > worst_simd) worst_simd = es;
-                if (!(es <= 1e-5))
-                    fail_msg("int8 matmul path %d vs scalar, bits %d group %d: relative difference %.3g", best,
-                             kinds[k].bits, kinds[k].group, es);
-                drop(&out_v);
+        for (size_t k = 0; k < N_OF(kinds); k++)
+            for (size_t t = 0; t < N_OF(toks); t++) {
+                // one plane: 8-bit rounding; two planes (the default): ~15 bits
+                double lim = planes == 1 ? 5e-2 : 1e-3;
+                cb->q8_planes = planes;
+                // 4-bit needs cols % 64 (one chunk of packed bytes); 8-bit takes any multiple of the group
+                int64_t n_in = kinds[k].bits == 4 ? 384 + 256 * (int64_t)(t % 2) : 128 * (int64_t)(3 + t % 3);
+                int64_t n_out = 45 + (int64_t)t;
+                wpair w = make_weight(n_out, n_in, kinds[k].bits, kinds[k].group, kinds[k].dt, t % 2);
+                pair x = make(DTYPE_F32, toks[t], n_in, 1.0f);
+                pair out_s = make_out(DTYPE_F32, toks[t], n_out);
+                cb->q8_path = CPU_PATH_SCALAR;
+                be->ops->matmul(st, &out_s.dev, &x.dev, &w.dev);
+                ref_matmul(&out_s.host, &x.host, &w.host);
+                double e = rel_err(&out_s);
+                if (e > worst[planes]) worst[planes] = e;
+                if (!(e <= lim))
+                    fail_msg("int8 matmul (scalar, %d planes) bits %d group %d, %lld tokens: relative error %.3g",
+                             planes, kinds[k].bits, kinds[k].group, (long long)toks[t], e);
+                if (best != CPU_PATH_SCALAR) {
+                    pair out_v = make_out(DTYPE_F32, toks[t], n_out);
+                    cb->q8_path = best;
+                    be->ops->matmul(st, &out_v.dev, &x.dev, &w.dev);
+                    ref_matmul(&out_v.host, &x.host, &w.host);
+                    double ev = rel_err(&out_v);
+                    if (!(ev <= lim))
+                        fail_msg("int8 matmul (path %d, %d planes) bits %d group %d: relative error %.3g", best, planes,
+                                 kinds[k].bits, kinds[k].group, ev);
+                    // against the scalar path: the same integers, only the f32 summation order differs
+                    be->ops->download(st, out_v.host.data, out_s.dev.data, bytes_of(&out_v.host));
+                    be->ops->sync(st);
+                    double es = rel_err(&out_v);
+                    if (es > worst_simd) worst_simd = es;
+                    if (!(es <= 1e-5))
+                        fail_msg("int8 matmul path %d vs scalar, bits %d group %d: relative difference %.3g", best,
+                                 kinds[k].bits, kinds[k].group, es);
+                    drop(&out_v);
+                }
+                drop(&x);
+                drop(&out_s);
+                drop_weight(&w);
             }
-            drop(&x);
-            drop(&out_s);
-            drop_weight(&w);
-        }
     printf("cpu int8 matmul: largest relative error vs reference %.3g (1 plane), %.3g (2 planes); %.3g SIMD vs "
            "scalar\n",
            worst[1], worst[2], worst_simd);
+    cb->q8_planes = planes_was;
+    cb->int8 = was;
+    cb->q8_path = path_was;
+}
+
+// llama.cpp's activation rounding, written out from the GGUF block definitions (Q8_0: d = amax / 127
+// stored as f16, codes round(x * 127 / amax); Q8_1 adds s = f16(d * sum of codes)) and its dot
+// products (sum over blocks of d_w * d_x * integer dot + m_w * s), in f64. The CPU's one-plane
+// kernel on a weight marked with act_quant must give this up to f32 summation order, at any
+// number of tokens (prefill goes through it too), on every path the build can run.
+static double llama_rounded_dot(const rill_weight *w, int64_t row, const float *x) {
+    int64_t blocks = w->cols / 32;
+    const uint8_t *p = (const uint8_t *)(w->packed + row * (w->cols * w->bits / 32));
+    double acc = 0;
+    for (int64_t b = 0; b < blocks; b++) {
+        float amax = 0;
+        for (int i = 0; i < 32; i++)
+            amax = fmaxf(amax, fabsf(x[b * 32 + i]));
+        float d = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+        float dr = f16_to_f32(f32_to_f16(d));
+        int64_t dot = 0, sum = 0;
+        for (int i = 0; i < 32; i++) {
+            int64_t e = b * 32 + i;
+            int qx = (int)nearbyintf(x[e] * inv);
+            int qw = w->bits == 4 ? (p[e / 2] >> (4 * (e % 2))) & 15 : p[e];
+            dot += (int64_t)qw * qx;
+            sum += qx;
+        }
+        double s = w->act_quant == ACT_QUANT_Q8_1 ? f16_to_f32(f32_to_f16(d * (float)sum)) : (double)dr * (double)sum;
+        float sc = ((const float *)w->scales)[row * blocks + b], bi = ((const float *)w->biases)[row * blocks + b];
+        acc += (double)sc * dr * (double)dot + (double)bi * s;
+    }
+    return acc + (w->bias ? w->bias[row] : 0.0f);
+}
+
+static void test_cpu_int8_matmul_llama_rounding(void **state) {
+    if (strcmp(be_name, "cpu")) skip();
+    cpu_backend *cb = be->impl;
+    bool was = cb->int8;
+    int path_was = cb->q8_path, planes_was = cb->q8_planes;
+    cb->int8 = true;
+    cb->q8_planes = 1;
+    static const struct {
+        int bits;
+        rill_act_quant aq;
+    } kinds[] = {{4, ACT_QUANT_Q8_1}, {4, ACT_QUANT_Q8_0}, {8, ACT_QUANT_Q8_0}};
+    static const int64_t toks[] = {1, 3, 5, 17}; // decode sizes and prefill sizes
+    int paths[] = {CPU_PATH_SCALAR, cpu_q8_best_path()};
+    double worst = 0;
+    for (size_t k = 0; k < N_OF(kinds); k++)
+        for (size_t t = 0; t < N_OF(toks); t++) {
+            int64_t n_in = 64 * (int64_t)(5 + t), n_out = 37 + (int64_t)t;
+            wpair w = make_weight(n_out, n_in, kinds[k].bits, 32, DTYPE_F32, t % 2);
+            w.host.act_quant = w.dev.act_quant = kinds[k].aq;
+            pair x = make(DTYPE_F32, toks[t], n_in, 1.0f);
+            for (int pi = 0; pi < 2; pi++) {
+                cb->q8_path = paths[pi];
+                pair out = make_out(DTYPE_F32, toks[t], n_out);
+                be->ops->matmul(st, &out.dev, &x.dev, &w.dev);
+                for (int64_t r = 0; r < toks[t]; r++)
+                    for (int64_t o = 0; o < n_out; o++)
+                        ((float *)out.host.data)[r * out.host.stride + o] =
+                            (float)llama_rounded_dot(&w.host, o, (const float *)x.host.data + r * x.host.stride);
+                double e = rel_err(&out);
+                if (e > worst) worst = e;
+                if (!(e <= 1e-5))
+                    fail_msg(
+                        "llama-rounded int8 matmul (path %d) bits %d act_quant %d, %lld tokens: relative error %.3g",
+                        paths[pi], kinds[k].bits, (int)kinds[k].aq, (long long)toks[t], e);
+                drop(&out);
+            }
+            drop(&x);
+            drop_weight(&w);
+        }
+    printf("cpu int8 matmul with llama.cpp's rounding: largest relative difference %.3g\n", worst);
     cb->q8_planes = planes_was;
     cb->int8 = was;
     cb->q8_path = path_was;
@@ -687,6 +767,7 @@ int main(void) {
             cmocka_unit_test_prestate_setup_teardown(test_stream_order_and_events, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_threadpool_runs_each_task_once, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_cpu_int8_matmul, setup, teardown, &name),
+            cmocka_unit_test_prestate_setup_teardown(test_cpu_int8_matmul_llama_rounding, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_cpu_matmul_scalar_fallback, setup, teardown, &name),
         };
         failed += _cmocka_run_group_tests(name, tests, N_OF(tests), NULL, NULL);

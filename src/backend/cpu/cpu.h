@@ -21,7 +21,7 @@ typedef struct {
     int n_threads; // threads per stream, the compute thread included
     bool int8;     // decode-sized affine matmuls quantize activations to int8 (default; RILL_CPU_MATMUL=f32: off)
     int q8_path;   // CPU_PATH_* of the int8 kernels (the best the build has)
-    int q8_planes; // int8 planes per activation: 2 (default: ~15 bits) or 1 (RILL_CPU_MATMUL=int8)
+    int q8_planes; // int8 planes per activation: 2 (default: ~15 bits) or 1 (RILL_CPU_MATMUL=int8: llama.cpp's)
     int gemm_path; // CPU_PATH_* of the f32 matmul used for prefill (the best the build has)
 } cpu_backend;
 
@@ -91,8 +91,9 @@ static inline float cpu_scalar(rill_dtype dt, const void *p, int64_t i) {
     return f16_to_f32(h);
 }
 
-// The int8-activation matmul (cpu_matmul_q8.c) for up to 4 tokens on 4-bit (cols % 64 == 0) or
-// 8-bit affine weights with groups of 32k; false when it does not handle the case (nothing ran).
+// The int8-activation matmul (cpu_matmul_q8.c) on 4-bit (cols % 64 == 0) or 8-bit affine weights
+// with groups of 32k: up to 4 tokens, or, with one plane, any number for weights with llama.cpp's
+// activation rounding (w->act_quant, groups of 32); false when it does not handle the case.
 bool cpu_matmul_q8(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w, int path);
 bool cpu_q8_supports(const rill_weight *w);
 int cpu_q8_best_path(void);
@@ -116,7 +117,8 @@ static inline void cpu_attn_visible(const rill_attn_params *p, int64_t i, int64_
     *hi = qp - p->mask.k_pos0;
     if (*hi > rows - 1) *hi = rows - 1;
     *lo = 0;
-    if (p->mask.window > 0 && qp - p->mask.window + 1 - p->mask.k_pos0 > 0) *lo = qp - p->mask.window + 1 - p->mask.k_pos0;
+    if (p->mask.window > 0 && qp - p->mask.window + 1 - p->mask.k_pos0 > 0)
+        *lo = qp - p->mask.window + 1 - p->mask.k_pos0;
 }
 
 // One step of online softmax: folds key score `sc` (before softcap) with value row v [dv] into the

@@ -220,6 +220,8 @@ rill_status cpu_backend_open(int threads, rill_backend **out) {
     cb->q8_path = cpu_q8_best_path();
     cb->q8_planes = mm && !strcmp(mm, "int8") ? 1 : 2;
     cb->gemm_path = cpu_gemm_best_path();
+    const char *kp = getenv("RILL_CPU_PATH"); // "scalar": the portable kernels (same integers, other f32 sum order)
+    if (kp && !strcmp(kp, "scalar")) cb->q8_path = cb->gemm_path = CPU_PATH_SCALAR;
     be->ops = &cpu_ops;
     be->act_dtype = DTYPE_F32;
     be->impl = cb;

@@ -1,6 +1,8 @@
 // cpu_matmul.c: out[t][o] = x[t] . W[o] + bias[o] on the CPU, choosing a kernel by shape:
 // - decode (up to 4 tokens), 4/8-bit affine: int8 activations, integer dots (cpu_matmul_q8.c);
 //   with RILL_CPU_MATMUL=f32, the exact fused f32 kernel below instead;
+// - with RILL_CPU_MATMUL=int8, weights from GGUF Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 blocks at any number of
+//   tokens: the one-plane int8 kernel with llama.cpp's activation rounding;
 // - prefill (more tokens): blocked f32 GEMM. A task turns 16 weight rows into an f32 panel
 //   [cols][16] once, then a 6x16 register tile (12 accumulators) runs over all tokens; exact to
 //   f32 rounding, so prefill logits match the reference (the issue-4 acceptance);
@@ -208,7 +210,10 @@ void cpu_matmul(rill_stream *s, rill_tensor *out, const rill_tensor *x, const ri
         return;
     }
     cpu_backend *cb = s->be->impl;
-    if (cb->int8 && x->rows <= FUSED_MAX_TOK && cpu_matmul_q8(s, out, x, w, cb->q8_path)) return;
+    // int8 activations: decode-sized inputs; with one plane, GGUF weights at any size (llama.cpp's rounding)
+    if (cb->int8 && (x->rows <= FUSED_MAX_TOK || (cb->q8_planes == 1 && w->act_quant != ACT_QUANT_NONE)) &&
+        cpu_matmul_q8(s, out, x, w, cb->q8_path))
+        return;
     matmul_job j = {s, out, x, w, NULL};
 #ifdef CPU_AVX2
     if (x->rows > FUSED_MAX_TOK && cb->gemm_path == CPU_PATH_AVX2) {

@@ -12,6 +12,11 @@
 // - 8-bit: codes recentred to signed (q - 128; the bias absorbs 128 * scale), sign trick for maddubs.
 // Paths: AVX2 (maddubs) and scalar; both give the same integers, so the same result up to f32
 // summation order. The scalar path is the fallback and the one the tests compare AVX2 against.
+// One plane on weights from GGUF Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 blocks (w->act_quant) rounds as llama.cpp
+// does: d rounded to f16 in the products, and the bias term through the block sums llama.cpp keeps,
+// f16(d * sum q) for Q8_1 and f16(d) * sum q for Q8_0; for any number of tokens (prefill too).
+// Each dot then equals llama.cpp's vec_dot up to f32 summation order (checked against its
+// libggml-cpu through ctypes: within 1 ulp). Not the default: docs/performance.md shows why.
 #include <math.h>
 
 #include "backend/cpu/cpu.h"
@@ -21,9 +26,10 @@
 #define Q8_AVX2 1
 #endif
 
-#define QB       32 // activation block
-#define ROW_TASK 16 // output rows per task
-#define MAX_NT   4  // tokens dotted against one weight row at a time
+#define QB        32 // activation block
+#define ROW_TASK  16 // output rows per task
+#define MAX_NT    4  // tokens dotted against one weight row at a time
+#define TOK_CHUNK 16 // tokens run over a task's rows before the next ones (activations stay in L1)
 
 typedef struct {
     rill_stream *s;
@@ -34,7 +40,7 @@ typedef struct {
     const int8_t *qx;  // [n_tok][planes][cols] codes (4-bit: de-interleaved per 64)
     const float *dx;   // [n_tok][cols / 32] scale of the combined integer (d, or d / 254 with 2 planes)
     const float *dx4;  // [n_tok][cols / 32 * 4] the same, each 4 times (the AVX2 4-bit lanes)
-    const float *xsum; // [n_tok][cols / group_size] exact sums of x per weight group
+    const float *xsum; // [n_tok][cols / group_size] sums of x per weight group (exact, or llama.cpp's)
 } q8_job;
 
 bool cpu_q8_supports(const rill_weight *w) {
@@ -47,6 +53,7 @@ bool cpu_q8_supports(const rill_weight *w) {
 
 // Block of 32 -> plane codes q1 (and q2: the residual) in element order; returns the block's d.
 // fmaf and the vector fnmadd round the residual once, so both paths give the same integers.
+// (d = amax / 127 and codes round(x * 127 / amax), ties to even: llama.cpp's Q8_0/Q8_1 as well.)
 static float quant_block(const float *x, int32_t *q1, int32_t *q2) {
     float amax = 0;
     for (int i = 0; i < QB; i++)
@@ -72,13 +79,19 @@ static void put_codes(const int32_t *q, int n, int bits, int8_t *qx) {
             qx[i] = (int8_t)q[i];
 }
 
-static void quant_row_scalar(const float *x, int64_t cols, int bits, int planes, int8_t *qx, float *dx) {
+// Quantizes one row: codes into qx, each block's d into dx (d / 254 with 2 planes) and the sum of
+// its first-plane codes into qs [cols / 32].
+static void quant_row_scalar(const float *x, int64_t cols, int bits, int planes, int8_t *qx, float *dx, int32_t *qs) {
     for (int64_t c = 0; c < cols; c += 64) {
         int32_t q1[64], q2[64];
         int nb = cols - c >= 64 ? 2 : 1;
         for (int b = 0; b < nb; b++) {
             float d = quant_block(x + c + b * QB, q1 + b * QB, planes == 2 ? q2 + b * QB : NULL);
             dx[c / QB + b] = planes == 2 ? d / 254.0f : d;
+            int32_t sum = 0;
+            for (int i = 0; i < QB; i++)
+                sum += q1[b * QB + i];
+            qs[c / QB + b] = sum;
         }
         put_codes(q1, nb * QB, bits, qx + c);
         if (planes == 2) put_codes(q2, nb * QB, bits, qx + cols + c);
@@ -98,8 +111,9 @@ static inline __m256i pack32(const __m256i q[4]) { // 4 x 8 int32 -> 32 int8 in 
     return _mm256_permutevar8x32_epi32(ab, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-// 32 floats -> plane codes in element order (*c2 only with 2 planes); returns the block's d.
-static inline float quant32(const float *x, __m256i *c1, __m256i *c2) {
+// 32 floats -> plane codes in element order (*c2 only with 2 planes) and the sum of the first
+// plane's codes (*qs); returns the block's d.
+static inline float quant32(const float *x, __m256i *c1, __m256i *c2, int32_t *qs) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 v[4], m = _mm256_setzero_ps();
     for (int k = 0; k < 4; k++) {
@@ -123,6 +137,10 @@ static inline float quant32(const float *x, __m256i *c1, __m256i *c2) {
     }
     *c1 = pack32(q);
     if (c2) *c2 = pack32(r);
+    __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    __m128i h4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    h4 = _mm_add_epi32(h4, _mm_shuffle_epi32(h4, 0x4e));
+    *qs = _mm_cvtsi128_si32(_mm_add_epi32(h4, _mm_shuffle_epi32(h4, 0xb1)));
     return d;
 }
 
@@ -137,12 +155,12 @@ static inline void deinterleave_store(__m256i v0, __m256i v1, int8_t *qx) {
     _mm256_storeu_si256((__m256i *)(qx + 32), _mm256_permute2x128_si256(v0, v1, 0x31));
 }
 
-static void quant_row_avx2(const float *x, int64_t cols, int bits, int planes, int8_t *qx, float *dx) {
+static void quant_row_avx2(const float *x, int64_t cols, int bits, int planes, int8_t *qx, float *dx, int32_t *qs) {
     if (bits == 4)
         for (int64_t c = 0; c + 64 <= cols; c += 64) {
             __m256i a1, a2, b1, b2;
-            float da = quant32(x + c, &a1, planes == 2 ? &a2 : NULL);
-            float db = quant32(x + c + 32, &b1, planes == 2 ? &b2 : NULL);
+            float da = quant32(x + c, &a1, planes == 2 ? &a2 : NULL, qs + c / QB);
+            float db = quant32(x + c + 32, &b1, planes == 2 ? &b2 : NULL, qs + c / QB + 1);
             dx[c / QB] = planes == 2 ? da / 254.0f : da;
             dx[c / QB + 1] = planes == 2 ? db / 254.0f : db;
             deinterleave_store(a1, b1, qx + c);
@@ -151,16 +169,16 @@ static void quant_row_avx2(const float *x, int64_t cols, int bits, int planes, i
     else
         for (int64_t c = 0; c + 32 <= cols; c += 32) {
             __m256i a1, a2;
-            float d = quant32(x + c, &a1, planes == 2 ? &a2 : NULL);
+            float d = quant32(x + c, &a1, planes == 2 ? &a2 : NULL, qs + c / QB);
             dx[c / QB] = planes == 2 ? d / 254.0f : d;
             _mm256_storeu_si256((__m256i *)(qx + c), a1);
             if (planes == 2) _mm256_storeu_si256((__m256i *)(qx + cols + c), a2);
         }
 }
 
-// One row of 4-bit codes against NT tokens. ws: [blocks] the weight scale of each 32-block.
+// One row of 4-bit codes against NT tokens from token t0. ws: [blocks] the weight scale of each 32-block.
 static inline __attribute__((always_inline)) void row4(const q8_job *j, const uint8_t *p, const float *ws, int64_t cols,
-                                                       float *res, const int NT, const int PL) {
+                                                       int64_t t0, float *res, const int NT, const int PL) {
     const __m256i m = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1), k254 = _mm256_set1_epi16(254);
     int64_t blocks = cols / QB;
     __m256 acc[MAX_NT];
@@ -171,7 +189,7 @@ static inline __attribute__((always_inline)) void row4(const q8_job *j, const ui
         __m256i lo = _mm256_and_si256(v, m), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m);
         __m256 wv = _mm256_set_m128(_mm_broadcast_ss(ws + e / 32 + 1), _mm_broadcast_ss(ws + e / 32));
         for (int t = 0; t < NT; t++) {
-            const int8_t *qx = j->qx + t * PL * cols + e;
+            const int8_t *qx = j->qx + (t0 + t) * PL * cols + e;
             __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)qx)),
                                            _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(qx + 32))));
             __m256i s32;
@@ -183,7 +201,7 @@ static inline __attribute__((always_inline)) void row4(const q8_job *j, const ui
                 s32 = _mm256_add_epi32(_mm256_madd_epi16(s16, k254), _mm256_madd_epi16(r16, ones));
             } else
                 s32 = _mm256_madd_epi16(s16, ones);
-            __m256 sc = _mm256_mul_ps(wv, _mm256_loadu_ps(j->dx4 + t * blocks * 4 + e / 8));
+            __m256 sc = _mm256_mul_ps(wv, _mm256_loadu_ps(j->dx4 + (t0 + t) * blocks * 4 + e / 8));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), sc, acc[t]);
         }
     }
@@ -191,9 +209,9 @@ static inline __attribute__((always_inline)) void row4(const q8_job *j, const ui
         res[t] = hsum8(acc[t]);
 }
 
-// One row of 8-bit codes against NT tokens. ws: [blocks] the weight scale of each block.
+// One row of 8-bit codes against NT tokens from token t0. ws: [blocks] the weight scale of each block.
 static inline __attribute__((always_inline)) void row8(const q8_job *j, const uint8_t *p, const float *ws, int64_t cols,
-                                                       float *res, const int NT, const int PL) {
+                                                       int64_t t0, float *res, const int NT, const int PL) {
     const __m256i ones = _mm256_set1_epi16(1), k254 = _mm256_set1_epi16(254), flip = _mm256_set1_epi8((char)0x80);
     int64_t blocks = cols / QB;
     __m256 acc[MAX_NT];
@@ -203,7 +221,7 @@ static inline __attribute__((always_inline)) void row8(const q8_job *j, const ui
         __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + b * QB)), flip);
         __m256i aq = _mm256_sign_epi8(q, q);
         for (int t = 0; t < NT; t++) {
-            const int8_t *qx = j->qx + t * PL * cols + b * QB;
+            const int8_t *qx = j->qx + (t0 + t) * PL * cols + b * QB;
             __m256i x = _mm256_loadu_si256((const __m256i *)qx);
             __m256i s16 = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(x, q)), s32;
             if (PL == 2) {
@@ -212,7 +230,8 @@ static inline __attribute__((always_inline)) void row8(const q8_job *j, const ui
                                        _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(x2, q)), ones));
             } else
                 s32 = _mm256_madd_epi16(s16, ones);
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), _mm256_set1_ps(ws[b] * j->dx[t * blocks + b]), acc[t]);
+            acc[t] =
+                _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), _mm256_set1_ps(ws[b] * j->dx[(t0 + t) * blocks + b]), acc[t]);
         }
     }
     for (int t = 0; t < NT; t++)
@@ -221,10 +240,11 @@ static inline __attribute__((always_inline)) void row8(const q8_job *j, const ui
 #endif
 
 // Scalar: the same integer sums, block by block.
-static void row_scalar(const q8_job *j, const uint8_t *p, const float *ws, int64_t cols, float *res) {
+static void row_scalar(const q8_job *j, const uint8_t *p, const float *ws, int64_t cols, int64_t t0, int nt,
+                       float *res) {
     int bits = j->w->bits, PL = j->planes;
     int64_t blocks = cols / QB;
-    for (int64_t t = 0; t < j->n_tok; t++) {
+    for (int64_t t = t0; t < t0 + nt; t++) {
         float acc = 0;
         for (int64_t b = 0; b < blocks; b++) {
             int32_t isum = 0;
@@ -245,8 +265,41 @@ static void row_scalar(const q8_job *j, const uint8_t *p, const float *ws, int64
             }
             acc += (float)isum * (ws[b] * j->dx[t * blocks + b]);
         }
-        res[t] = acc;
+        res[t - t0] = acc;
     }
+}
+
+// res [nt] = the integer-dot part of one row against tokens t0 .. t0 + nt - 1 (nt <= MAX_NT).
+static void row_dots(const q8_job *j, const uint8_t *p, const float *ws, int64_t t0, int nt, float *res) {
+    int64_t cols = j->w->cols;
+#ifdef Q8_AVX2
+    if (j->path == CPU_PATH_AVX2) {
+        if (j->w->bits == 4) {
+            switch (nt * 2 + j->planes - 1) {
+            case 2: row4(j, p, ws, cols, t0, res, 1, 1); break;
+            case 3: row4(j, p, ws, cols, t0, res, 1, 2); break;
+            case 4: row4(j, p, ws, cols, t0, res, 2, 1); break;
+            case 5: row4(j, p, ws, cols, t0, res, 2, 2); break;
+            case 6: row4(j, p, ws, cols, t0, res, 3, 1); break;
+            case 7: row4(j, p, ws, cols, t0, res, 3, 2); break;
+            case 8: row4(j, p, ws, cols, t0, res, 4, 1); break;
+            default: row4(j, p, ws, cols, t0, res, 4, 2); break;
+            }
+        } else
+            switch (nt * 2 + j->planes - 1) {
+            case 2: row8(j, p, ws, cols, t0, res, 1, 1); break;
+            case 3: row8(j, p, ws, cols, t0, res, 1, 2); break;
+            case 4: row8(j, p, ws, cols, t0, res, 2, 1); break;
+            case 5: row8(j, p, ws, cols, t0, res, 2, 2); break;
+            case 6: row8(j, p, ws, cols, t0, res, 3, 1); break;
+            case 7: row8(j, p, ws, cols, t0, res, 3, 2); break;
+            case 8: row8(j, p, ws, cols, t0, res, 4, 1); break;
+            default: row8(j, p, ws, cols, t0, res, 4, 2); break;
+            }
+        return;
+    }
+#endif
+    row_scalar(j, p, ws, cols, t0, nt, res);
 }
 
 static void q8_task(void *arg, int task, int thread) {
@@ -255,67 +308,50 @@ static void q8_task(void *arg, int task, int thread) {
     int bits = w->bits;
     int64_t cols = w->cols, gs = w->group_size, groups = cols / gs, blocks = cols / QB;
     int64_t o0 = (int64_t)task * ROW_TASK, o1 = o0 + ROW_TASK < w->rows ? o0 + ROW_TASK : w->rows;
-    // per row: scales and biases as f32 [groups] (in place when they are f32), the scale of each
-    // 32-block [blocks] (the scales themselves when groups are 32)
-    float *buf = cpu_scratch(j->s, thread, (size_t)(groups * 2 + blocks + 16));
+    // per row of the task: scales and biases as f32 [groups] (in place when they are f32), the
+    // scale of each 32-block [blocks] (the scales themselves when groups are 32)
+    int64_t per_row = groups * 2 + blocks;
+    float *buf = cpu_scratch(j->s, thread, (size_t)(per_row * ROW_TASK + 16));
     size_t es = dtype_size(w->dtype);
-    bool f32 = w->dtype == DTYPE_F32;
-    float *out = j->out->data;
+    const float *sc[ROW_TASK], *bi[ROW_TASK], *ws[ROW_TASK];
     for (int64_t o = o0; o < o1; o++) {
-        const uint8_t *p = (const uint8_t *)(w->packed + o * (cols * bits / 32));
-        float bsum[MAX_NT] = {0}, res[MAX_NT];
-        const float *sc = (const float *)w->scales + o * groups, *bi = (const float *)w->biases + o * groups;
-        if (!f32) {
-            cpu_to_f32(w->dtype, (const char *)w->scales + (size_t)(o * groups) * es, groups, buf);
-            cpu_to_f32(w->dtype, (const char *)w->biases + (size_t)(o * groups) * es, groups, buf + groups);
-            sc = buf, bi = buf + groups;
+        float *rb = buf + (o - o0) * per_row;
+        int r = (int)(o - o0);
+        sc[r] = (const float *)w->scales + o * groups, bi[r] = (const float *)w->biases + o * groups;
+        if (w->dtype != DTYPE_F32) {
+            cpu_to_f32(w->dtype, (const char *)w->scales + (size_t)(o * groups) * es, groups, rb);
+            cpu_to_f32(w->dtype, (const char *)w->biases + (size_t)(o * groups) * es, groups, rb + groups);
+            sc[r] = rb, bi[r] = rb + groups;
         }
-        const float *ws = sc;
+        ws[r] = sc[r];
         if (gs != QB) {
-            float *e = buf + 2 * groups;
+            float *e = rb + 2 * groups;
             for (int64_t b = 0; b < blocks; b++)
-                e[b] = sc[b * QB / gs];
-            ws = e;
+                e[b] = sc[r][b * QB / gs];
+            ws[r] = e;
         }
-        for (int64_t t = 0; t < j->n_tok; t++) { // the affine bias through the exact sums of x
-            const float *xs = j->xsum + t * groups;
-            float acc = 0, acc2 = 0;
-            for (int64_t g = 0; g < groups; g++)
-                acc += bi[g] * xs[g], acc2 += sc[g] * xs[g];
-            bsum[t] = acc + (bits == 8 ? 128.0f * acc2 : 0.0f);
-        }
-        bool done = false;
-#ifdef Q8_AVX2
-        if (j->path == CPU_PATH_AVX2) {
-            if (bits == 4) {
-                switch (j->n_tok * 2 + j->planes - 1) {
-                case 2: row4(j, p, ws, cols, res, 1, 1); break;
-                case 3: row4(j, p, ws, cols, res, 1, 2); break;
-                case 4: row4(j, p, ws, cols, res, 2, 1); break;
-                case 5: row4(j, p, ws, cols, res, 2, 2); break;
-                case 6: row4(j, p, ws, cols, res, 3, 1); break;
-                case 7: row4(j, p, ws, cols, res, 3, 2); break;
-                case 8: row4(j, p, ws, cols, res, 4, 1); break;
-                default: row4(j, p, ws, cols, res, 4, 2); break;
+    }
+    float *out = j->out->data;
+    for (int64_t c0 = 0; c0 < j->n_tok; c0 += TOK_CHUNK) {
+        int64_t c1 = c0 + TOK_CHUNK < j->n_tok ? c0 + TOK_CHUNK : j->n_tok;
+        for (int64_t o = o0; o < o1; o++) {
+            int r = (int)(o - o0);
+            const uint8_t *p = (const uint8_t *)(w->packed + o * (cols * bits / 32));
+            float b = w->bias ? w->bias[o] : 0.0f;
+            for (int64_t t0 = c0; t0 < c1; t0 += MAX_NT) {
+                int nt = c1 - t0 < MAX_NT ? (int)(c1 - t0) : MAX_NT;
+                float res[MAX_NT];
+                row_dots(j, p, ws[r], t0, nt, res);
+                for (int t = 0; t < nt; t++) { // the affine bias through the sums of x
+                    const float *xs = j->xsum + (t0 + t) * groups;
+                    float acc = 0, acc2 = 0;
+                    for (int64_t g = 0; g < groups; g++)
+                        acc += bi[r][g] * xs[g], acc2 += sc[r][g] * xs[g];
+                    float bsum = acc + (bits == 8 ? 128.0f * acc2 : 0.0f);
+                    out[(t0 + t) * j->out->stride + o] = res[t] + bsum + b;
                 }
-            } else
-                switch (j->n_tok * 2 + j->planes - 1) {
-                case 2: row8(j, p, ws, cols, res, 1, 1); break;
-                case 3: row8(j, p, ws, cols, res, 1, 2); break;
-                case 4: row8(j, p, ws, cols, res, 2, 1); break;
-                case 5: row8(j, p, ws, cols, res, 2, 2); break;
-                case 6: row8(j, p, ws, cols, res, 3, 1); break;
-                case 7: row8(j, p, ws, cols, res, 3, 2); break;
-                case 8: row8(j, p, ws, cols, res, 4, 1); break;
-                default: row8(j, p, ws, cols, res, 4, 2); break;
-                }
-            done = true;
+            }
         }
-#endif
-        if (!done) row_scalar(j, p, ws, cols, res);
-        float b = w->bias ? w->bias[o] : 0.0f;
-        for (int64_t t = 0; t < j->n_tok; t++)
-            out[t * j->out->stride + o] = res[t] + bsum[t] + b;
     }
 }
 
@@ -328,37 +364,48 @@ int cpu_q8_best_path(void) {
 }
 
 bool cpu_matmul_q8(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w, int path) {
-    if (!cpu_q8_supports(w) || x->rows > MAX_NT) return false;
+    int planes = ((cpu_backend *)s->be->impl)->q8_planes == 1 ? 1 : 2;
+    bool ggml = planes == 1 && w->act_quant != ACT_QUANT_NONE && w->group_size == QB;
+    if (!cpu_q8_supports(w) || (!ggml && x->rows > MAX_NT)) return false;
 #ifndef Q8_AVX2
     path = CPU_PATH_SCALAR;
 #endif
-    int planes = ((cpu_backend *)s->be->impl)->q8_planes == 1 ? 1 : 2;
     int64_t n = x->rows, cols = w->cols, blocks = cols / QB, groups = cols / w->group_size;
-    // one scratch block: codes, block scales (once and 4 times), group sums
-    size_t floats = (size_t)(n * planes * cols) / 4 + 1 + (size_t)(n * blocks) * 5 + (size_t)(n * groups);
+    // one scratch block: codes, block scales (once and 4 times), group sums, code sums
+    size_t floats =
+        (size_t)(n * planes * cols) / 4 + 1 + (size_t)(n * blocks) * 5 + (size_t)(n * groups) + (size_t)blocks;
     float *buf = cpu_scratch(s, CPU_MAX_THREADS - 1, floats);
     int8_t *qx = (int8_t *)buf;
     float *dx = buf + (size_t)(n * planes * cols) / 4 + 1, *dx4 = dx + n * blocks, *xsum = dx4 + n * blocks * 4;
+    int32_t *qs = (int32_t *)(xsum + n * groups);
     for (int64_t t = 0; t < n; t++) {
         const float *xr = (const float *)x->data + t * x->stride;
+        float *d = dx + t * blocks, *xs = xsum + t * groups;
 #ifdef Q8_AVX2
         if (path == CPU_PATH_AVX2)
-            quant_row_avx2(xr, cols, w->bits, planes, qx + t * planes * cols, dx + t * blocks);
+            quant_row_avx2(xr, cols, w->bits, planes, qx + t * planes * cols, d, qs);
         else
 #endif
-            quant_row_scalar(xr, cols, w->bits, planes, qx + t * planes * cols, dx + t * blocks);
+            quant_row_scalar(xr, cols, w->bits, planes, qx + t * planes * cols, d, qs);
+        if (ggml) // groups are the 32-blocks: llama.cpp's f16 scale and its rounded block sums
+            for (int64_t b = 0; b < blocks; b++) {
+                float dr = f16_to_f32(f32_to_f16(d[b]));
+                xs[b] =
+                    w->act_quant == ACT_QUANT_Q8_1 ? f16_to_f32(f32_to_f16(d[b] * (float)qs[b])) : dr * (float)qs[b];
+                d[b] = dr;
+            }
+        else
+            for (int64_t g = 0; g < groups; g++) { // exact f32 sums
+                const float *xg = xr + g * w->group_size;
+                float s8[8] = {0};
+                for (int64_t i = 0; i < w->group_size; i += 8)
+                    for (int k = 0; k < 8; k++)
+                        s8[k] += xg[i + k];
+                xs[g] = ((s8[0] + s8[4]) + (s8[1] + s8[5])) + ((s8[2] + s8[6]) + (s8[3] + s8[7]));
+            }
         for (int64_t b = 0; b < blocks; b++)
             for (int k = 0; k < 4; k++)
-                dx4[t * blocks * 4 + b * 4 + k] = dx[t * blocks + b];
-        int64_t gs = w->group_size;
-        for (int64_t g = 0; g < groups; g++) {
-            const float *xg = xr + g * gs;
-            float s8[8] = {0};
-            for (int64_t i = 0; i < gs; i += 8)
-                for (int k = 0; k < 8; k++)
-                    s8[k] += xg[i + k];
-            xsum[t * groups + g] = ((s8[0] + s8[4]) + (s8[1] + s8[5])) + ((s8[2] + s8[6]) + (s8[3] + s8[7]));
-        }
+                dx4[t * blocks * 4 + b * 4 + k] = d[b];
     }
     q8_job j = {s, out, w, n, path, planes, qx, dx, dx4, xsum};
     threadpool_run(s->pool, (int)((w->rows + ROW_TASK - 1) / ROW_TASK), q8_task, &j);

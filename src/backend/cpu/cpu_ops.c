@@ -36,7 +36,10 @@ void cpu_rmsnorm(rill_stream *s, rill_tensor *out, const rill_tensor *x, const f
     for (int64_t t = 0; t < x->rows; t++) {
         const float *xi = row(x, t);
         float *o = row(out, t);
-        float inv = 1.0f / sqrtf(cpu_dot(xi, xi, x->cols) / (float)x->cols + eps);
+        double ss = 0; // in f64, as llama.cpp sums (and closer to the exact sum the reference takes)
+        for (int64_t c = 0; c < x->cols; c++)
+            ss += (double)xi[c] * xi[c];
+        float inv = 1.0f / sqrtf((float)(ss / (double)x->cols) + eps);
         for (int64_t c = 0; c < x->cols; c++)
             o[c] = xi[c] * inv * (w[c] + one);
     }
