@@ -16,8 +16,16 @@
 
 int cmd_bench(int argc, char **argv);
 
-static const char *USAGE = "bench --model PATH [-p 512] [-g 128] [-b 1] [-n 5] [--threads N] [--kv-bits B]\n"
+static const char *USAGE = "bench --model PATH [-p 512] [-g 128] [-b 1] [-n 5] [--threads N] [--kv-bits 4|8]\n"
+                           "       [--kv-group-size G] [--quantized-kv-start N] [--max-kv-size N]\n"
                            "       [--prefill-step-size N] [--seed S] [--json] [--profile]";
+
+// The cache of a trial: mlx-lm's make_prompt_cache (max_kv_size > 0: rotating layers) and KV
+// quantization from quantized_kv_start (0 here: decode runs on the quantized cache throughout).
+typedef struct {
+    int kv_bits, kv_group_size;
+    int64_t quantized_kv_start, max_kv_size;
+} bench_cache;
 
 // ---- the op profiler: a copy of the backend's table whose entries time the real ones ----
 
@@ -159,7 +167,8 @@ static uint32_t rng(void) { // xorshift64*
     return (uint32_t)((rng_state * 0x2545F4914F6CDD1DULL) >> 32);
 }
 
-static rill_status run_trial(rill_model *m, rill_stream *s, int64_t n_prompt, int n_gen, int step, trial *out) {
+static rill_status run_trial(rill_model *m, rill_stream *s, int64_t n_prompt, int n_gen, int step,
+                             const bench_cache *bc, trial *out) {
     int32_t *prompt = rill_malloc((size_t)n_prompt * sizeof(int32_t));
     if (!prompt) return RILL_ENOMEM;
     for (int64_t i = 0; i < n_prompt; i++)
@@ -167,8 +176,11 @@ static rill_status run_trial(rill_model *m, rill_stream *s, int64_t n_prompt, in
     rill_cache *cache = NULL;
     generator *g = NULL;
     rill_memory_reset_peak();
-    rill_status st = model_make_cache(m, &cache);
+    rill_status st = model_make_prompt_cache(m, bc->max_kv_size, &cache);
     generate_params p = generate_defaults();
+    p.kv_bits = bc->kv_bits;
+    p.kv_group_size = bc->kv_group_size;
+    p.quantized_kv_start = bc->quantized_kv_start;
     p.max_tokens = n_gen;
     p.sampling.temp = 0; // greedy; EOS is never checked here, so every trial runs n_gen tokens
     if (step > 0) p.prefill_step_size = step;
@@ -210,6 +222,7 @@ static bool int_arg(const char *v, long lo, long hi, long *out) {
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL;
     long n_prompt = 512, n_gen = 128, batch = 1, trials = 5, threads = 0, kv_bits = 0, step = 0, seed = 0;
+    long kv_group = 64, kv_start = 0, max_kv = 0;
     bool json = false, profile = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -241,6 +254,12 @@ int cmd_bench(int argc, char **argv) {
             target = &threads, lo = 0, hi = 256;
         else if (!strcmp(a, "--kv-bits"))
             target = &kv_bits, lo = 0, hi = 16;
+        else if (!strcmp(a, "--kv-group-size"))
+            target = &kv_group, lo = 32, hi = 128;
+        else if (!strcmp(a, "--quantized-kv-start"))
+            target = &kv_start, lo = 0, hi = INT32_MAX;
+        else if (!strcmp(a, "--max-kv-size"))
+            target = &max_kv, lo = 1, hi = INT32_MAX;
         else if (!strcmp(a, "--prefill-step-size"))
             target = &step, lo = 1, hi = 1 << 20;
         else if (!strcmp(a, "--seed"))
@@ -252,8 +271,12 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!model_path) return cli_fail_usage(USAGE, "--model is required");
     if (batch != 1) return cli_fail_usage(USAGE, "-b %ld: only batch 1 is measured so far", batch);
-    if (kv_bits != 0 && kv_bits != 16)
-        return cli_fail_usage(USAGE, "--kv-bits %ld: the quantized KV cache is not in this build yet", kv_bits);
+    if (kv_bits == 16) kv_bits = 0; // 16: the plain cache, as llama-bench's f16
+    if (kv_bits != 0 && kv_bits != 4 && kv_bits != 8)
+        return cli_fail_usage(USAGE, "--kv-bits %ld: 4 or 8 (or 16 for the plain cache)", kv_bits);
+    if (kv_group != 32 && kv_group != 64 && kv_group != 128)
+        return cli_fail_usage(USAGE, "--kv-group-size %ld: 32, 64 or 128", kv_group);
+    bench_cache bc = {(int)kv_bits, (int)kv_group, kv_start, max_kv};
     rng_state = 0x9E3779B97F4A7C15ULL ^ (uint64_t)seed;
 
     rill_backend *be = NULL;
@@ -274,7 +297,7 @@ int cmd_bench(int argc, char **argv) {
         rc = cli_fail_input();
         goto out;
     }
-    if ((st = run_trial(m, s, n_prompt, (int)n_gen, (int)step, &warm)) != RILL_OK) {
+    if ((st = run_trial(m, s, n_prompt, (int)n_gen, (int)step, &bc, &warm)) != RILL_OK) {
         rill_free(t);
         rc = cli_fail_input();
         goto out;
@@ -285,7 +308,7 @@ int cmd_bench(int argc, char **argv) {
                model_path, threads, n_prompt, n_gen, trials);
     trial mean = {0};
     for (long i = 0; i < trials; i++) {
-        if ((st = run_trial(m, s, n_prompt, (int)n_gen, (int)step, &t[i])) != RILL_OK) {
+        if ((st = run_trial(m, s, n_prompt, (int)n_gen, (int)step, &bc, &t[i])) != RILL_OK) {
             rill_free(t);
             rc = cli_fail_input();
             goto out;
