@@ -17,7 +17,8 @@ static const char *USAGE =
     "chat --model PATH [--system-prompt TEXT] [--max-tokens N] [--temp T] [--top-p P] [--min-p P] [--top-k K]\n"
     "       [--min-tokens-to-keep N] [--xtc-probability P] [--xtc-threshold T] [--seed S] [--repetition-penalty R]\n"
     "       [--repetition-context-size N] [--presence-penalty P] [--frequency-penalty F] [--extra-eos-token ID]\n"
-    "       [--ignore-chat-template] [--prefill-step-size N] [--threads N] [--device cpu|cuda] [--verbose]";
+    "       [--ignore-chat-template] [--prefill-step-size N] [--threads N] [--device cpu|cuda] [--verbose]\n"
+    "       [--max-kv-size N] [--kv-bits 4|8] [--kv-group-size G] [--quantized-kv-start N]";
 
 static const char *HELP =
     "The command list:\n- 'q' to exit\n- 'r' to reset the chat\n- 'h' to display these commands\n";
@@ -92,7 +93,7 @@ static rill_status reset(chat *c) {
     if (off == 0 || (off > 0 && cache_trim(c->cache, off) == off)) return RILL_OK;
     cache_free(c->cache);
     c->cache = NULL;
-    return model_make_cache(c->m, &c->cache);
+    return model_make_prompt_cache(c->m, c->o.max_kv_size, &c->cache);
 }
 
 static json_t *text_json(const char *s, size_t n) {
@@ -141,7 +142,7 @@ static rill_status turn(chat *c, const char *line) {
             cache_free(c->cache);
             c->cache = NULL;
             cached = 0;
-            st = model_make_cache(c->m, &c->cache);
+            st = model_make_prompt_cache(c->m, c->o.max_kv_size, &c->cache);
         }
     }
     if (st == RILL_OK) {

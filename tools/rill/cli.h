@@ -28,6 +28,7 @@ typedef struct {
     const char *device;
     int32_t extra_eos[CLI_MAX_EXTRA_EOS]; // [n_extra_eos]
     int n_extra_eos;
+    int max_kv_size; // --max-kv-size: 0, or every layer a RotatingKVCache of this size (make_prompt_cache)
 } cli_gen_opts;
 void cli_gen_opts_init(cli_gen_opts *o);
 // Parses argv[*i] when it is a generation flag (*matched), advancing *i past its value; returns

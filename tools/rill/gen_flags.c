@@ -1,6 +1,7 @@
 // gen_flags.c: the generation flags `rill chat` shares with `rill generate` (mlx-lm's names,
 // ranges and defaults, REFERENCE.md): sampling, logits processors, --max-tokens, --seed,
-// --extra-eos-token, --ignore-eos, --prefill-step-size, --threads and --device. Out-of-range values are usage
+// --extra-eos-token, --ignore-eos, --prefill-step-size, --threads, --device and the cache flags
+// --max-kv-size, --kv-bits, --kv-group-size, --quantized-kv-start. Out-of-range values are usage
 // errors that name the flag and the allowed range.
 #include <errno.h>
 #include <limits.h>
@@ -13,7 +14,8 @@
 void cli_gen_opts_init(cli_gen_opts *o) {
     memset(o, 0, sizeof *o);
     o->p = generate_defaults();
-    o->p.max_tokens = 100; // the CLI's default
+    o->p.max_tokens = 100;          // the CLI's default
+    o->p.quantized_kv_start = 5000; // the CLI's default (mlx_lm.generate's)
     o->device = "cpu";
 }
 
@@ -60,6 +62,9 @@ static const flag flags[] = {
     {"--frequency-penalty", NULL, F_FLOAT, -1e6, 1e6, OFF(p.processing.frequency_penalty)},
     {"--prefill-step-size", NULL, F_INT, 1, INT32_MAX, OFF(p.prefill_step_size)},
     {"--threads", NULL, F_INT, 1, 256, OFF(threads)},
+    {"--max-kv-size", NULL, F_INT, 1, INT32_MAX, OFF(max_kv_size)},
+    {"--kv-group-size", NULL, F_INT, 32, 128, OFF(p.kv_group_size)},
+    {"--quantized-kv-start", NULL, F_INT, 0, INT32_MAX, OFF(p.quantized_kv_start)},
 };
 
 int cli_gen_flag(cli_gen_opts *o, int argc, char **argv, int *i, const char *usage, bool *matched) {
@@ -102,6 +107,14 @@ int cli_gen_flag(cli_gen_opts *o, int argc, char **argv, int *i, const char *usa
                                       CLI_MAX_EXTRA_EOS);
             o->extra_eos[o->n_extra_eos++] = (int32_t)x;
         }
+        return CLI_OK;
+    }
+    if (!strcmp(a, "--kv-bits")) { // the quantized cache has 4- and 8-bit codes
+        long x;
+        if (!v || !cli_parse_long(v, 4, 8, &x) || (x != 4 && x != 8))
+            return cli_fail_usage(usage, "--kv-bits: '%s' is not 4 or 8", v ? v : "");
+        (*i)++;
+        o->p.kv_bits = (int)x;
         return CLI_OK;
     }
     if (!strcmp(a, "--ignore-eos")) {
