@@ -158,7 +158,7 @@ static inline void deinterleave_store(__m256i v0, __m256i v1, int8_t *qx) {
 static void quant_row_avx2(const float *x, int64_t cols, int bits, int planes, int8_t *qx, float *dx, int32_t *qs) {
     if (bits == 4)
         for (int64_t c = 0; c + 64 <= cols; c += 64) {
-            __m256i a1, a2, b1, b2;
+            __m256i a1, a2 = _mm256_setzero_si256(), b1, b2 = _mm256_setzero_si256();
             float da = quant32(x + c, &a1, planes == 2 ? &a2 : NULL, qs + c / QB);
             float db = quant32(x + c + 32, &b1, planes == 2 ? &b2 : NULL, qs + c / QB + 1);
             dx[c / QB] = planes == 2 ? da / 254.0f : da;
@@ -168,7 +168,7 @@ static void quant_row_avx2(const float *x, int64_t cols, int bits, int planes, i
         }
     else
         for (int64_t c = 0; c + 32 <= cols; c += 32) {
-            __m256i a1, a2;
+            __m256i a1, a2 = _mm256_setzero_si256();
             float d = quant32(x + c, &a1, planes == 2 ? &a2 : NULL, qs + c / QB);
             dx[c / QB] = planes == 2 ? d / 254.0f : d;
             _mm256_storeu_si256((__m256i *)(qx + c), a1);

@@ -1,6 +1,7 @@
 // cuda_gemv.cu: matmul for a few tokens (decode), one warp per output row: each weight byte is read
 // once per call (16-byte streaming loads) for all n_tok <= CUDA_GEMV_MAX_TOK rows of x. 4-bit affine
-// with bf16/f16 activations: x quantized to int8 per 32 values, then dp4a (as the CPU does); 4/8-bit
+// with bf16/f16 activations: x quantized to int8 per 32 values in two planes (the rounding residual
+// quantized again, ~15 bits: as the CPU does), then dp4a; 4/8-bit
 // otherwise: dequantized in registers to f32 (acc += scale * q.x + bias * sum(x)); dense: 8-wide
 // FMA; other bits or unaligned shapes: a plain per-element path.
 #include <stdlib.h>
@@ -91,26 +92,45 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     }
 }
 
-// x [n_tok][n_in] -> int8 blocks of 32 for the 4-bit dp4a kernel, one warp per block:
-// xq [n_tok][n_in / 32][32] bytes, ordered per 8 values as (0,2,4,6),(1,3,5,7) to match the low and
-// high nibbles of a packed word; xs [n_tok][n_in / 32] = max|x| / 127; xsum: the exact f32 sum.
+// x [n_tok][n_in] -> int8 blocks of 32 for the 4-bit dp4a kernel, one warp per block, two planes:
+// x ~ d * q1 + d / 254 * q2 (|x - d q1| <= d / 2, so q2 fits int8). xq [2][n_tok * n_in / 32][32]
+// bytes (plane 1, then plane 2), ordered per 8 values as (0,2,4,6),(1,3,5,7) to match the low and
+// high nibbles of a packed word; xs [n_tok][n_in / 32] = d / 254, the scale of 254 * s1 + s2;
+// xsum: the exact f32 sum of the block.
 template <typename TX>
 __global__ void quant_x_kernel(int8_t *xq, float *xs, float *xsum, const TX *x, int64_t sx, int64_t n_in, int n_tok) {
     int64_t blk = (int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5), n_blk = n_in / 32;
-    if (blk >= n_blk * n_tok) return;
+    int64_t all = n_blk * n_tok;
+    if (blk >= all) return;
     int lane = threadIdx.x & 31;
     int64_t t = blk / n_blk, b = blk % n_blk;
     float v = to_f32(x[t * sx + b * 32 + lane]);
     float amax = warp_max(fabsf(v)), sum = warp_sum(v);
     float sc = amax / 127.0f;
-    int q = sc > 0.0f ? __float2int_rn(v / sc) : 0;
-    int i = lane >> 3, k = lane & 7;
-    xq[blk * 32 + (2 * i + (k & 1)) * 4 + (k >> 1)] = (int8_t)q;
-    if (lane == 0) xs[blk] = sc, xsum[blk] = sum;
+    int q1 = sc > 0.0f ? __float2int_rn(v * (127.0f / amax)) : 0;
+    int q2 = sc > 0.0f ? __float2int_rn(fmaf(-(float)q1, sc, v) * (254.0f / sc)) : 0;
+    q2 = max(-127, min(127, q2));
+    int i = lane >> 3, k = lane & 7, at = (2 * i + (k & 1)) * 4 + (k >> 1);
+    xq[blk * 32 + at] = (int8_t)q1;
+    xq[(all + blk) * 32 + at] = (int8_t)q2;
+    if (lane == 0) xs[blk] = sc / 254.0f, xsum[blk] = sum;
 }
 
-// 4-bit weights (packed, scales, biases as in gemv_affine_kernel) against int8 x blocks:
-// acc += w_scale * x_scale * sum(q * xq) + w_bias * sum(x), per block of 32 values.
+// The dp4a dot of 32 4-bit codes (lo/hi nibble words) with one plane of x codes at a, b.
+__device__ __forceinline__ int dot32(const int lo[4], const int hi[4], uint4 a, uint4 b) {
+    int d = __dp4a(lo[0], (int)a.x, 0);
+    d = __dp4a(hi[0], (int)a.y, d);
+    d = __dp4a(lo[1], (int)a.z, d);
+    d = __dp4a(hi[1], (int)a.w, d);
+    d = __dp4a(lo[2], (int)b.x, d);
+    d = __dp4a(hi[2], (int)b.y, d);
+    d = __dp4a(lo[3], (int)b.z, d);
+    return __dp4a(hi[3], (int)b.w, d);
+}
+
+// 4-bit weights (packed, scales, biases as in gemv_affine_kernel) against two-plane int8 x blocks:
+// acc += w_scale * x_scale * (254 * sum(q * xq1) + sum(q * xq2)) + w_bias * sum(x), per block of 32
+// values (|254 * s1 + s2| < 2^24: exact in f32).
 template <typename TX, typename TS>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_q4_dp4a_kernel(TX *out, int64_t so, const uint4 *xq, const float *xs, const float *xsum, const uint4 *packed,
@@ -119,7 +139,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     int lane = threadIdx.x & 31;
     int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
     if (row >= n_out) return;
-    int64_t n_vec = n_in / 32, groups = n_in / gs;
+    int64_t n_vec = n_in / 32, groups = n_in / gs, plane2 = 2 * n_vec * n_tok; // uint4 offset of plane 2
     const uint4 *prow = packed + row * n_vec;
     const TS *srow = scales + row * groups, *brow = biases + row * groups;
     float acc[CUDA_GEMV_MAX_TOK];
@@ -138,15 +158,8 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++) {
             if (t >= n_tok) break;
             int64_t xb = t * n_vec + v;
-            uint4 a = xq[2 * xb], b = xq[2 * xb + 1];
-            int d = __dp4a(lo[0], (int)a.x, 0);
-            d = __dp4a(hi[0], (int)a.y, d);
-            d = __dp4a(lo[1], (int)a.z, d);
-            d = __dp4a(hi[1], (int)a.w, d);
-            d = __dp4a(lo[2], (int)b.x, d);
-            d = __dp4a(hi[2], (int)b.y, d);
-            d = __dp4a(lo[3], (int)b.z, d);
-            d = __dp4a(hi[3], (int)b.w, d);
+            int d = 254 * dot32(lo, hi, xq[2 * xb], xq[2 * xb + 1]) +
+                    dot32(lo, hi, xq[plane2 + 2 * xb], xq[plane2 + 2 * xb + 1]);
             acc[t] = fmaf(sc * xs[xb], (float)d, fmaf(bi, xsum[xb], acc[t]));
         }
     }
@@ -239,10 +252,10 @@ static void gemv_typed(rill_stream *s, rill_tensor *out, const rill_tensor *x, c
                  x_vec && aligned16(w->packed) && (w->cols * w->bits / 32) % 4 == 0;
     if (fused && w->bits == 4 && sizeof(TX) == 2 && !float_only()) {
         int64_t n_blk = w->cols / 32 * nt;
-        char *buf = (char *)cuda_scratch(s, (size_t)n_blk * 40, "matmul (gemv)");
+        char *buf = (char *)cuda_scratch(s, (size_t)n_blk * 72, "matmul (gemv)");
         if (!buf) return;
-        int8_t *xq = (int8_t *)buf;
-        float *xs = (float *)(buf + n_blk * 32), *xsum = xs + n_blk;
+        int8_t *xq = (int8_t *)buf; // [2][n_blk][32]
+        float *xs = (float *)(buf + n_blk * 64), *xsum = xs + n_blk;
         quant_x_kernel<TX><<<(unsigned)((n_blk + 7) / 8), 256, 0, s->cs>>>(xq, xs, xsum, xp, x->stride, w->cols, nt);
         CUDA_DISPATCH(s, "matmul", w->dtype, TS,
                       gemv_q4_dp4a_kernel<TX, TS><<<grid, block, 0, s->cs>>>(
