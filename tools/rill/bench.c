@@ -18,7 +18,7 @@ int cmd_bench(int argc, char **argv);
 
 static const char *USAGE = "bench --model PATH [-p 512] [-g 128] [-b 1] [-n 5] [--threads N] [--kv-bits 4|8]\n"
                            "       [--kv-group-size G] [--quantized-kv-start N] [--max-kv-size N]\n"
-                           "       [--prefill-step-size N] [--seed S] [--json] [--profile]";
+                           "       [--prefill-step-size N] [--seed S] [--device cpu|cuda] [--json] [--profile]";
 
 // The cache of a trial: mlx-lm's make_prompt_cache (max_kv_size > 0: rotating layers) and KV
 // quantization from quantized_kv_start (0 here: decode runs on the quantized cache throughout).
@@ -220,7 +220,7 @@ static bool int_arg(const char *v, long lo, long hi, long *out) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *model_path = NULL;
+    const char *model_path = NULL, *device = "cpu";
     long n_prompt = 512, n_gen = 128, batch = 1, trials = 5, threads = 0, kv_bits = 0, step = 0, seed = 0;
     long kv_group = 64, kv_start = 0, max_kv = 0;
     bool json = false, profile = false;
@@ -234,6 +234,11 @@ int cmd_bench(int argc, char **argv) {
         if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
             if (!v) return cli_fail_usage(USAGE, "%s needs a value", a);
             model_path = v;
+            i++;
+            continue;
+        } else if (!strcmp(a, "--device")) {
+            if (!v || (strcmp(v, "cpu") && strcmp(v, "cuda"))) return cli_fail_usage(USAGE, "--device: cpu or cuda");
+            device = v;
             i++;
             continue;
         } else if (!strcmp(a, "--json")) {
@@ -283,7 +288,9 @@ int cmd_bench(int argc, char **argv) {
     rill_stream *s = NULL;
     rill_model *m = NULL;
     int rc = CLI_OK;
-    rill_status st = backend_open("cpu", (int)threads, &be);
+    if (profile && strcmp(device, "cpu"))
+        return cli_fail_usage(USAGE, "--profile times ops as they run: the CPU backend only (GPU ops only enqueue)");
+    rill_status st = backend_open(device, (int)threads, &be);
     if (st == RILL_OK) st = be->ops->stream_create(be, &s);
     if (st == RILL_OK) st = model_load(model_path, be, &m);
     if (st != RILL_OK) {
@@ -304,8 +311,9 @@ int cmd_bench(int argc, char **argv) {
     }
     memset(prof, 0, sizeof prof); // the warm-up is not profiled
     if (!json)
-        printf("model %s, threads %ld (0: one per core), prompt %ld, generation %ld, %ld trials after one warm-up\n",
-               model_path, threads, n_prompt, n_gen, trials);
+        printf("model %s, device %s, threads %ld (0: one per core), prompt %ld, generation %ld, %ld trials after one "
+               "warm-up\n",
+               model_path, device, threads, n_prompt, n_gen, trials);
     trial mean = {0};
     for (long i = 0; i < trials; i++) {
         if ((st = run_trial(m, s, n_prompt, (int)n_gen, (int)step, &bc, &t[i])) != RILL_OK) {
@@ -323,8 +331,8 @@ int cmd_bench(int argc, char **argv) {
         if (t[i].peak_gb > mean.peak_gb) mean.peak_gb = t[i].peak_gb;
     }
     if (json) {
-        json_t *o = json_pack("{s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f}", "model", model_path, "prompt_tokens",
-                              (json_int_t)n_prompt, "generation_tokens", (json_int_t)n_gen, "trials",
+        json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f}", "model", model_path, "device", device,
+                              "prompt_tokens", (json_int_t)n_prompt, "generation_tokens", (json_int_t)n_gen, "trials",
                               (json_int_t)trials, "threads", (json_int_t)threads, "prompt_tps", mean.prompt_tps,
                               "generation_tps", mean.generation_tps, "peak_memory_gb", mean.peak_gb);
         json_t *arr = json_array();

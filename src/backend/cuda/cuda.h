@@ -52,6 +52,9 @@ void cuda_rmsnorm(rill_stream *s, rill_tensor *out, const rill_tensor *x, const 
 void cuda_rope(rill_stream *s, rill_tensor *x, const rill_tensor *pos, const rill_rope_params *p);
 void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k, const rill_tensor *v,
                     const rill_attn_params *p);
+void cuda_attention_q(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_qkv *k, const rill_qkv *v,
+                      const rill_attn_params *p);
+void cuda_kv_quantize(rill_stream *s, rill_qkv *out, const rill_tensor *x);
 void cuda_act_mul(rill_stream *s, rill_tensor *out, const rill_tensor *gate, const rill_tensor *up, rill_act act);
 void cuda_add(rill_stream *s, rill_tensor *out, const rill_tensor *a, const rill_tensor *b);
 void cuda_scale(rill_stream *s, rill_tensor *out, const rill_tensor *x, float scale);

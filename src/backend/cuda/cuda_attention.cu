@@ -2,6 +2,9 @@
 // softcap. One block per (head, key split, query); each warp walks its keys with an online softmax,
 // the block merges its warps, and with several splits (flash-decoding, for long caches and few
 // queries) a second kernel merges the splits' (max, sum, acc) partials. Scores and sums in f32.
+// Keys and values come through a loader: plain rows of a dtype, or a quantized cache (rill_qkv,
+// MLX affine groups) read element by element from its packed words, never dequantized whole;
+// kv_quantize fills such a cache bit for bit as the reference does.
 #include <math.h>
 
 #include "backend/cuda/cuda_common.cuh"
@@ -13,13 +16,36 @@ typedef struct {
     const void *q; // [n_q][n_heads * head_dim] of q_dt (stride sq)
     void *out;     // [n_q][n_heads * v_head_dim] of q_dt (stride so)
     rill_dtype q_dt;
-    int64_t sq, so, sk, sv, n_k;
+    int64_t sq, so, n_k;
     int n_splits, split_len;
     float *part; // [n_q][n_heads][n_splits][v_head_dim + 2]: acc..., max, sum (n_splits > 1)
 } att_args;
 
-template <typename TKV>
-__global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(att_args a, const TKV *k, const TKV *v) {
+// Keys or values stored as plain rows: [n_k][stride] of T.
+template <typename T> struct plain_kv {
+    const T *p;
+    int64_t stride;
+    __device__ __forceinline__ float operator()(int64_t row, int64_t col) const {
+        return to_f32(p[row * stride + col]);
+    }
+};
+
+// Keys or values of a quantized cache: [n_k][cols * BITS / 32] words, groups of gs with scales and
+// biases of TS: value = scale * q + bias.
+template <int BITS, typename TS> struct quant_kv {
+    const uint32_t *packed;
+    const TS *scales, *biases;
+    int64_t words, groups; // per row
+    int gs;
+    __device__ __forceinline__ float operator()(int64_t row, int64_t col) const {
+        uint32_t w = packed[row * words + col * BITS / 32];
+        float q = (float)((w >> (col * BITS % 32)) & ((1u << BITS) - 1u));
+        int64_t g = row * groups + col / gs;
+        return fmaf(to_f32(scales[g]), q, to_f32(biases[g]));
+    }
+};
+
+template <typename KV> __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(att_args a, KV k, KV v) {
     extern __shared__ float sm[]; // q [head_dim], then per warp [v_head_dim + 2]
     const rill_attn_params &p = a.p;
     int h = blockIdx.x, split = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -48,19 +74,17 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(att_args a, c
     for (int i = 0; i < ATT_VPL; i++)
         acc[i] = 0.0f;
     for (int64_t j = lo + warp; j <= hi; j += ATT_WARPS) {
-        const TKV *kr = k + j * a.sk + kh * p.head_dim;
         float d = 0.0f;
         for (int e = lane; e < p.head_dim; e += 32)
-            d = fmaf(qs[e], to_f32(kr[e]), d);
+            d = fmaf(qs[e], k(j, kh * p.head_dim + e), d);
         d = warp_sum(d) * p.scale;
         if (p.softcap > 0.0f) d = p.softcap * tanhf(d / p.softcap);
         float mn = fmaxf(m, d), corr = __expf(m - mn), pr = __expf(d - mn);
         l = l * corr + pr;
-        const TKV *vr = v + j * a.sv + kh * p.v_head_dim;
 #pragma unroll
         for (int i = 0; i < ATT_VPL; i++) {
             int e = lane + 32 * i;
-            if (e < p.v_head_dim) acc[i] = acc[i] * corr + pr * to_f32(vr[e]);
+            if (e < p.v_head_dim) acc[i] = acc[i] * corr + pr * v(j, kh * p.v_head_dim + e);
         }
         m = mn;
     }
@@ -113,52 +137,159 @@ __global__ void attention_merge_kernel(att_args a) {
     }
 }
 
-extern "C" void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k,
-                               const rill_tensor *v, const rill_attn_params *p) {
-    const char *op = "attention";
+// Checks the shapes (false: rejected, message set) and fills a's split plan and scratch.
+static bool attention_plan(rill_stream *s, const char *op, const rill_tensor *out, const rill_tensor *q, int64_t n_k,
+                           const rill_attn_params *p, att_args *a) {
     if (p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads || p->head_dim > ATT_MAX_DIM || p->v_head_dim > ATT_MAX_DIM ||
         p->head_dim <= 0 || p->v_head_dim <= 0) {
         cuda_reject(s, RILL_EUNSUPPORTED, op, "heads must divide evenly and head dims lie in 1..512");
-        return;
+        return false;
     }
-    if (q->dtype != out->dtype || k->dtype != v->dtype || k->rows != v->rows || q->rows != out->rows ||
-        q->cols < (int64_t)p->n_heads * p->head_dim || out->cols < (int64_t)p->n_heads * p->v_head_dim ||
-        k->cols < (int64_t)p->n_kv_heads * p->head_dim || v->cols < (int64_t)p->n_kv_heads * p->v_head_dim) {
-        cuda_reject(s, RILL_EINVAL, op, "q, k, v and out do not fit the head counts and dims");
-        return;
+    if (q->dtype != out->dtype || q->rows != out->rows || q->cols < (int64_t)p->n_heads * p->head_dim ||
+        out->cols < (int64_t)p->n_heads * p->v_head_dim) {
+        cuda_reject(s, RILL_EINVAL, op, "q and out do not fit the head counts and dims");
+        return false;
     }
-    if (q->rows == 0) return;
     if (q->rows > 65535 || p->n_heads > 65535) {
         cuda_reject(s, RILL_ERANGE, op, "more than 65535 queries or heads in one call");
-        return;
+        return false;
     }
-    att_args a = {*p, q->data, out->data, q->dtype, q->stride, out->stride, k->stride, v->stride, k->rows, 1, 0, NULL};
+    *a = att_args{*p, q->data, out->data, q->dtype, q->stride, out->stride, n_k, 1, 0, NULL};
     // split the keys when queries x heads alone leave the GPU idle (decode)
     int64_t blocks = q->rows * p->n_heads, want = 1;
     // Each warp walks its keys one dependent load after another (latency-bound), so short splits
     // (64 keys) and many blocks in flight pay; past 32 splits the merge and the GQA re-reads cost
     // more than they save (H100, 16k keys: 32 splits 174 us, 128 splits 218 us).
-    if (blocks < 264 && k->rows > 64) {
-        want = (k->rows + 63) / 64;
+    if (blocks < 264 && n_k > 64) {
+        want = (n_k + 63) / 64;
         int64_t fill = (4096 + blocks - 1) / blocks;
         if (want > fill) want = fill;
         if (want > 32) want = 32;
     }
-    a.split_len = (int)((k->rows + want - 1) / want);
-    if (a.split_len < 1) a.split_len = 1;
-    a.n_splits = (int)((k->rows + a.split_len - 1) / a.split_len);
-    if (a.n_splits < 1) a.n_splits = 1;
-    if (a.n_splits > 1) {
-        size_t bytes = (size_t)(q->rows * p->n_heads * a.n_splits) * (size_t)(p->v_head_dim + 2) * sizeof(float);
-        a.part = (float *)cuda_scratch(s, bytes, op);
-        if (!a.part) return;
+    a->split_len = (int)((n_k + want - 1) / want);
+    if (a->split_len < 1) a->split_len = 1;
+    a->n_splits = (int)((n_k + a->split_len - 1) / a->split_len);
+    if (a->n_splits < 1) a->n_splits = 1;
+    if (a->n_splits > 1) {
+        size_t bytes = (size_t)(q->rows * p->n_heads * a->n_splits) * (size_t)(p->v_head_dim + 2) * sizeof(float);
+        a->part = (float *)cuda_scratch(s, bytes, op);
+        if (!a->part) return false;
     }
-    dim3 grid((unsigned)p->n_heads, (unsigned)a.n_splits, (unsigned)q->rows);
-    size_t smem = (size_t)(p->head_dim + ATT_WARPS * (p->v_head_dim + 2)) * sizeof(float);
-    CUDA_DISPATCH(s, op, k->dtype, TKV,
-                  attention_kernel<TKV>
-                  <<<grid, ATT_WARPS * 32, smem, s->cs>>>(a, (const TKV *)k->data, (const TKV *)v->data));
+    return true;
+}
+
+template <typename KV>
+static void attention_launch(rill_stream *s, const char *op, const att_args &a, int64_t n_q, KV k, KV v) {
+    const rill_attn_params &p = a.p;
+    dim3 grid((unsigned)p.n_heads, (unsigned)a.n_splits, (unsigned)n_q);
+    size_t smem = (size_t)(p.head_dim + ATT_WARPS * (p.v_head_dim + 2)) * sizeof(float);
+    attention_kernel<KV><<<grid, ATT_WARPS * 32, smem, s->cs>>>(a, k, v);
     if (!cuda_launched(s, op) || a.n_splits == 1) return;
-    attention_merge_kernel<<<dim3((unsigned)p->n_heads, (unsigned)q->rows), 128, 0, s->cs>>>(a);
+    attention_merge_kernel<<<dim3((unsigned)p.n_heads, (unsigned)n_q), 128, 0, s->cs>>>(a);
     cuda_launched(s, "attention (merge)");
+}
+
+extern "C" void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k,
+                               const rill_tensor *v, const rill_attn_params *p) {
+    const char *op = "attention";
+    if (k->dtype != v->dtype || k->rows != v->rows || k->cols < (int64_t)p->n_kv_heads * p->head_dim ||
+        v->cols < (int64_t)p->n_kv_heads * p->v_head_dim) {
+        cuda_reject(s, RILL_EINVAL, op, "k and v do not fit the head counts and dims");
+        return;
+    }
+    att_args a;
+    if (!attention_plan(s, op, out, q, k->rows, p, &a) || q->rows == 0) return;
+    CUDA_DISPATCH(s, op, k->dtype, TKV,
+                  attention_launch(s, op, a, q->rows, plain_kv<TKV>{(const TKV *)k->data, k->stride},
+                                   plain_kv<TKV>{(const TKV *)v->data, v->stride}));
+}
+
+template <int BITS, typename TS> static quant_kv<BITS, TS> quant_view(const rill_qkv *t) {
+    return quant_kv<BITS, TS>{t->packed,           (const TS *)t->scales,   (const TS *)t->biases,
+                              t->cols * BITS / 32, t->cols / t->group_size, t->group_size};
+}
+
+extern "C" void cuda_attention_q(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_qkv *k,
+                                 const rill_qkv *v, const rill_attn_params *p) {
+    const char *op = "attention (quantized KV)";
+    if (k->bits != v->bits || (k->bits != 4 && k->bits != 8) || k->scale_dtype != v->scale_dtype ||
+        k->rows != v->rows || k->group_size <= 0 || v->group_size <= 0 || k->cols % k->group_size ||
+        v->cols % v->group_size || k->cols < (int64_t)p->n_kv_heads * p->head_dim ||
+        v->cols < (int64_t)p->n_kv_heads * p->v_head_dim) {
+        cuda_reject(s, RILL_EINVAL, op, "k and v must be 4- or 8-bit caches of one kind that fit the heads");
+        return;
+    }
+    att_args a;
+    if (!attention_plan(s, op, out, q, k->rows, p, &a) || q->rows == 0) return;
+    if (k->bits == 4)
+        CUDA_DISPATCH(s, op, k->scale_dtype, TS,
+                      attention_launch(s, op, a, q->rows, quant_view<4, TS>(k), quant_view<4, TS>(v)));
+    else
+        CUDA_DISPATCH(s, op, k->scale_dtype, TS,
+                      attention_launch(s, op, a, q->rows, quant_view<8, TS>(k), quant_view<8, TS>(v)));
+}
+
+// x [rows][cols] (stride sx) -> a quantized cache's rows, one warp per (row, group): the group's
+// range, then scale and bias exactly as the reference computes them (IEEE division and rintf, the
+// stored 16-bit values reloaded), then each lane packs whole words.
+template <typename TX, typename TS>
+__global__ void kv_quantize_kernel(uint32_t *packed, TS *scales, TS *biases, const TX *x, int64_t sx, int64_t rows,
+                                   int64_t cols, int gs, int bits) {
+    int64_t gpr = cols / gs, gi = (int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5);
+    if (gi >= rows * gpr) return;
+    int lane = threadIdx.x & 31;
+    int64_t r = gi / gpr, g = gi % gpr;
+    const TX *xg = x + r * sx + g * gs;
+    float lo = INFINITY, hi = -INFINITY;
+    for (int e = lane; e < gs; e += 32) {
+        float v = to_f32(xg[e]);
+        lo = fminf(lo, v);
+        hi = fmaxf(hi, v);
+    }
+    lo = -warp_max(-lo);
+    hi = warp_max(hi);
+    int n_levels = (1 << bits) - 1;
+    float scale = (hi - lo) / (float)n_levels;
+    if (!(scale > 1e-7f)) scale = 1e-7f;
+    bool low = fabsf(lo) > fabsf(hi);
+    if (!low) scale = -scale;
+    float edge = low ? lo : hi, q0 = rintf(edge / scale), bias = 0.0f;
+    if (q0 != 0.0f) {
+        scale = edge / q0;
+        bias = edge;
+    }
+    TS ss = from_f32<TS>(scale), bs = from_f32<TS>(bias);
+    if (lane == 0) scales[gi] = ss, biases[gi] = bs;
+    scale = to_f32(ss);
+    bias = to_f32(bs);
+    int per = 32 / bits, words = gs / per;
+    for (int wi = lane; wi < words; wi += 32) {
+        uint32_t w = 0;
+        for (int k = 0; k < per; k++) {
+            float v = rintf((to_f32(xg[wi * per + k]) - bias) / scale);
+            unsigned q = v < 0.0f ? 0u : v > (float)n_levels ? (unsigned)n_levels : (unsigned)v;
+            w |= q << (k * bits);
+        }
+        packed[r * (cols * bits / 32) + g * words + wi] = w;
+    }
+}
+
+template <typename TX> static void kv_quantize_typed(rill_stream *s, rill_qkv *out, const rill_tensor *x) {
+    int64_t n = x->rows * (out->cols / out->group_size);
+    CUDA_DISPATCH(s, "kv_quantize", out->scale_dtype, TS,
+                  kv_quantize_kernel<TX, TS><<<(unsigned)((n + 7) / 8), 256, 0, s->cs>>>(
+                      out->packed, (TS *)out->scales, (TS *)out->biases, (const TX *)x->data, x->stride, x->rows,
+                      out->cols, out->group_size, out->bits));
+    cuda_launched(s, "kv_quantize");
+}
+
+extern "C" void cuda_kv_quantize(rill_stream *s, rill_qkv *out, const rill_tensor *x) {
+    if ((out->bits != 4 && out->bits != 8) || out->group_size < 32 || out->group_size % 32 ||
+        out->cols % out->group_size || x->cols != out->cols || x->rows > out->rows) {
+        cuda_reject(s, RILL_EINVAL, "kv_quantize",
+                    "4 or 8 bits, groups of 32k dividing the columns, x within the cache");
+        return;
+    }
+    if (x->rows == 0) return;
+    CUDA_DISPATCH(s, "kv_quantize", x->dtype, TX, kv_quantize_typed<TX>(s, out, x));
 }
