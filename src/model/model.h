@@ -103,6 +103,10 @@ rill_status model_make_prompt_cache(const rill_model *m, int64_t max_kv_size, ri
 // the next forward. Runs on the stream (call it from a launched program, or sync afterwards).
 rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, const rill_tensor *ids, bool all_logits,
                             rill_tensor *logits);
+// --wired (model_wire.c): pins the weights in RAM (mlock): the mapped files and the blocks loading
+// made. *bytes: what was to be pinned. RILL_ERANGE (message names RLIMIT_MEMLOCK) when the limit
+// forbids it: then nothing stays pinned and the model is usable as before.
+rill_status model_wire(const rill_model *m, size_t *bytes);
 // Frees the scratch (mlx's clear_cache): the next forward allocates what it needs.
 void decoder_release_scratch(rill_model *m);
 

@@ -265,6 +265,24 @@ static void test_every_eos_id_ends_generation(void **state) {
 
 // Peak memory: the CLI's figure against the weights as loaded + the KV cache + the decoder's scratch
 // high water of the same run, measured in this process.
+// --wired pins the weights, or says why it could not (the memlock limit) and goes on: either way
+// the same tokens, exit 0.
+static void test_wired_pins_or_says_why(void **state) {
+    char args[8192];
+    const char *tiny = test_data_path("tiny/llama");
+    snprintf(args, sizeof args, "--model '%s' --prompt-ids 1,2,3 --max-tokens 6", tiny);
+    json_t *ref = run_json(args);
+    snprintf(args, sizeof args, "--model '%s' --prompt-ids 1,2,3 --max-tokens 6 --wired --verbose", tiny);
+    assert_int_equal(run_stderr(args), 0);
+    if (!strstr(output, "wired") || !(strstr(output, "MB of weights (mlock)") || strstr(output, "RLIMIT_MEMLOCK")))
+        fail_msg("--wired said neither what it pinned nor why it could not: %s", output);
+    snprintf(args, sizeof args, "--model '%s' --prompt-ids 1,2,3 --max-tokens 6 --wired", tiny);
+    json_t *o = run_json(args);
+    assert_true(json_equal(json_object_get(o, "tokens"), json_object_get(ref, "tokens")));
+    json_decref(o);
+    json_decref(ref);
+}
+
 static void test_peak_memory_is_weights_plus_kv_plus_scratch(void **state) {
     const char *model = test_model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
     if (!model || SANITIZED) skip();
@@ -335,6 +353,7 @@ int main(void) {
         cmocka_unit_test(test_flags_out_of_range_are_usage_errors),
         cmocka_unit_test(test_every_eos_id_ends_generation),
         cmocka_unit_test(test_peak_memory_is_weights_plus_kv_plus_scratch),
+        cmocka_unit_test(test_wired_pins_or_says_why),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

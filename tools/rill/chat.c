@@ -18,7 +18,7 @@ static const char *USAGE =
     "       [--min-tokens-to-keep N] [--xtc-probability P] [--xtc-threshold T] [--seed S] [--repetition-penalty R]\n"
     "       [--repetition-context-size N] [--presence-penalty P] [--frequency-penalty F] [--extra-eos-token ID]\n"
     "       [--ignore-chat-template] [--prefill-step-size N] [--threads N] [--device cpu|cuda] [--verbose]\n"
-    "       [--max-kv-size N] [--kv-bits 4|8] [--kv-group-size G] [--quantized-kv-start N]";
+    "       [--max-kv-size N] [--kv-bits 4|8] [--kv-group-size G] [--quantized-kv-start N] [--wired]";
 
 static const char *HELP =
     "The command list:\n- 'q' to exit\n- 'r' to reset the chat\n- 'h' to display these commands\n";
@@ -216,6 +216,7 @@ int cmd_chat(int argc, char **argv) {
     rill_status st = backend_open(c.o.device, c.o.threads, &be);
     if (st == RILL_OK) st = be->ops->stream_create(be, &c.s);
     if (st == RILL_OK) st = model_load(model_path, be, &c.m);
+    if (st == RILL_OK && c.o.wired) cli_wire_model(c.m, c.o.device, c.verbose);
     if (st == RILL_OK) st = rill_tokenizer_load(model_path, &c.rt);
     if (st != RILL_OK) goto out;
     c.tok = rill_tokenizer_inner(c.rt);

@@ -29,12 +29,16 @@ typedef struct {
     int32_t extra_eos[CLI_MAX_EXTRA_EOS]; // [n_extra_eos]
     int n_extra_eos;
     int max_kv_size; // --max-kv-size: 0, or every layer a RotatingKVCache of this size (make_prompt_cache)
+    bool wired;      // --wired: pin the weights (mlock)
 } cli_gen_opts;
 void cli_gen_opts_init(cli_gen_opts *o);
 // Parses argv[*i] when it is a generation flag (*matched), advancing *i past its value; returns
 // CLI_OK, or CLI_BAD_USAGE (message printed) for a missing or out-of-range value.
 int cli_gen_flag(cli_gen_opts *o, int argc, char **argv, int *i, const char *usage, bool *matched);
 // CLI_BAD_USAGE when an --extra-eos-token lies outside the vocabulary.
+// --wired: pins m's weights (model_wire), printing a warning when the memlock limit forbids it and,
+// with verbose, what was pinned. Only on the CPU device (elsewhere the weights are device memory).
+void cli_wire_model(const rill_model *m, const char *device, bool verbose);
 int cli_gen_check_vocab(const cli_gen_opts *o, int vocab, const char *usage);
 bool cli_parse_long(const char *s, long lo, long hi, long *out);
 bool cli_parse_double(const char *s, double lo, double hi, double *out);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,6 +118,10 @@ int cli_gen_flag(cli_gen_opts *o, int argc, char **argv, int *i, const char *usa
         o->p.kv_bits = (int)x;
         return CLI_OK;
     }
+    if (!strcmp(a, "--wired")) {
+        o->wired = true;
+        return CLI_OK;
+    }
     if (!strcmp(a, "--ignore-eos")) {
         o->p.ignore_eos = true;
         return CLI_OK;
@@ -130,4 +135,17 @@ int cli_gen_check_vocab(const cli_gen_opts *o, int vocab, const char *usage) {
         if (o->extra_eos[i] >= vocab)
             return cli_fail_usage(usage, "--extra-eos-token %d is outside the vocabulary (%d)", o->extra_eos[i], vocab);
     return CLI_OK;
+}
+
+void cli_wire_model(const rill_model *m, const char *device, bool verbose) {
+    if (strcmp(device, "cpu")) {
+        fprintf(stderr, "rill: --wired pins host memory; with --device %s the weights live on the device: ignored\n",
+                device);
+        return;
+    }
+    size_t bytes = 0;
+    if (model_wire(m, &bytes) != RILL_OK)
+        fprintf(stderr, "rill: warning: %s\n", rill_last_error());
+    else if (verbose)
+        fprintf(stderr, "[INFO] wired %.1f MB of weights (mlock)\n", (double)bytes / 1e6);
 }

@@ -24,7 +24,8 @@ static const char *USAGE =
     "       [--repetition-penalty R] [--repetition-context-size N] [--presence-penalty P] [--frequency-penalty F]\n"
     "       [--extra-eos-token ID] [--ignore-eos] [--system-prompt TEXT] [--ignore-chat-template]\n"
     "       [--prefill-step-size N] [--threads N] [--device cpu|cuda] [--logprobs K] [--json] [--verbose]\n"
-    "       [--max-kv-size N] [--kv-bits 4|8] [--kv-group-size G] [--quantized-kv-start N] [--prompt-cache-file F]";
+    "       [--max-kv-size N] [--kv-bits 4|8] [--kv-group-size G] [--quantized-kv-start N] [--prompt-cache-file F]\n"
+    "       [--wired]";
 
 typedef struct {
     bool json;
@@ -166,13 +167,13 @@ static rill_status apply_template(const char *model_path, const char *system, co
 
 int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_ids = NULL, *system = NULL, *device = "cpu";
-    bool ignore_template = false, verbose = false, json = false;
+    bool ignore_template = false, verbose = false, json = false, wired = false;
     long threads = 0, logprobs_k = 0, max_kv_size = 0;
     const char *cache_file = NULL; // --prompt-cache-file
     int32_t extra_eos[16];
     int n_extra = 0;
     generate_params p = generate_defaults();
-    p.max_tokens = 100; // the CLI's default
+    p.max_tokens = 100;          // the CLI's default
     p.quantized_kv_start = 5000; // the CLI's default
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -254,14 +255,12 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--prompt-cache-file")) {
             NEED();
             cache_file = v;
-        }
-        else if (!strcmp(a, "--device")) {
+        } else if (!strcmp(a, "--device")) {
             NEED();
             if (strcmp(v, "cpu") && strcmp(v, "cuda"))
                 return cli_fail_usage(USAGE, "--device: '%s' is not cpu or cuda", v);
             device = v;
-        }
-        else if (!strcmp(a, "--extra-eos-token")) {
+        } else if (!strcmp(a, "--extra-eos-token")) {
             NEED();
             if (n_extra == 16 || !parse_int(v, 0, INT32_MAX, &iv))
                 return cli_fail_usage(USAGE, "--extra-eos-token: '%s' is not a token id (16 at most)", v);
@@ -272,6 +271,8 @@ int cmd_generate(int argc, char **argv) {
             p.ignore_eos = true;
         else if (!strcmp(a, "--verbose"))
             verbose = true;
+        else if (!strcmp(a, "--wired"))
+            wired = true;
         else if (!strcmp(a, "--json"))
             json = true;
         else
@@ -293,12 +294,13 @@ int cmd_generate(int argc, char **argv) {
     char *stdin_text = NULL, *templated = NULL;
     int32_t *xtc_special = NULL; // [p.sampling.n_xtc_special]
     run_ctx ctx = {0};
-    p.host_sampling = logprobs_k > 0; // the device loop brings no logprobs back
+    p.host_sampling = logprobs_k > 0;                // the device loop brings no logprobs back
     const char *graphs = getenv("RILL_CUDA_GRAPHS"); // "0": the device loop with plain launches (docs/cuda.md)
     p.no_graphs = graphs && !strcmp(graphs, "0");
     rill_status st = backend_open(device, (int)threads, &be);
     if (st == RILL_OK) st = be->ops->stream_create(be, &s);
     if (st == RILL_OK) st = model_load(model_path, be, &m);
+    if (st == RILL_OK && wired) cli_wire_model(m, device, verbose);
     if (st == RILL_OK && (prompt || !ids)) st = tokenizer_load(model_path, &tok);
     if (st != RILL_OK) goto out;
     if (prompt) {
@@ -336,8 +338,7 @@ int cmd_generate(int argc, char **argv) {
             goto out;
         p.sampling.xtc_special = xtc_special;
     }
-    if ((st = cli_make_cache(m, s, model_path, cache_file, max_kv_size, p.kv_bits, p.kv_group_size, &cache)) !=
-        RILL_OK)
+    if ((st = cli_make_cache(m, s, model_path, cache_file, max_kv_size, p.kv_bits, p.kv_group_size, &cache)) != RILL_OK)
         goto out;
     ctx.json = json;
     ctx.logprobs_k = (int)logprobs_k;
