@@ -36,11 +36,12 @@ template <int BITS, typename TS> struct quant_kv {
     const uint32_t *packed;
     const TS *scales, *biases;
     int64_t words, groups; // per row
-    int gs;
+    int gshift;            // log2 of the group size (32, 64 or 128)
     __device__ __forceinline__ float operator()(int64_t row, int64_t col) const {
-        uint32_t w = packed[row * words + col * BITS / 32];
-        float q = (float)((w >> (col * BITS % 32)) & ((1u << BITS) - 1u));
-        int64_t g = row * groups + col / gs;
+        unsigned c = (unsigned)col; // a column within one row: shifts, no 64-bit division
+        uint32_t w = packed[row * words + (c * BITS >> 5)];
+        float q = (float)((w >> (c * BITS & 31)) & ((1u << BITS) - 1u));
+        int64_t g = row * groups + (c >> gshift);
         return fmaf(to_f32(scales[g]), q, to_f32(biases[g]));
     }
 };
@@ -205,18 +206,20 @@ extern "C" void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tens
 }
 
 template <int BITS, typename TS> static quant_kv<BITS, TS> quant_view(const rill_qkv *t) {
-    return quant_kv<BITS, TS>{t->packed,           (const TS *)t->scales,   (const TS *)t->biases,
-                              t->cols * BITS / 32, t->cols / t->group_size, t->group_size};
+    return quant_kv<BITS, TS>{
+        t->packed,           (const TS *)t->scales,   (const TS *)t->biases,
+        t->cols * BITS / 32, t->cols / t->group_size, t->group_size == 32 ? 5 : t->group_size == 64 ? 6 : 7};
 }
 
 extern "C" void cuda_attention_q(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_qkv *k,
                                  const rill_qkv *v, const rill_attn_params *p) {
     const char *op = "attention (quantized KV)";
     if (k->bits != v->bits || (k->bits != 4 && k->bits != 8) || k->scale_dtype != v->scale_dtype ||
-        k->rows != v->rows || k->group_size <= 0 || v->group_size <= 0 || k->cols % k->group_size ||
+        k->rows != v->rows || (k->group_size != 32 && k->group_size != 64 && k->group_size != 128) ||
+        (v->group_size != 32 && v->group_size != 64 && v->group_size != 128) || k->cols % k->group_size ||
         v->cols % v->group_size || k->cols < (int64_t)p->n_kv_heads * p->head_dim ||
         v->cols < (int64_t)p->n_kv_heads * p->v_head_dim) {
-        cuda_reject(s, RILL_EINVAL, op, "k and v must be 4- or 8-bit caches of one kind that fit the heads");
+        cuda_reject(s, RILL_EINVAL, op, "k and v must be 4- or 8-bit caches (groups 32, 64, 128) that fit the heads");
         return;
     }
     att_args a;
