@@ -55,6 +55,10 @@ int64_t cache_trim(rill_cache *c, int64_t n) {
     return done;
 }
 
+size_t cache_position_bytes(rill_dtype dtype, int64_t k_dim, int64_t v_dim, int bits, int group_size) {
+    return kv_row_bytes(bits ? cache_kv_scale_dtype(dtype) : dtype, k_dim, v_dim, bits, group_size);
+}
+
 size_t cache_nbytes(const rill_cache *c) {
     size_t n = 0;
     for (int l = 0; l < c->n_layers; l++)
@@ -141,7 +145,8 @@ void kv_state_int(cache_state *st, const char *path, int64_t v) {
 }
 
 rill_status cache_layer_attend(cache_layer *c, rill_backend *be, rill_stream *s, const rill_tensor *k,
-                               const rill_tensor *v, const rill_tensor *q, const rill_attn_params *p, rill_tensor *out) {
+                               const rill_tensor *v, const rill_tensor *q, const rill_attn_params *p,
+                               rill_tensor *out) {
     if (c->ops->attend) return c->ops->attend(c, s, k, v, q, p, out);
     rill_tensor keys, values;
     rill_status st = c->ops->update_and_fetch(c, s, k, v, &keys, &values);

@@ -108,9 +108,9 @@ rill_status cache_layer_attend(cache_layer *c, rill_backend *be, rill_stream *s,
 rill_status cache_maybe_quantize(rill_cache *c, rill_stream *s, int64_t start, int group_size, int bits);
 // What make_prompt_cache builds (cache_make_prompt).
 typedef struct {
-    int64_t max_kv_size;  // > 0: a RotatingKVCache(max_kv_size, keep) per global layer
-    int keep;             // 4 in mlx-lm's make_prompt_cache
-    const int *windows;   // [n_layers] sliding window per layer (0 = global), or NULL
+    int64_t max_kv_size; // > 0: a RotatingKVCache(max_kv_size, keep) per global layer
+    int keep;            // 4 in mlx-lm's make_prompt_cache
+    const int *windows;  // [n_layers] sliding window per layer (0 = global), or NULL
 } cache_options;
 // mlx-lm's make_prompt_cache (and its models' make_cache): a sliding layer gets a
 // RotatingKVCache(window) (or max_kv_size when smaller, with keep), a global layer a
@@ -125,6 +125,10 @@ rill_status kv_cache_create(rill_backend *be, rill_dtype dtype, int64_t k_dim, i
 // else f16 (mlx-lm keeps the model's dtype; on the CPU, whose activations are f32, f16 scales are
 // what make 8-bit KV 1.88x smaller than an f16 cache rather than 1.78x).
 static inline rill_dtype cache_kv_scale_dtype(rill_dtype dtype) { return dtype == DTYPE_BF16 ? DTYPE_BF16 : DTYPE_F16; }
+// Bytes one position of one layer takes in a cache of `dtype` (k_dim keys and v_dim values), plain
+// (bits 0) or quantized (bits 4 or 8: packed codes plus cache_kv_scale_dtype scales and biases per
+// group of group_size).
+size_t cache_position_bytes(rill_dtype dtype, int64_t k_dim, int64_t v_dim, int bits, int group_size);
 // QuantizedKVCache (quantized_cache.c): K and V as MLX affine groups along each row; attention
 // reads the packed rows (the backend's attention_q). `rows_k`/`rows_v` (or NULL): initial contents.
 rill_status quantized_cache_create(rill_backend *be, rill_stream *s, rill_dtype scale_dtype, int64_t k_dim,

@@ -35,10 +35,14 @@ rill_status kv_store_init(kv_store *st, rill_backend *be, rill_dtype dtype, int6
     return RILL_OK;
 }
 
+size_t kv_row_bytes(rill_dtype dtype, int64_t k_dim, int64_t v_dim, int bits, int group_size) {
+    if (!bits) return (size_t)(k_dim + v_dim) * dtype_size(dtype);
+    int64_t d = k_dim + v_dim;
+    return (size_t)(d * bits / 8) + (size_t)(2 * d / group_size) * dtype_size(dtype);
+}
+
 size_t kv_store_row_bytes(const kv_store *st) {
-    if (!st->bits) return (size_t)(st->k_dim + st->v_dim) * dtype_size(st->dtype);
-    int64_t d = st->k_dim + st->v_dim;
-    return (size_t)(d * st->bits / 8) + (size_t)(2 * d / st->group_size) * dtype_size(st->dtype);
+    return kv_row_bytes(st->dtype, st->k_dim, st->v_dim, st->bits, st->group_size);
 }
 
 size_t kv_store_nbytes(const kv_store *st) { return (size_t)st->cap * kv_store_row_bytes(st); }

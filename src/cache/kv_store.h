@@ -30,7 +30,9 @@ void kv_store_write(kv_store *st, rill_stream *s, int64_t r0, const rill_tensor 
 // Views of rows [0, n).
 rill_tensor kv_store_view(const kv_store *st, bool values, int64_t n);
 rill_qkv kv_store_qview(const kv_store *st, bool values, int64_t n);
-// Bytes per row (keys and values together), and bytes held.
+// Bytes per row (keys and values together), and bytes held. kv_row_bytes: the same for a store of
+// that kind (dtype: of the elements when plain, of the scales and biases when quantized).
+size_t kv_row_bytes(rill_dtype dtype, int64_t k_dim, int64_t v_dim, int bits, int group_size);
 size_t kv_store_row_bytes(const kv_store *st);
 size_t kv_store_nbytes(const kv_store *st);
 // Attention of q over rows [0, n) with mask/params p (attention or attention_q).

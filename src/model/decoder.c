@@ -173,6 +173,11 @@ static rill_status scratch_for(rill_model *m, int64_t n, int64_t n_logits, acts 
     return RILL_OK;
 }
 
+size_t decoder_scratch_bytes(const rill_model *m, int64_t n, int64_t n_logits) {
+    acts a;
+    return layout(m, n, n_logits, NULL, &a) + (size_t)n * sizeof(int32_t);
+}
+
 void decoder_release_scratch(rill_model *m) {
     if (m->scratch.buf) m->be->ops->free(m->be, m->scratch.buf);
     rill_free(m->scratch.pos);

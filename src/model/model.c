@@ -130,12 +130,13 @@ bool model_layer_is_moe(const rill_model_config *c, int layer) {
     return c->n_routed_experts > 0 && layer >= c->first_k_dense_replace && layer % freq == 0;
 }
 
-rill_status model_load(const char *path, rill_backend *be, rill_model **out) {
+static rill_status load(const char *path, rill_backend *be, bool measure_only, rill_model **out) {
     *out = NULL;
     size_t before = rill_memory_current();
     rill_model *m = rill_calloc(1, sizeof *m);
     if (!m) return RILL_ENOMEM;
     m->be = be;
+    m->measure_only = measure_only;
     rill_status st = open_source(m, path);
     if (st == RILL_OK) st = setup(m, path);
     if (st != RILL_OK) {
@@ -143,15 +144,18 @@ rill_status model_load(const char *path, rill_backend *be, rill_model **out) {
         return st;
     }
     size_t after = rill_memory_current();
-    m->weight_bytes = after > before ? after - before : 0;
+    m->weight_bytes = (after > before ? after - before : 0) + m->planned_bytes;
     *out = m;
     return RILL_OK;
 }
 
+rill_status model_load(const char *path, rill_backend *be, rill_model **out) { return load(path, be, false, out); }
+rill_status model_measure(const char *path, rill_backend *be, rill_model **out) { return load(path, be, true, out); }
+
 void model_free(rill_model *m) {
     if (!m) return;
     decoder_release_scratch(m);
-    if (m->layers)
+    if (m->layers && !m->measure_only) // (measured weights never went to the backend)
         for (int l = 0; l < m->cfg.n_layers; l++) {
             layer_weights *L = &m->layers[l];
             rill_weight *ws[] = {&L->q,    &L->k,   &L->v,   &L->o,    &L->gate, &L->up,
@@ -159,9 +163,11 @@ void model_free(rill_model *m) {
             for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
                 m->be->ops->weight_free(m->be, ws[i]);
         }
-    if (m->lm_head.packed != m->embed.packed || m->lm_head.data != m->embed.data)
-        m->be->ops->weight_free(m->be, &m->lm_head);
-    m->be->ops->weight_free(m->be, &m->embed);
+    if (!m->measure_only) {
+        if (m->lm_head.packed != m->embed.packed || m->lm_head.data != m->embed.data)
+            m->be->ops->weight_free(m->be, &m->lm_head);
+        m->be->ops->weight_free(m->be, &m->embed);
+    }
     for (int i = 0; i < m->n_dev; i++)
         m->be->ops->free(m->be, m->dev_owned[i]);
     rill_free(m->dev_owned);
@@ -184,7 +190,7 @@ rill_status model_make_cache(const rill_model *m, rill_cache **out) {
                       m->be->act_dtype,
                       m->cfg.n_layers,
                       (int64_t)m->cfg.n_kv_heads * m->cfg.head_dim,
-                      (int64_t)m->cfg.n_kv_heads * m->cfg.head_dim,
+                      (int64_t)m->cfg.n_kv_heads * m->v_head_dim, // MLA: v_head_dim, not the q/k head size
                       256};
     return cache_make_kv(&sh, out);
 }

@@ -73,7 +73,10 @@ typedef struct rill_model {
     size_t scratch_high_water; // the most bytes the scratch held at once since loading
     size_t weight_bytes;       // accounted bytes the loaded model holds (weights mapped in use, converted
                                // and repacked copies, norms): rill_memory_current() after loading minus before
+                               // (model_measure: plus the planned_bytes it did not allocate)
     struct api_model *api;     // what the public API (src/api) owns with this model; NULL otherwise
+    bool measure_only;         // model_measure: names and shapes bound, no tensor data (cannot run)
+    size_t planned_bytes;      // measure_only: tensor bytes loading would allocate or map (weights.c)
 
     // Sources, kept open while weights point into them (rule 5), and what loading allocated.
     gguf_file *gguf;
@@ -90,6 +93,11 @@ typedef struct rill_model {
 // Loads a GGUF file, a folder with config.json + safetensors (HF or MLX), or a config.json path.
 rill_status model_load(const char *path, rill_backend *be, rill_model **out);
 void model_free(rill_model *m); // NULL is allowed
+// Opens path as model_load does (config, traits, RoPE tables, every tensor name and shape checked)
+// but allocates no tensor: nothing is repacked, decoded or uploaded, so it is quick for any size.
+// weight_bytes is what model_load would report for the same file and backend (CPU: exact up to the
+// loader's small pointer arrays). Every weight has its rows and cols and no data: the model cannot run.
+rill_status model_measure(const char *path, rill_backend *be, rill_model **out);
 
 // A prompt cache for this model: one KVCache per layer in the backend's activation dtype.
 rill_status model_make_cache(const rill_model *m, rill_cache **out);
@@ -109,6 +117,9 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
 rill_status model_wire(const rill_model *m, size_t *bytes);
 // Frees the scratch (mlx's clear_cache): the next forward allocates what it needs.
 void decoder_release_scratch(rill_model *m);
+// Bytes the scratch of a forward over n tokens with n_logits rows of logits takes (device buffer
+// and host positions), as decoder_forward allocates it.
+size_t decoder_scratch_bytes(const rill_model *m, int64_t n, int64_t n_logits);
 
 // Whether layer `layer` has routed experts (deepseek_v3: past first_k_dense_replace, every moe_layer_freq).
 bool model_layer_is_moe(const rill_model_config *c, int layer);

@@ -14,7 +14,7 @@ rill_status model_make_prompt_cache(const rill_model *m, int64_t max_kv_size, ri
                       m->be->act_dtype,
                       n,
                       (int64_t)m->cfg.n_kv_heads * m->cfg.head_dim,
-                      (int64_t)m->cfg.n_kv_heads * m->cfg.head_dim,
+                      (int64_t)m->cfg.n_kv_heads * m->v_head_dim, // MLA: v_head_dim, not the q/k head size
                       256};
     cache_options o = {max_kv_size, 4, windows};
     rill_status st = cache_make_prompt(&sh, &o, out);

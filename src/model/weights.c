@@ -3,6 +3,8 @@
 // .weight/.scales/.biases with per-module bits). Dense f32/f16/bf16 and MLX affine data are used
 // in place in the mapping; GGUF Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K/Q6_K are repacked exactly to affine; other
 // GGUF types are decoded to f32 once. Every shape is checked against the config, naming the tensor.
+// With m->measure_only (model_measure) the same walk checks every name and shape but allocates no
+// tensor: it adds the bytes loading would allocate to m->planned_bytes (rill estimate).
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -91,6 +93,13 @@ static rill_status gguf_linear(binder *b, const char *name, int64_t rows, int64_
         m->mapped_bytes += t->n_bytes;
         return RILL_OK;
     }
+    if (m->measure_only) { // what the two paths below would allocate
+        bool repack = gguf_repack_supported(t->type);
+        m->planned_bytes +=
+            repack ? gguf_repack_bytes(t->type, (uint64_t)rows, (uint64_t)cols) : (size_t)(rows * cols) * sizeof(float);
+        w->kind = repack ? WEIGHT_AFFINE : WEIGHT_DENSE;
+        return RILL_OK;
+    }
     if (gguf_repack_supported(t->type)) {
         affine_tensor a;
         rill_status st = gguf_repack_affine(t->type, t->data, t->n_bytes, (uint64_t)rows, (uint64_t)cols, &a);
@@ -140,6 +149,11 @@ static rill_status gguf_vector(binder *b, const char *name, int64_t n, const flo
     if (t->type == GGUF_DTYPE_F32 && ((uintptr_t)t->data & 3) == 0) {
         *out = (const float *)t->data;
         b->m->mapped_bytes += t->n_bytes;
+        return RILL_OK;
+    }
+    if (b->m->measure_only) {
+        b->m->planned_bytes += (size_t)n * sizeof(float);
+        *out = NULL;
         return RILL_OK;
     }
     float *f = rill_malloc((size_t)n * sizeof(float));
@@ -238,6 +252,11 @@ static rill_status st_vector(binder *b, const char *name, int64_t n, const float
         st_shape_str(t, s, sizeof s);
         return shape_error(b, name, s, n, 0);
     }
+    if (b->m->measure_only) {
+        b->m->planned_bytes += (size_t)n * sizeof(float);
+        *out = NULL;
+        return RILL_OK;
+    }
     float *f = rill_malloc((size_t)n * sizeof(float));
     if (!f) return RILL_ENOMEM;
     for (int64_t i = 0; i < n; i++) {
@@ -259,6 +278,11 @@ static rill_status st_vector(binder *b, const char *name, int64_t n, const float
 
 static rill_status dev_vector(binder *b, const float *host, int64_t n, float **out) {
     rill_model *m = b->m;
+    if (m->measure_only) {
+        m->planned_bytes += (size_t)n * sizeof(float);
+        *out = NULL;
+        return RILL_OK;
+    }
     if (m->n_dev == m->cap_dev) {
         int cap = m->cap_dev ? 2 * m->cap_dev : 64;
         void **nv = rill_realloc(m->dev_owned, (size_t)cap * sizeof *nv);
@@ -301,10 +325,14 @@ static rill_status linear(binder *b, const char *gguf_name, const char *hf_modul
         }
     }
     if (st != RILL_OK) return st;
-    if (bias) {
+    if (bias || (with_bias && b->m->measure_only)) { // (measuring: the host copy may be only planned)
         float *d;
         if ((st = dev_vector(b, bias, rows, &d)) != RILL_OK) return st;
         host.bias = d;
+    }
+    if (b->m->measure_only) { // shapes only (LoRA sizes); nothing to hand to the backend
+        *out = host;
+        return RILL_OK;
     }
     return b->m->be->ops->weight_load(b->m->be, &host, out);
 }
@@ -433,7 +461,10 @@ static rill_status bind_all(rill_model *m, const char *path) {
 
 rill_status weights_bind(rill_model *m, const char *path) {
     rill_status st = bind_all(m, path);
-    if (st == RILL_OK)
+    if (st == RILL_OK && m->measure_only) { // mapped bytes are only planned: nothing to account
+        m->planned_bytes += m->mapped_bytes;
+        m->mapped_bytes = 0;
+    } else if (st == RILL_OK)
         rill_memory_account((ptrdiff_t)m->mapped_bytes); // mapped weights in use stay resident
     else
         m->mapped_bytes = 0;

@@ -62,6 +62,7 @@ rill_status affine_alloc(affine_tensor *t, uint64_t rows, uint64_t cols, int bit
     rill_status st = affine_check_params(rows, cols, bits, group_size, scale_dtype);
     if (st != RILL_OK) return st;
     set_params(t, rows, cols, bits, group_size, scale_dtype);
+    // each array one element longer than it needs (affine_alloc_bytes counts the same)
     size_t n_groups = (size_t)rows * affine_groups_per_row(t);
     t->packed = rill_malloc(((size_t)rows * affine_words_per_row(t) + 1) * sizeof(uint32_t));
     t->scales = rill_malloc((n_groups + 1) * dtype_size(scale_dtype));
@@ -73,6 +74,12 @@ rill_status affine_alloc(affine_tensor *t, uint64_t rows, uint64_t cols, int bit
                          (unsigned long long)cols, bits);
     }
     return RILL_OK;
+}
+
+size_t affine_alloc_bytes(uint64_t rows, uint64_t cols, int bits, int group_size, rill_dtype scale_dtype) {
+    size_t words = (size_t)rows * (size_t)(cols * (uint64_t)bits / 32);
+    size_t n_groups = (size_t)rows * (size_t)(cols / (uint64_t)group_size);
+    return (words + 1) * sizeof(uint32_t) + 2 * (n_groups + 1) * dtype_size(scale_dtype);
 }
 
 rill_status affine_wrap(affine_tensor *t, uint64_t rows, uint64_t cols, int bits, int group_size,

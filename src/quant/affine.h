@@ -28,6 +28,8 @@ typedef struct {
 rill_status affine_check_params(uint64_t rows, uint64_t cols, int bits, int group_size, rill_dtype scale_dtype);
 rill_status affine_alloc(affine_tensor *t, uint64_t rows, uint64_t cols, int bits, int group_size,
                          rill_dtype scale_dtype);
+// The bytes affine_alloc takes from the accounted allocator for these (checked) parameters.
+size_t affine_alloc_bytes(uint64_t rows, uint64_t cols, int bits, int group_size, rill_dtype scale_dtype);
 // A view of arrays owned by someone else (a mapped safetensors file): checks the parameters and
 // fills t with owned = false.
 rill_status affine_wrap(affine_tensor *t, uint64_t rows, uint64_t cols, int bits, int group_size,

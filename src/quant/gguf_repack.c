@@ -36,6 +36,11 @@ static const repack_format *find_format(gguf_dtype type) {
 
 bool gguf_repack_supported(gguf_dtype type) { return find_format(type) != NULL; }
 
+size_t gguf_repack_bytes(gguf_dtype type, uint64_t rows, uint64_t cols) {
+    const repack_format *f = find_format(type);
+    return f ? affine_alloc_bytes(rows, cols, f->bits, f->group_size, DTYPE_F32) : 0;
+}
+
 // Writes one unpacked block's factors as affine scales/biases [block_size / group_size] and its
 // codes into q [block_size]. Fails on a non-finite factor.
 static rill_status put_block(const gguf_qblock *b, uint8_t *q, float *scales, float *biases) {

@@ -13,6 +13,9 @@
 
 // True for Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K.
 bool gguf_repack_supported(gguf_dtype type);
+// The bytes gguf_repack_affine allocates for (and keeps with) a [rows][cols] tensor of `type`
+// (0 when the type is not supported); the row buffer it uses on the way is freed before it returns.
+size_t gguf_repack_bytes(gguf_dtype type, uint64_t rows, uint64_t cols);
 
 // Repacks a GGUF tensor of `type` with GGUF shape ne = {cols, rows} (ne[0] = cols fastest) from
 // src [src_bytes] into out, which this allocates (affine_alloc; release with affine_free).

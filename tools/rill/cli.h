@@ -14,6 +14,7 @@ int cmd_chat_template(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_estimate(int argc, char **argv);
 
 // Prints "rill: <rill_last_error()>" to stderr and returns CLI_BAD_INPUT.
 int cli_fail_input(void);
@@ -51,4 +52,3 @@ rill_status cli_make_cache(rill_model *m, rill_stream *s, const char *model_path
                            int64_t max_kv_size, int kv_bits, int kv_group_size, rill_cache **out);
 cache_shape cli_cache_shape(const rill_model *m);
 int cmd_cache_prompt(int argc, char **argv);
-

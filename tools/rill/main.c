@@ -17,12 +17,19 @@ static const subcommand subcommands[] = {
     {"inspect", cmd_inspect, "inspect PATH [--json]   describe a GGUF file, a safetensors file or a model folder"},
     {"chat-template", cmd_chat_template,
      "chat-template --model PATH --messages FILE.json [--add-generation-prompt] [--var k=v]   render a prompt"},
-    {"chat", cmd_chat, "chat --model PATH [--system-prompt TEXT] [--max-tokens N] [--temp T] ...   a REPL that keeps its cache"},
-    {"tokenize", cmd_tokenize, "tokenize --model PATH (--text T | --file F) [--no-special]   print token ids; --decode 1,2,3 prints text"},
+    {"chat", cmd_chat,
+     "chat --model PATH [--system-prompt TEXT] [--max-tokens N] [--temp T] ...   a REPL that keeps its cache"},
+    {"tokenize", cmd_tokenize,
+     "tokenize --model PATH (--text T | --file F) [--no-special]   print token ids; --decode 1,2,3 prints text"},
     {"cache-prompt", cmd_cache_prompt,
-     "cache-prompt --model PATH --prompt TEXT|- --prompt-cache-file F [--kv-bits B] [--max-kv-size N]   save a prompt cache"},
+     "cache-prompt --model PATH --prompt TEXT|- --prompt-cache-file F [--kv-bits B] [--max-kv-size N]   save a prompt "
+     "cache"},
     {"synth", cmd_synth, "synth --preset NAME --bits B --out DIR   write a model folder with random weights"},
-    {"bench", cmd_bench, "bench --model PATH [-p 512] [-g 128] [-n 5] [--threads N] [--json] [--profile]   prompt and generation speed"},
+    {"estimate", cmd_estimate,
+     "estimate --model PATH [--context N] [--batch B] [--kv-bits 4|8] [--lora-rank R] [--json] ...   memory budget of "
+     "a run"},
+    {"bench", cmd_bench,
+     "bench --model PATH [-p 512] [-g 128] [-n 5] [--threads N] [--json] [--profile]   prompt and generation speed"},
 };
 
 static void usage(FILE *out) {
