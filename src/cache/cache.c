@@ -9,16 +9,23 @@
 #include "base/alloc.h"
 #include "cache/kv_store.h"
 
-rill_status cache_make_kv(const cache_shape *shape, rill_cache **out) {
-    *out = NULL;
+// An empty list of n_layers layer slots (NULL on allocation failure).
+static rill_cache *cache_alloc(int n_layers) {
     rill_cache *c = rill_calloc(1, sizeof *c);
-    if (!c) return RILL_ENOMEM;
-    c->layers = rill_calloc((size_t)shape->n_layers, sizeof *c->layers);
+    if (!c) return NULL;
+    c->layers = rill_calloc((size_t)n_layers, sizeof *c->layers);
     if (!c->layers) {
         rill_free(c);
-        return RILL_ENOMEM;
+        return NULL;
     }
-    c->n_layers = shape->n_layers;
+    c->n_layers = n_layers;
+    return c;
+}
+
+rill_status cache_make_kv(const cache_shape *shape, rill_cache **out) {
+    *out = NULL;
+    rill_cache *c = cache_alloc(shape->n_layers);
+    if (!c) return RILL_ENOMEM;
     for (int l = 0; l < shape->n_layers; l++) {
         rill_status st =
             kv_cache_create(shape->be, shape->dtype, shape->k_dim, shape->v_dim, shape->step, &c->layers[l]);
@@ -174,14 +181,8 @@ rill_status cache_maybe_quantize(rill_cache *c, rill_stream *s, int64_t start, i
 
 rill_status cache_make_prompt(const cache_shape *shape, const cache_options *o, rill_cache **out) {
     *out = NULL;
-    rill_cache *c = rill_calloc(1, sizeof *c);
+    rill_cache *c = cache_alloc(shape->n_layers);
     if (!c) return RILL_ENOMEM;
-    c->layers = rill_calloc((size_t)shape->n_layers, sizeof *c->layers);
-    if (!c->layers) {
-        rill_free(c);
-        return RILL_ENOMEM;
-    }
-    c->n_layers = shape->n_layers;
     int64_t mx = o ? o->max_kv_size : 0;
     for (int l = 0; l < shape->n_layers; l++) {
         int w = o && o->windows ? o->windows[l] : 0;

@@ -274,28 +274,23 @@ static void row_dots(const q8_job *j, const uint8_t *p, const float *ws, int64_t
     int64_t cols = j->w->cols;
 #ifdef Q8_AVX2
     if (j->path == CPU_PATH_AVX2) {
-        if (j->w->bits == 4) {
-            switch (nt * 2 + j->planes - 1) {
-            case 2: row4(j, p, ws, cols, t0, res, 1, 1); break;
-            case 3: row4(j, p, ws, cols, t0, res, 1, 2); break;
-            case 4: row4(j, p, ws, cols, t0, res, 2, 1); break;
-            case 5: row4(j, p, ws, cols, t0, res, 2, 2); break;
-            case 6: row4(j, p, ws, cols, t0, res, 3, 1); break;
-            case 7: row4(j, p, ws, cols, t0, res, 3, 2); break;
-            case 8: row4(j, p, ws, cols, t0, res, 4, 1); break;
-            default: row4(j, p, ws, cols, t0, res, 4, 2); break;
-            }
-        } else
-            switch (nt * 2 + j->planes - 1) {
-            case 2: row8(j, p, ws, cols, t0, res, 1, 1); break;
-            case 3: row8(j, p, ws, cols, t0, res, 1, 2); break;
-            case 4: row8(j, p, ws, cols, t0, res, 2, 1); break;
-            case 5: row8(j, p, ws, cols, t0, res, 2, 2); break;
-            case 6: row8(j, p, ws, cols, t0, res, 3, 1); break;
-            case 7: row8(j, p, ws, cols, t0, res, 3, 2); break;
-            case 8: row8(j, p, ws, cols, t0, res, 4, 1); break;
-            default: row8(j, p, ws, cols, t0, res, 4, 2); break;
-            }
+// the row kernel instantiated for this token count (1..MAX_NT) and plane count (1, 2)
+#define ROW_DOTS(ROW)                                                                                                  \
+    switch (nt * 2 + j->planes - 1) {                                                                                  \
+    case 2: ROW(j, p, ws, cols, t0, res, 1, 1); break;                                                                 \
+    case 3: ROW(j, p, ws, cols, t0, res, 1, 2); break;                                                                 \
+    case 4: ROW(j, p, ws, cols, t0, res, 2, 1); break;                                                                 \
+    case 5: ROW(j, p, ws, cols, t0, res, 2, 2); break;                                                                 \
+    case 6: ROW(j, p, ws, cols, t0, res, 3, 1); break;                                                                 \
+    case 7: ROW(j, p, ws, cols, t0, res, 3, 2); break;                                                                 \
+    case 8: ROW(j, p, ws, cols, t0, res, 4, 1); break;                                                                 \
+    default: ROW(j, p, ws, cols, t0, res, 4, 2); break;                                                                \
+    }
+        if (j->w->bits == 4)
+            ROW_DOTS(row4)
+        else
+            ROW_DOTS(row8)
+#undef ROW_DOTS
         return;
     }
 #endif
