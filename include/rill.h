@@ -95,6 +95,25 @@ void rill_cache_free(rill_cache *c);               // NULL is allowed
 int64_t rill_cache_offset(const rill_cache *c);    // positions held
 int64_t rill_cache_trim(rill_cache *c, int64_t n); // drops the last n positions; returns how many
 size_t rill_cache_nbytes(const rill_cache *c);
+// mlx-lm's make_prompt_cache(model, max_kv_size): sliding-window layers get a RotatingKVCache of
+// their window, and max_kv_size > 0 makes every other layer a RotatingKVCache(max_kv_size, keep 4).
+rill_status rill_cache_make_prompt(rill_model *m, int64_t max_kv_size, rill_cache **out);
+bool rill_cache_can_trim(const rill_cache *c); // mlx-lm's can_trim_prompt_cache
+
+// Prompt-cache files: mlx-lm's save_prompt_cache / load_prompt_cache (safetensors in mlx-lm's
+// layout, readable by mlx-lm and back; docs/formats.md). metadata: user key/value strings
+// (mlx_lm.cache_prompt writes "model" and "tokenizer_config"); n_meta 0 for none. The write is
+// atomic. Loading checks the file against the model's shape and fails with the reason for a cache
+// made for another model, a truncated or malformed file, or an unknown cache class.
+typedef struct rill_metadata {
+    size_t n;
+    char **keys, **values; // [n] NUL-terminated
+} rill_metadata;
+rill_status rill_prompt_cache_save(rill_model *m, const rill_cache *c, const char *path, const char *const *keys,
+                                   const char *const *values, size_t n_meta);
+// *meta (may be NULL) receives the user metadata; free it with rill_metadata_free.
+rill_status rill_prompt_cache_load(rill_model *m, const char *path, rill_cache **out, rill_metadata *meta);
+void rill_metadata_free(rill_metadata *meta);
 
 // ---- Generation -------------------------------------------------------------------------------
 // mlx-lm's sampler and logits processors (REFERENCE.md "Samplers and logits processors").

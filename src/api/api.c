@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "cache/prompt_cache.h"
 #include "tokenizer/tokenizer_api.h"
 
 rill_status api_prompt_ids(tokenizer *tok, const char *text, size_t len, int32_t **ids, int64_t *n) {
@@ -114,6 +115,36 @@ void rill_cache_free(rill_cache *c) { cache_free(c); }
 int64_t rill_cache_offset(const rill_cache *c) { return cache_offset(c); }
 int64_t rill_cache_trim(rill_cache *c, int64_t n) { return n <= 0 ? 0 : cache_trim(c, n); }
 size_t rill_cache_nbytes(const rill_cache *c) { return cache_nbytes(c); }
+rill_status rill_cache_make_prompt(rill_model *m, int64_t max_kv_size, rill_cache **out) {
+    if (max_kv_size < 0) return rill_fail(RILL_EINVAL, "max_kv_size %lld must be >= 0", (long long)max_kv_size);
+    return model_make_prompt_cache(m, max_kv_size, out);
+}
+bool rill_cache_can_trim(const rill_cache *c) { return cache_can_trim(c); }
+
+rill_status rill_prompt_cache_save(rill_model *m, const rill_cache *c, const char *path, const char *const *keys,
+                                   const char *const *values, size_t n_meta) {
+    if (!m->api) return rill_fail(RILL_EINVAL, "prompt cache: the model was not loaded by rill_model_load");
+    if (m->api->busy) return rill_fail(RILL_EINVAL, "prompt cache: a generation holds the model's stream");
+    cache_shape sh = model_cache_shape(m);
+    return prompt_cache_save(path, c, m->api->s, &sh, keys, values, n_meta);
+}
+
+rill_status rill_prompt_cache_load(rill_model *m, const char *path, rill_cache **out, rill_metadata *meta) {
+    if (!m->api) return rill_fail(RILL_EINVAL, "prompt cache: the model was not loaded by rill_model_load");
+    if (m->api->busy) return rill_fail(RILL_EINVAL, "prompt cache: a generation holds the model's stream");
+    cache_shape sh = model_cache_shape(m);
+    prompt_cache_meta pm;
+    rill_status st = prompt_cache_load(path, &sh, m->api->s, out, meta ? &pm : NULL);
+    if (st == RILL_OK && meta) *meta = (rill_metadata){pm.n, pm.keys, pm.values};
+    return st;
+}
+
+void rill_metadata_free(rill_metadata *meta) {
+    if (!meta) return;
+    prompt_cache_meta pm = {meta->n, meta->keys, meta->values};
+    prompt_cache_meta_free(&pm);
+    memset(meta, 0, sizeof *meta);
+}
 
 // ---- Generation ---------------------------------------------------------------------------------
 

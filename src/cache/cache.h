@@ -2,6 +2,8 @@
 // cache.py: one object per layer with update_and_fetch, make_mask, offset, trim, is_trimmable and
 // nbytes; a prompt cache is the list of a model's layers. The model never knows which kind it holds.
 // Keys and values are token-major device tensors: row t is position t, [n_kv_heads * head_dim].
+// A cache made with v_dim 0 stores keys only, and attention reads each value from the leading
+// columns of its key (p->v_head_dim of them): MLA's latent cache (cache_shape.latent_dim).
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -82,8 +84,15 @@ typedef struct {
     rill_backend *be;
     rill_dtype dtype; // of the stored keys and values
     int n_layers;
-    int64_t k_dim, v_dim; // per position: n_kv_heads * head_dim, n_kv_heads * v_head_dim
+    int64_t k_dim, v_dim; // per position: n_kv_heads * head_dim, n_kv_heads * v_head_dim (0: see above)
     int step;             // growth in positions; 0 = 256
+    int n_kv_heads;       // heads a prompt-cache file splits each position into ([1, H, S, D])
+    // > 0: MLA's latent cache (deepseek_v3). Each position keeps one row of k_dim = latent_dim +
+    // RoPE dims: the normed latent, then the RoPE key shared by all heads; v_dim is 0, since the
+    // values are the latent. Files keep mlx-lm's layout for it: keys = the latent [1, 1, S,
+    // latent_dim], values = the RoPE key [1, 1, S, k_dim - latent_dim] (quantized: each of the packed
+    // words, scales and biases split at the same place).
+    int64_t latent_dim;
 } cache_shape;
 
 // One KVCache per layer (mlx-lm's make_prompt_cache without max_kv_size).

@@ -13,10 +13,10 @@ typedef struct {
     rill_dtype dtype;
     int64_t k_dim, v_dim; // elements per position
     int step;
-    int64_t capacity; // positions allocated (a multiple of step)
-    int64_t offset;   // positions filled
-    void *k;          // [capacity][k_dim] of dtype
-    void *v;          // [capacity][v_dim] of dtype
+    int64_t capacity;          // positions allocated (a multiple of step)
+    int64_t offset;            // positions filled
+    void *k;                   // [capacity][k_dim] of dtype
+    void *v;                   // [capacity][v_dim] of dtype (v_dim 0: values are read from the keys, cache.h)
     const int32_t *dev_offset; // device I32 [1] while bound (bind_device), else NULL
 } kv_cache;
 
@@ -28,7 +28,7 @@ static rill_status grow(kv_cache *c, rill_stream *s, int64_t need) {
     int64_t cap = (need + c->step - 1) / c->step * c->step;
     size_t es = dtype_size(c->dtype);
     void *k = c->be->ops->alloc(c->be, (size_t)(cap * c->k_dim) * es);
-    void *v = k ? c->be->ops->alloc(c->be, (size_t)(cap * c->v_dim) * es) : NULL;
+    void *v = k ? c->be->ops->alloc(c->be, (size_t)(cap * c->v_dim) * es + 1) : NULL;
     if (!k || !v) {
         c->be->ops->free(c->be, k);
         return rill_fail(RILL_ENOMEM, "KVCache: cannot grow to %lld positions", (long long)cap);
@@ -36,9 +36,11 @@ static rill_status grow(kv_cache *c, rill_stream *s, int64_t need) {
     if (c->offset > 0) {
         rill_tensor src = view(c, c->k, c->k_dim, c->offset), dst = view(c, k, c->k_dim, c->offset);
         c->be->ops->copy(s, &dst, &src);
-        src = view(c, c->v, c->v_dim, c->offset);
-        dst = view(c, v, c->v_dim, c->offset);
-        c->be->ops->copy(s, &dst, &src);
+        if (c->v_dim) {
+            src = view(c, c->v, c->v_dim, c->offset);
+            dst = view(c, v, c->v_dim, c->offset);
+            c->be->ops->copy(s, &dst, &src);
+        }
     }
     c->be->ops->sync(s); // the old buffers may still be read by queued work
     c->be->ops->free(c->be, c->k);
@@ -61,9 +63,9 @@ static rill_status kv_update(cache_layer *base, rill_stream *s, const rill_tenso
     if (c->dev_offset) { // a captured step: the row comes from the device counter
         rill_tensor dk = view(c, c->k, c->k_dim, c->capacity), dv = view(c, c->v, c->v_dim, c->capacity);
         c->be->ops->copy_at(s, &dk, k, c->dev_offset);
-        c->be->ops->copy_at(s, &dv, v, c->dev_offset);
+        if (c->v_dim) c->be->ops->copy_at(s, &dv, v, c->dev_offset);
         *keys = dk;
-        *values = dv;
+        *values = c->v_dim ? dv : dk;
         return RILL_OK;
     }
     if (c->offset + n > c->capacity) {
@@ -74,10 +76,10 @@ static rill_status kv_update(cache_layer *base, rill_stream *s, const rill_tenso
     rill_tensor dk = view(c, (char *)c->k + (size_t)(c->offset * c->k_dim) * es, c->k_dim, n);
     rill_tensor dv = view(c, (char *)c->v + (size_t)(c->offset * c->v_dim) * es, c->v_dim, n);
     c->be->ops->copy(s, &dk, k);
-    c->be->ops->copy(s, &dv, v);
+    if (c->v_dim) c->be->ops->copy(s, &dv, v);
     c->offset += n;
     *keys = view(c, c->k, c->k_dim, c->offset);
-    *values = view(c, c->v, c->v_dim, c->offset);
+    *values = c->v_dim ? view(c, c->v, c->v_dim, c->offset) : *keys;
     return RILL_OK;
 }
 
@@ -167,7 +169,7 @@ static const cache_ops kv_ops = {
 rill_status kv_cache_create(rill_backend *be, rill_dtype dtype, int64_t k_dim, int64_t v_dim, int step,
                             cache_layer **out) {
     *out = NULL;
-    if (step < 0 || k_dim <= 0 || v_dim <= 0)
+    if (step < 0 || k_dim <= 0 || v_dim < 0)
         return rill_fail(RILL_EINVAL, "KVCache: step %d, key width %lld, value width %lld", step, (long long)k_dim,
                          (long long)v_dim);
     kv_cache *c = rill_calloc(1, sizeof *c);

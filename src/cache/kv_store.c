@@ -98,7 +98,7 @@ void kv_store_free(kv_store *st) {
 
 static void copy2d(rill_stream *s, const rill_backend *be, rill_dtype dt, void *dst, const void *src, int64_t rows,
                    int64_t cols) {
-    if (rows <= 0) return;
+    if (rows <= 0 || cols <= 0) return;
     rill_tensor d = rill_tensor_2d(dt, rows, cols, dst), x = rill_tensor_2d(dt, rows, cols, (void *)src);
     be->ops->copy(s, &d, &x);
 }
@@ -131,12 +131,12 @@ void kv_store_write(kv_store *st, rill_stream *s, int64_t r0, const rill_tensor 
         rill_tensor dk = rill_tensor_2d(st->dtype, n, st->k_dim, (char *)st->k + (size_t)(r0 * st->k_dim) * es);
         rill_tensor dv = rill_tensor_2d(st->dtype, n, st->v_dim, (char *)st->v + (size_t)(r0 * st->v_dim) * es);
         st->be->ops->copy(s, &dk, k);
-        st->be->ops->copy(s, &dv, v);
+        if (st->v_dim) st->be->ops->copy(s, &dv, v);
         return;
     }
     rill_qkv qk = qkv_at(&st->qk, r0, n), qv = qkv_at(&st->qv, r0, n);
     st->be->ops->kv_quantize(s, &qk, k);
-    st->be->ops->kv_quantize(s, &qv, v);
+    if (st->v_dim) st->be->ops->kv_quantize(s, &qv, v);
 }
 
 rill_tensor kv_store_view(const kv_store *st, bool values, int64_t n) {
@@ -147,11 +147,12 @@ rill_qkv kv_store_qview(const kv_store *st, bool values, int64_t n) { return qkv
 
 void kv_store_attend(const kv_store *st, rill_stream *s, int64_t n, rill_tensor *out, const rill_tensor *q,
                      const rill_attn_params *p) {
+    bool vk = !st->v_dim; // values read from the keys (cache.h)
     if (!st->bits) {
-        rill_tensor k = kv_store_view(st, false, n), v = kv_store_view(st, true, n);
+        rill_tensor k = kv_store_view(st, false, n), v = kv_store_view(st, !vk, n);
         st->be->ops->attention(s, out, q, &k, &v, p);
     } else {
-        rill_qkv k = kv_store_qview(st, false, n), v = kv_store_qview(st, true, n);
+        rill_qkv k = kv_store_qview(st, false, n), v = kv_store_qview(st, !vk, n);
         st->be->ops->attention_q(s, out, q, &k, &v, p);
     }
 }

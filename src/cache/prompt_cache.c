@@ -118,8 +118,46 @@ static void writer_free(writer *w) {
     rill_free(w->mv);
 }
 
-rill_status prompt_cache_save(const char *path, const rill_cache *c, rill_stream *s, int n_kv_heads,
+// MLA's latent cache keeps [latent | RoPE key] rows and no values; mlx-lm's files hold the latent as
+// keys and the RoPE key as values. Each key item ("0", "0.j": [1, 1, S, D]) is split at the latent's
+// share of D into itself and the value item of the same place ("1", "1.j"), which was empty.
+static rill_status mla_split_state(cache_state *st, const cache_shape *sh) {
+    for (int i = 0; i < st->n_items; i++) {
+        cache_item *k = &st->items[i];
+        if (k->scalar || k->dtype == DTYPE_INVALID || k->path[0] != '0' || (k->path[1] && k->path[1] != '.')) continue;
+        cache_item *v = NULL;
+        for (int j = 0; j < st->n_items; j++)
+            if (st->items[j].path[0] == '1' && !strcmp(st->items[j].path + 1, k->path + 1)) v = &st->items[j];
+        int64_t D = (int64_t)k->shape[3], S = (int64_t)k->shape[2], Dl = D * sh->latent_dim / sh->k_dim;
+        if (!v || v->shape[3] != 0 || k->shape[1] != 1 || Dl * sh->k_dim != D * sh->latent_dim)
+            return rill_fail(RILL_EINVAL, "prompt cache: item '%s' is not an MLA latent row", k->path);
+        size_t es = dtype_size(k->dtype);
+        char *lat = rill_malloc((size_t)(S * Dl) * es + 1), *rope = rill_malloc((size_t)(S * (D - Dl)) * es + 1);
+        if (!lat || !rope) {
+            rill_free(lat);
+            rill_free(rope);
+            return RILL_ENOMEM;
+        }
+        for (int64_t t = 0; t < S; t++) {
+            memcpy(lat + (size_t)(t * Dl) * es, (char *)k->data + (size_t)(t * D) * es, (size_t)Dl * es);
+            memcpy(rope + (size_t)(t * (D - Dl)) * es, (char *)k->data + (size_t)(t * D + Dl) * es,
+                   (size_t)(D - Dl) * es);
+        }
+        rill_free(k->data);
+        rill_free(v->data);
+        k->data = lat;
+        k->shape[3] = (uint64_t)Dl;
+        v->data = rope;
+        v->dtype = k->dtype;
+        v->shape[2] = (uint64_t)S;
+        v->shape[3] = (uint64_t)(D - Dl);
+    }
+    return RILL_OK;
+}
+
+rill_status prompt_cache_save(const char *path, const rill_cache *c, rill_stream *s, const cache_shape *shape,
                               const char *const *meta_keys, const char *const *meta_values, size_t n_meta) {
+    int n_kv_heads = shape->n_kv_heads;
     writer w = {0};
     cache_state *states = rill_calloc((size_t)c->n_layers + 1, sizeof *states);
     if (!states) return RILL_ENOMEM;
@@ -137,7 +175,9 @@ rill_status prompt_cache_save(const char *path, const rill_cache *c, rill_stream
             st = rill_fail(RILL_EUNSUPPORTED, "prompt cache: layer %d (%s) cannot be saved", l, cl->ops->class_name);
             break;
         }
-        if ((st = cl->ops->get_state(cl, s, n_kv_heads, &states[l])) != RILL_OK) {
+        st = cl->ops->get_state(cl, s, n_kv_heads, &states[l]);
+        if (st == RILL_OK && shape->latent_dim > 0) st = mla_split_state(&states[l], shape);
+        if (st != RILL_OK) {
             rill_error_prefix("prompt cache: layer %d", l);
             break;
         }
@@ -160,8 +200,8 @@ rill_status prompt_cache_save(const char *path, const rill_cache *c, rill_stream
                 else
                     for (size_t j = 0; j < n; j++)
                         v[j] = (unsigned char)((char *)it->data)[j];
-                uint64_t shape[1] = {n};
-                st = add_tensor(&w, name, DTYPE_I32, it->scalar ? 0 : 1, shape, v);
+                uint64_t dims[1] = {n};
+                st = add_tensor(&w, name, DTYPE_I32, it->scalar ? 0 : 1, dims, v);
                 n_scalars++;
                 snprintf(key, sizeof key, "2.%d.0", n_scalars);
                 if (st == RILL_OK) st = add_meta(&w, key, name);
@@ -290,25 +330,66 @@ static rill_status get_array(const layer_src *L, const char *item, int64_t H, in
     return RILL_OK;
 }
 
+// A key item and its value item ("0" and "1", or "0.j" and "1.j") with Dk and Dv elements per head,
+// as get_array reads them (S positions). For MLA's latent cache the file's keys (the latent) and
+// values (the RoPE key) are joined into key rows of Dk, and the values are empty (Dv is 0).
+static rill_status get_kv_arrays(const layer_src *L, const cache_shape *sh, const char *kitem, const char *vitem,
+                                 int64_t H, int64_t Dk, int64_t Dv, rill_dtype want, int64_t *S, void **hk, void **hv) {
+    int64_t S1 = 0;
+    rill_status st;
+    *hk = *hv = NULL;
+    if (sh->latent_dim <= 0) {
+        st = get_array(L, kitem, H, Dk, want, S, hk);
+        if (st == RILL_OK) st = get_array(L, vitem, H, Dv, want, &S1, hv);
+    } else {
+        int64_t Dl = Dk * sh->latent_dim / sh->k_dim;
+        if (Dl * sh->k_dim != Dk * sh->latent_dim)
+            return rill_fail(RILL_EFORMAT, "%s: layer %d (%s): rows of %lld cannot split at the latent's %lld of %lld",
+                             L->path, L->layer, L->cls, (long long)Dk, (long long)sh->latent_dim, (long long)sh->k_dim);
+        void *lat = NULL, *rope = NULL;
+        st = get_array(L, kitem, 1, Dl, want, S, &lat);
+        if (st == RILL_OK) st = get_array(L, vitem, 1, Dk - Dl, want, &S1, &rope);
+        size_t es = dtype_size(want);
+        if (st == RILL_OK && S1 == *S) {
+            *hk = rill_malloc((size_t)(*S * Dk) * es + 1);
+            *hv = rill_malloc(1);
+            if (!*hk || !*hv) st = RILL_ENOMEM;
+            for (int64_t t = 0; st == RILL_OK && t < *S; t++) {
+                memcpy((char *)*hk + (size_t)(t * Dk) * es, (char *)lat + (size_t)(t * Dl) * es, (size_t)Dl * es);
+                memcpy((char *)*hk + (size_t)(t * Dk + Dl) * es, (char *)rope + (size_t)(t * (Dk - Dl)) * es,
+                       (size_t)(Dk - Dl) * es);
+            }
+        }
+        rill_free(lat);
+        rill_free(rope);
+    }
+    if (st == RILL_OK && S1 != *S)
+        st = rill_fail(RILL_EFORMAT, "%s: layer %d: '%s' holds %lld positions, '%s' %lld", L->path, L->layer, kitem,
+                       (long long)*S, vitem, (long long)S1);
+    if (st != RILL_OK) {
+        rill_free(*hk);
+        rill_free(*hv);
+        *hk = *hv = NULL;
+    }
+    return st;
+}
+
 static void free_all(void **p, int n) {
     for (int i = 0; i < n; i++)
         rill_free(p[i]);
 }
 
 // One layer of class L->cls from the file.
-static rill_status load_layer(const layer_src *L, const cache_shape *sh, int H, rill_stream *s, cache_layer **out) {
+static rill_status load_layer(const layer_src *L, const cache_shape *sh, rill_stream *s, cache_layer **out) {
     *out = NULL;
-    int64_t Dk = sh->k_dim / H, Dv = sh->v_dim / H, S0 = 0, S1 = 0;
+    int H = sh->n_kv_heads;
+    int64_t Dk = sh->k_dim / H, Dv = sh->v_dim / H, S0 = 0;
     void *host[6] = {0};
     rill_status st;
     bool rot = !strcmp(L->cls, "RotatingKVCache"), qrot = !strcmp(L->cls, "QuantizedRotatingKVCache");
     if (!strcmp(L->cls, "KVCache") || rot) {
         int64_t offset, keep = 0, max_size = 0, idx = 0;
-        st = get_array(L, "0", H, Dk, sh->dtype, &S0, &host[0]);
-        if (st == RILL_OK) st = get_array(L, "1", H, Dv, sh->dtype, &S1, &host[1]);
-        if (st == RILL_OK && S0 != S1)
-            st = rill_fail(RILL_EFORMAT, "%s: layer %d: %lld keys but %lld values", L->path, L->layer, (long long)S0,
-                           (long long)S1);
+        st = get_kv_arrays(L, sh, "0", "1", H, Dk, Dv, sh->dtype, &S0, &host[0], &host[1]);
         if (st == RILL_OK && !rot) {
             if (L->old)
                 offset = S0;
@@ -388,12 +469,12 @@ static rill_status load_layer(const layer_src *L, const cache_shape *sh, int H, 
         snprintf(sn, sizeof sn, "%d.0.1", L->layer);
         const safetensors_tensor *sc = safetensors_find(L->f, sn);
         rill_dtype sdt = sc && (sc->dtype == DTYPE_F16 || sc->dtype == DTYPE_BF16) ? sc->dtype : DTYPE_F32;
-        int64_t S[6];
+        int64_t S[3];
         static const char *const items[6] = {"0.0", "0.1", "0.2", "1.0", "1.1", "1.2"};
-        for (int i = 0; i < 6 && st == RILL_OK; i++) {
-            int64_t D = i < 3 ? Dk : Dv;
-            int64_t d = i % 3 == 0 ? D * bits / 32 : D / gs;
-            st = get_array(L, items[i], H, d, i % 3 == 0 ? DTYPE_U32 : sdt, &S[i], &host[i]);
+        for (int i = 0; i < 3 && st == RILL_OK; i++) { // packed words, scales, biases of keys and values
+            int64_t dk = i == 0 ? Dk * bits / 32 : Dk / gs, dv = i == 0 ? Dv * bits / 32 : Dv / gs;
+            st = get_kv_arrays(L, sh, items[i], items[i + 3], H, dk, dv, i == 0 ? DTYPE_U32 : sdt, &S[i], &host[i],
+                               &host[i + 3]);
             if (st == RILL_OK && S[i] != S[0])
                 st = rill_fail(RILL_EFORMAT, "%s: layer %d: '%s' holds %lld positions, '%s' %lld", L->path, L->layer,
                                items[i], (long long)S[i], items[0], (long long)S[0]);
@@ -422,8 +503,8 @@ static rill_status load_layer(const layer_src *L, const cache_shape *sh, int H, 
     return st;
 }
 
-rill_status prompt_cache_load(const char *path, const cache_shape *shape, int n_kv_heads, rill_stream *s,
-                              rill_cache **out, prompt_cache_meta *meta) {
+rill_status prompt_cache_load(const char *path, const cache_shape *shape, rill_stream *s, rill_cache **out,
+                              prompt_cache_meta *meta) {
     *out = NULL;
     if (meta) memset(meta, 0, sizeof *meta);
     safetensors_file *f;
@@ -456,7 +537,7 @@ rill_status prompt_cache_load(const char *path, const cache_shape *shape, int n_
     for (int l = 0; st == RILL_OK && l < n_layers; l++) {
         snprintf(key, sizeof key, "%s%d", cls_prefix, l);
         layer_src L = {path, f, l, old, safetensors_meta(f, key)};
-        st = load_layer(&L, shape, n_kv_heads, s, &c->layers[l]);
+        st = load_layer(&L, shape, s, &c->layers[l]);
         if (st != RILL_OK) break;
         int64_t o = c->layers[l]->ops->offset(c->layers[l]);
         if (offset0 >= 0 && o != offset0)

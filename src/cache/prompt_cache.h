@@ -6,8 +6,9 @@
 #include "cache/cache.h"
 
 // Writes c to path (atomically). meta_keys/values [n_meta]: user metadata (mlx-lm's cache_prompt
-// writes "model" and "tokenizer_config"). n_kv_heads splits each row into heads.
-rill_status prompt_cache_save(const char *path, const rill_cache *c, rill_stream *s, int n_kv_heads,
+// writes "model" and "tokenizer_config"). The model's shape says how rows split into heads (and
+// how an MLA latent row splits into mlx-lm's keys and values).
+rill_status prompt_cache_save(const char *path, const rill_cache *c, rill_stream *s, const cache_shape *shape,
                               const char *const *meta_keys, const char *const *meta_values, size_t n_meta);
 
 typedef struct {
@@ -17,8 +18,8 @@ typedef struct {
 void prompt_cache_meta_free(prompt_cache_meta *m);
 const char *prompt_cache_meta_get(const prompt_cache_meta *m, const char *key); // NULL when absent
 
-// Reads path into a new cache for a model of `shape` (layers, widths, the activation dtype) with
-// n_kv_heads heads. A file made for another shape, a truncated or malformed file, an unknown class
+// Reads path into a new cache for a model of `shape` (layers, widths, heads, the activation dtype).
+// A file made for another shape, a truncated or malformed file, an unknown class
 // or inconsistent metadata fail with the reason; *out stays NULL. meta may be NULL.
-rill_status prompt_cache_load(const char *path, const cache_shape *shape, int n_kv_heads, rill_stream *s,
-                              rill_cache **out, prompt_cache_meta *meta);
+rill_status prompt_cache_load(const char *path, const cache_shape *shape, rill_stream *s, rill_cache **out,
+                              prompt_cache_meta *meta);

@@ -9,9 +9,10 @@
 
 typedef struct {
     rill_tensor x, h, q, k, v, a, o, g, u, logits, pos; // [n][...] activations; pos [n][1] I32
-    // MLA only (0 columns otherwise): q_a output, q_b output ([nope, rope] per head), kv_a output,
-    // its normed latent, kv_b output ([nope, v] per head)
-    rill_tensor qa, qraw, ckv, ckn, kvb;
+    // MLA only (0 columns otherwise): q_a output, q_b output ([nope, rope] per head), the nope and
+    // rope parts of each head ([n * H][nope], [n * H][rope]), the nope part in latent space and
+    // later the attention output ([n * H][kv_lora] both), head ids 0..H-1 per token ([n][H] I32)
+    rill_tensor qa, qraw, qn, qpe, qlat, heads;
     // MoE only: router logits [n][E], routes [n][k] (I32 ids, F32 weights), expert activations
     // [n * k][moe_inter] x2 and [n * k][hidden], shared experts [n][shared_inter] x2
     rill_tensor rl, ridx, rw, eg, eu, ed, sg, su;
@@ -28,7 +29,12 @@ static size_t layout(const rill_model *m, int64_t n, int64_t n_logits, char *bas
     int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
     int64_t o_dim = (int64_t)c->n_heads * m->v_head_dim, v_dim = (int64_t)c->n_kv_heads * m->v_head_dim;
     bool mla = m->mla;
-    int64_t rope = c->qk_rope_head_dim, lat = c->kv_lora_rank;
+    int64_t H = c->n_heads, rope = c->qk_rope_head_dim, lat = c->kv_lora_rank;
+    if (mla) { // queries [latent | rope] per head against one key row [latent | rope]; no values
+        q_dim = H * (lat + rope);
+        kv_dim = lat + rope;
+        v_dim = 0;
+    }
     int64_t E = c->n_routed_experts, moe_k = E ? c->num_experts_per_tok : 0;
     int64_t shared = (int64_t)c->moe_intermediate_size * (c->n_shared_experts > 0 ? c->n_shared_experts : 1);
     struct {
@@ -45,10 +51,10 @@ static size_t layout(const rill_model *m, int64_t n, int64_t n_logits, char *bas
                  {&a->u, c->intermediate_size},
                  {&a->logits, c->vocab_size},
                  {&a->qa, mla ? c->q_lora_rank : 0},
-                 {&a->qraw, mla ? q_dim : 0},
-                 {&a->ckv, mla ? lat + rope : 0},
-                 {&a->ckn, mla ? lat : 0},
-                 {&a->kvb, mla ? (int64_t)c->n_heads * (c->qk_nope_head_dim + c->v_head_dim) : 0},
+                 {&a->qraw, mla ? H * (c->qk_nope_head_dim + rope) : 0},
+                 {&a->qn, mla ? H * c->qk_nope_head_dim : 0},
+                 {&a->qpe, mla ? H * rope : 0},
+                 {&a->qlat, mla ? H * lat : 0},
                  {&a->rl, E},
                  {&a->eg, moe_k * c->moe_intermediate_size},
                  {&a->eu, moe_k * c->moe_intermediate_size},
@@ -66,6 +72,8 @@ static size_t layout(const rill_model *m, int64_t n, int64_t n_logits, char *bas
     at += align64((size_t)(n * moe_k) * sizeof(int32_t));
     a->rw = rill_tensor_2d(DTYPE_F32, n, moe_k, base ? base + at : NULL);
     at += align64((size_t)(n * moe_k) * sizeof(float));
+    a->heads = rill_tensor_2d(DTYPE_I32, n, mla ? H : 0, base ? base + at : NULL);
+    at += align64((size_t)(n * a->heads.cols) * sizeof(int32_t));
     // the expert activations are [n * k] rows
     a->eg.rows = a->eu.rows = a->ed.rows = n * moe_k;
     a->eg.cols = a->eg.stride = a->eu.cols = a->eu.stride = c->moe_intermediate_size;
@@ -73,48 +81,47 @@ static size_t layout(const rill_model *m, int64_t n, int64_t n_logits, char *bas
     return at;
 }
 
-// Multi-head latent attention's projections (deepseek_v3), leaving a->q, a->k, a->v as ordinary
-// per-head queries, keys and values. Each head of q and k is laid out [rope, nope] (the dot product
-// does not care about the order, and RoPE then rotates the leading dims); the RoPE part of k is
-// computed once from the latent and copied to every head.
-static void mla_qkv(rill_model *m, rill_stream *s, const layer_weights *L, acts *a, float eps) {
+// Multi-head latent attention (deepseek_v3), absorbed (mla_weights.c): every head attends with
+// query [q_nope W_k(h) | q_rope] over the one key row [latent | rope key] that the latent cache keeps
+// per position, and its output, a mix of latents, leaves through W_v(h). The scores equal those of
+// the expanded form (q_nope . W_k(h) latent + q_rope . k_rope); nothing per head is ever cached.
+// This sets a->q [n][H * (lat + rope)] and a->k [n][lat + rope]; mla_out finishes a->a.
+static void mla_qk(rill_model *m, rill_stream *s, const layer_weights *L, acts *a, float eps) {
     const rill_backend_ops *op = m->be->ops;
     const rill_model_config *c = &m->cfg;
-    int64_t H = c->n_heads, nope = c->qk_nope_head_dim, rope = c->qk_rope_head_dim;
-    int64_t qk = nope + rope, vd = c->v_head_dim, lat = c->kv_lora_rank;
+    int64_t H = c->n_heads, nope = c->qk_nope_head_dim, rope = c->qk_rope_head_dim, lat = c->kv_lora_rank;
     if (c->q_lora_rank > 0) {
         op->matmul(s, &a->qa, &a->h, &L->q_a);
         op->rmsnorm(s, &a->qa, &a->qa, L->q_a_norm, eps, false);
         op->matmul(s, &a->qraw, &a->qa, &L->q_b);
     } else
         op->matmul(s, &a->qraw, &a->h, &L->q);
-    rill_tensor qh = rill_tensor_reshape(&a->qraw, qk), Qh = rill_tensor_reshape(&a->q, qk); // [n * H][qk]
-    rill_tensor src = rill_tensor_cols(&qh, nope, rope), dst = rill_tensor_cols(&Qh, 0, rope);
-    op->copy(s, &dst, &src);
-    src = rill_tensor_cols(&qh, 0, nope);
-    dst = rill_tensor_cols(&Qh, rope, nope);
-    op->copy(s, &dst, &src);
+    rill_tensor qh = rill_tensor_reshape(&a->qraw, nope + rope); // [n * H][nope + rope]
+    rill_tensor qn = rill_tensor_reshape(&a->qn, nope), qpe = rill_tensor_reshape(&a->qpe, rope);
+    rill_tensor src = rill_tensor_cols(&qh, 0, nope);
+    op->copy(s, &qn, &src);
+    src = rill_tensor_cols(&qh, nope, rope);
+    op->copy(s, &qpe, &src);
+    rill_rope_params rq = {(int)H, (int)rope, (int)rope, ROPE_INTERLEAVED, L->inv_freq, m->rope_mscale};
+    op->rope(s, &a->qpe, &a->pos, &rq);
+    rill_tensor ql = rill_tensor_reshape(&a->qlat, lat);
+    op->moe_matmul(s, &ql, &qn, L->mla_embed_q, &a->heads); // each head's rows through its own W_k(h)^T
+    rill_tensor Qh = rill_tensor_reshape(&a->q, lat + rope), dst = rill_tensor_cols(&Qh, 0, lat);
+    op->copy(s, &dst, &ql);
+    dst = rill_tensor_cols(&Qh, lat, rope);
+    op->copy(s, &dst, &qpe);
 
-    op->matmul(s, &a->ckv, &a->h, &L->kv_a);
-    rill_tensor latent = rill_tensor_cols(&a->ckv, 0, lat), kpe = rill_tensor_cols(&a->ckv, lat, rope);
-    op->rmsnorm(s, &a->ckn, &latent, L->kv_a_norm, eps, false);
-    rill_rope_params rq = {(int)H, (int)qk, (int)rope, ROPE_INTERLEAVED, L->inv_freq, m->rope_mscale};
+    op->matmul(s, &a->k, &a->h, &L->kv_a); // [latent | rope key]
+    rill_tensor latent = rill_tensor_cols(&a->k, 0, lat), kpe = rill_tensor_cols(&a->k, lat, rope);
+    op->rmsnorm(s, &latent, &latent, L->kv_a_norm, eps, false);
     rill_rope_params rk = {1, (int)rope, (int)rope, ROPE_INTERLEAVED, L->inv_freq, m->rope_mscale};
-    op->rope(s, &a->q, &a->pos, &rq);
     op->rope(s, &kpe, &a->pos, &rk);
+}
 
-    op->matmul(s, &a->kvb, &a->ckn, &L->kv_b);
-    rill_tensor kvh = rill_tensor_reshape(&a->kvb, nope + vd), Kh = rill_tensor_reshape(&a->k, qk);
-    src = rill_tensor_cols(&kvh, 0, nope);
-    dst = rill_tensor_cols(&Kh, rope, nope);
-    op->copy(s, &dst, &src);
-    for (int64_t h = 0; h < H; h++) { // the shared RoPE key, into every head
-        rill_tensor kd = rill_tensor_cols(&a->k, h * qk, rope);
-        op->copy(s, &kd, &kpe);
-    }
-    rill_tensor Vh = rill_tensor_reshape(&a->v, vd);
-    src = rill_tensor_cols(&kvh, nope, vd);
-    op->copy(s, &Vh, &src);
+// a->a [n][H * v] = each head's latent-space output (a->qlat) through its W_v(h).
+static void mla_out(rill_model *m, rill_stream *s, const layer_weights *L, acts *a) {
+    rill_tensor ol = rill_tensor_reshape(&a->qlat, m->cfg.kv_lora_rank), o = rill_tensor_reshape(&a->a, m->v_head_dim);
+    m->be->ops->moe_matmul(s, &o, &ol, L->mla_unembed, &a->heads);
 }
 
 // A MoE MLP (deepseek_v3): out = sum over the routed experts of weight * expert(h), plus the
@@ -159,6 +166,29 @@ static rill_status scratch_for(rill_model *m, int64_t n, int64_t n_logits, acts 
             return RILL_ENOMEM;
         }
         sc->bytes = bytes;
+        if (m->mla) { // the head ids 0..H-1 of every token (moe_matmul's routes for the per-head weights)
+            layout(m, n, n_logits, sc->buf, a);
+            int64_t H = m->cfg.n_heads, cnt = n * H;
+            int32_t *ids = rill_malloc((size_t)cnt * sizeof(int32_t));
+            if (!ids) {
+                decoder_release_scratch(m);
+                return RILL_ENOMEM;
+            }
+            for (int64_t i = 0; i < cnt; i++)
+                ids[i] = (int32_t)(i % H);
+            rill_stream *up;
+            rill_status st = m->be->ops->stream_create(m->be, &up);
+            if (st == RILL_OK) {
+                m->be->ops->upload(up, a->heads.data, ids, (size_t)cnt * sizeof(int32_t));
+                m->be->ops->sync(up);
+                m->be->ops->stream_destroy(up);
+            }
+            rill_free(ids);
+            if (st != RILL_OK) {
+                decoder_release_scratch(m);
+                return st;
+            }
+        }
         size_t held = bytes + (size_t)n * sizeof(int32_t);
         if (held > m->scratch_high_water) m->scratch_high_water = held;
         sc->n_tok = n;
@@ -166,8 +196,8 @@ static rill_status scratch_for(rill_model *m, int64_t n, int64_t n_logits, acts 
     }
     layout(m, sc->n_tok, sc->n_logits, sc->buf, a);
     a->x.rows = a->h.rows = a->q.rows = a->k.rows = a->v.rows = a->a.rows = a->o.rows = a->g.rows = a->u.rows = n;
-    a->qa.rows = a->qraw.rows = a->ckv.rows = a->ckn.rows = a->kvb.rows = a->rl.rows = a->sg.rows = a->su.rows = n;
-    a->pos.rows = a->ridx.rows = a->rw.rows = n;
+    a->qa.rows = a->qraw.rows = a->qn.rows = a->qpe.rows = a->qlat.rows = a->rl.rows = a->sg.rows = a->su.rows = n;
+    a->pos.rows = a->ridx.rows = a->rw.rows = a->heads.rows = n;
     a->logits.rows = n_logits;
     a->eg.rows = a->eu.rows = a->ed.rows = n * a->ridx.cols;
     return RILL_OK;
@@ -220,7 +250,7 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
         cache_layer *cl = cache->layers[l];
         op->rmsnorm(s, &a.h, &a.x, L->attn_norm, eps, add1);
         if (m->mla)
-            mla_qkv(m, s, L, &a, eps);
+            mla_qk(m, s, L, &a, eps);
         else {
             op->matmul(s, &a.q, &a.h, &L->q);
             op->matmul(s, &a.k, &a.h, &L->k);
@@ -245,11 +275,19 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
                                m->attn_scale,
                                (float)c->attn_logit_softcapping,
                                cl->ops->make_mask(cl, (int)n, L->window)};
+        rill_tensor *att_out = &a.a;
+        if (m->mla) { // one shared key row per position; the values are its latent (cache.h)
+            ap.n_kv_heads = 1;
+            ap.head_dim = c->kv_lora_rank + c->qk_rope_head_dim;
+            ap.v_head_dim = c->kv_lora_rank;
+            att_out = &a.qlat;
+        }
         // the cache stores k and v and runs the attention its storage needs (cache.h)
-        if ((st = cache_layer_attend(cl, m->be, s, &a.k, &a.v, &a.q, &ap, &a.a)) != RILL_OK) {
+        if ((st = cache_layer_attend(cl, m->be, s, &a.k, &a.v, &a.q, &ap, att_out)) != RILL_OK) {
             rill_error_prefix("layer %d", l);
             return st;
         }
+        if (m->mla) mla_out(m, s, L, &a);
         op->matmul(s, &a.o, &a.a, &L->o);
         if (L->post_attn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_attn_norm, eps, add1);
         op->add(s, &a.x, &a.x, &a.o);

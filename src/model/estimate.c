@@ -115,7 +115,8 @@ static void kv_maybe_quantize(kv_sim *k, int bits, int64_t start) {
 // chunks, then the last token; quantization after each forward.
 static rill_status simulate_kv(const rill_model *m, const estimate_params *p, memory_estimate *e) {
     const rill_model_config *c = &m->cfg;
-    int64_t k_dim = (int64_t)c->n_kv_heads * c->head_dim, v_dim = (int64_t)c->n_kv_heads * m->v_head_dim;
+    cache_shape sh = model_cache_shape(m);
+    int64_t k_dim = sh.k_dim, v_dim = sh.v_dim; // MLA: the latent cache
     kv_sim k = {0};
     k.n = c->n_layers;
     k.plain_row = (size_t)p->batch * cache_position_bytes(e->kv_dtype, k_dim, v_dim, 0, 0);
@@ -185,7 +186,8 @@ static void estimate_lora(const rill_model *m, const estimate_params *p, memory_
 
 static rill_status check_params(const rill_model *m, const estimate_params *p) {
     const rill_model_config *c = &m->cfg;
-    int64_t kv_dim = (int64_t)c->n_kv_heads * c->head_dim, v_dim = (int64_t)c->n_kv_heads * m->v_head_dim;
+    cache_shape sh = model_cache_shape(m);
+    int64_t kv_dim = sh.k_dim, v_dim = sh.v_dim;
     if (p->context < 1) return rill_fail(RILL_EINVAL, "estimate: context %lld must be >= 1", (long long)p->context);
     if (p->batch < 1) return rill_fail(RILL_EINVAL, "estimate: batch %d must be >= 1", p->batch);
     if (p->kv_bits != 0 && p->kv_bits != 4 && p->kv_bits != 8)

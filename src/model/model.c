@@ -158,10 +158,19 @@ void model_free(rill_model *m) {
     if (m->layers && !m->measure_only) // (measured weights never went to the backend)
         for (int l = 0; l < m->cfg.n_layers; l++) {
             layer_weights *L = &m->layers[l];
-            rill_weight *ws[] = {&L->q,    &L->k,   &L->v,   &L->o,    &L->gate, &L->up,
-                                 &L->down, &L->q_a, &L->q_b, &L->kv_a, &L->kv_b};
+            rill_weight *ws[] = {&L->q,   &L->k,   &L->v,    &L->o,      &L->gate,    &L->up,    &L->down,
+                                 &L->q_a, &L->q_b, &L->kv_a, &L->router, &L->sh_gate, &L->sh_up, &L->sh_down};
             for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
                 m->be->ops->weight_free(m->be, ws[i]);
+            for (int h = 0; L->mla_embed_q && h < m->cfg.n_heads; h++) {
+                m->be->ops->weight_free(m->be, &L->mla_embed_q[h]);
+                m->be->ops->weight_free(m->be, &L->mla_unembed[h]);
+            }
+            for (int e = 0; L->moe && e < m->cfg.n_routed_experts; e++) {
+                m->be->ops->weight_free(m->be, &L->ex_gate[e]);
+                m->be->ops->weight_free(m->be, &L->ex_up[e]);
+                m->be->ops->weight_free(m->be, &L->ex_down[e]);
+            }
         }
     if (!m->measure_only) {
         if (m->lm_head.packed != m->embed.packed || m->lm_head.data != m->embed.data)
@@ -186,11 +195,6 @@ void model_free(rill_model *m) {
 }
 
 rill_status model_make_cache(const rill_model *m, rill_cache **out) {
-    cache_shape sh = {m->be,
-                      m->be->act_dtype,
-                      m->cfg.n_layers,
-                      (int64_t)m->cfg.n_kv_heads * m->cfg.head_dim,
-                      (int64_t)m->cfg.n_kv_heads * m->v_head_dim, // MLA: v_head_dim, not the q/k head size
-                      256};
+    cache_shape sh = model_cache_shape(m);
     return cache_make_kv(&sh, out);
 }

@@ -27,9 +27,14 @@ typedef struct {
     float *post_ffn_norm;        // [hidden]; sandwich norms only
     float *q_norm, *k_norm;      // [head_dim]; qk-norm only
     // MLA (deepseek_v3): low-rank q (q_a then q_b; `q` when q_lora_rank is 0) and kv (kv_a then kv_b)
-    rill_weight q_a, q_b;        // [q_lora][hidden], [n_heads*(nope+rope)][q_lora]
-    rill_weight kv_a, kv_b;      // [kv_lora+rope][hidden], [n_heads*(nope+v)][kv_lora]
-    float *q_a_norm, *kv_a_norm; // [q_lora], [kv_lora]
+    rill_weight q_a, q_b;   // [q_lora][hidden], [n_heads*(nope+rope)][q_lora]
+    rill_weight kv_a, kv_b; // [kv_lora+rope][hidden], [n_heads*(nope+v)][kv_lora] (kv_b: host, shape only
+                            // after loading: the decoder uses its absorbed form below)
+    // MLA absorbed (mla_weights.c), one weight per head: embed_q[h] [kv_lora][nope] = head h's key
+    // rows of kv_b transposed (the query's nope part into latent space), unembed[h] [v][kv_lora] =
+    // head h's value rows (the attention output back out of it)
+    rill_weight *mla_embed_q, *mla_unembed; // [n_heads] each
+    float *q_a_norm, *kv_a_norm;            // [q_lora], [kv_lora]
     // MoE (deepseek_v3 layers past first_k_dense_replace): router, routed and shared experts
     bool moe;
     rill_weight router;                  // [n_experts][hidden]
@@ -99,6 +104,9 @@ void model_free(rill_model *m); // NULL is allowed
 // loader's small pointer arrays). Every weight has its rows and cols and no data: the model cannot run.
 rill_status model_measure(const char *path, rill_backend *be, rill_model **out);
 
+// What this model's caches hold per position (cache.h): n_kv_heads * head_dim keys and n_kv_heads *
+// v_head_dim values, or for MLA the latent cache (latent + RoPE key, no values).
+cache_shape model_cache_shape(const rill_model *m);
 // A prompt cache for this model: one KVCache per layer in the backend's activation dtype.
 rill_status model_make_cache(const rill_model *m, rill_cache **out);
 // mlx-lm's make_prompt_cache (model_cache.c): sliding layers get a RotatingKVCache of their window;
@@ -115,6 +123,11 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
 // made. *bytes: what was to be pinned. RILL_ERANGE (message names RLIMIT_MEMLOCK) when the limit
 // forbids it: then nothing stays pinned and the model is usable as before.
 rill_status model_wire(const rill_model *m, size_t *bytes);
+// Loading internals shared by weights.c and mla_weights.c: keeps a host block for model_free.
+rill_status weights_keep(rill_model *m, void *p);
+// MLA's absorbed per-head projections from kv_b in host memory (host: shape only when m->measure_only,
+// which then only adds the bytes it would allocate to m->planned_bytes).
+rill_status mla_absorb(rill_model *m, const rill_weight *kv_b, layer_weights *L);
 // Frees the scratch (mlx's clear_cache): the next forward allocates what it needs.
 void decoder_release_scratch(rill_model *m);
 // Bytes the scratch of a forward over n tokens with n_logits rows of logits takes (device buffer

@@ -21,7 +21,7 @@ typedef struct {
     const char *path; // for messages
 } binder;
 
-static rill_status keep(rill_model *m, void *p) {
+rill_status weights_keep(rill_model *m, void *p) {
     if (m->n_owned == m->cap_owned) {
         int cap = m->cap_owned ? 2 * m->cap_owned : 64;
         void **n = rill_realloc(m->owned, (size_t)cap * sizeof *n);
@@ -125,7 +125,7 @@ static rill_status gguf_linear(binder *b, const char *name, int64_t rows, int64_
     float *f = rill_malloc((size_t)(rows * cols) * sizeof(float));
     if (!f) return RILL_ENOMEM;
     rill_status st = gguf_dequantize(t->type, t->data, t->n_bytes, f, (uint64_t)(rows * cols));
-    if (st == RILL_OK) st = keep(m, f);
+    if (st == RILL_OK) st = weights_keep(m, f);
     if (st != RILL_OK) {
         rill_free(f);
         rill_error_prefix("%s: tensor '%s'", b->path, name);
@@ -159,7 +159,7 @@ static rill_status gguf_vector(binder *b, const char *name, int64_t n, const flo
     float *f = rill_malloc((size_t)n * sizeof(float));
     if (!f) return RILL_ENOMEM;
     rill_status st = gguf_dequantize(t->type, t->data, t->n_bytes, f, (uint64_t)n);
-    if (st == RILL_OK) st = keep(b->m, f);
+    if (st == RILL_OK) st = weights_keep(b->m, f);
     if (st != RILL_OK) {
         rill_free(f);
         rill_error_prefix("%s: tensor '%s'", b->path, name);
@@ -268,7 +268,7 @@ static rill_status st_vector(binder *b, const char *name, int64_t n, const float
             f[i] = t->dtype == DTYPE_F16 ? f16_to_f32(h) : bf16_to_f32(h);
         }
     }
-    rill_status st = keep(b->m, f);
+    rill_status st = weights_keep(b->m, f);
     if (st != RILL_OK) rill_free(f);
     *out = f;
     return st;
@@ -303,9 +303,10 @@ static rill_status dev_vector(binder *b, const float *host, int64_t n, float **o
     return RILL_OK;
 }
 
-// A linear layer (+ optional bias) by its GGUF name and HF module path.
-static rill_status linear(binder *b, const char *gguf_name, const char *hf_module, int64_t rows, int64_t cols,
-                          bool with_bias, rill_weight *out) {
+// A linear layer (+ optional bias) by its GGUF name and HF module path, in host memory (the
+// bias already on the backend).
+static rill_status host_linear(binder *b, const char *gguf_name, const char *hf_module, int64_t rows, int64_t cols,
+                               bool with_bias, rill_weight *out) {
     rill_weight host;
     char name[256];
     rill_status st;
@@ -330,6 +331,16 @@ static rill_status linear(binder *b, const char *gguf_name, const char *hf_modul
         if ((st = dev_vector(b, bias, rows, &d)) != RILL_OK) return st;
         host.bias = d;
     }
+    *out = host;
+    return RILL_OK;
+}
+
+// The same, handed to the backend.
+static rill_status linear(binder *b, const char *gguf_name, const char *hf_module, int64_t rows, int64_t cols,
+                          bool with_bias, rill_weight *out) {
+    rill_weight host;
+    rill_status st = host_linear(b, gguf_name, hf_module, rows, cols, with_bias, &host);
+    if (st != RILL_OK) return st;
     if (b->m->measure_only) { // shapes only (LoRA sizes); nothing to hand to the backend
         *out = host;
         return RILL_OK;
@@ -368,7 +379,7 @@ static rill_status bind_moe(binder *b, int l, layer_weights *L) {
     if (safetensors_set_find(m->st, h)) TRY(vector(b, "", h, E, &L->router_bias));
     L->ex_gate = rill_calloc((size_t)E * 3, sizeof(rill_weight));
     if (!L->ex_gate) return RILL_ENOMEM;
-    TRY(keep(m, L->ex_gate));
+    TRY(weights_keep(m, L->ex_gate));
     L->ex_up = L->ex_gate + E;
     L->ex_down = L->ex_gate + 2 * E;
     for (int64_t e = 0; e < E; e++) {
@@ -424,8 +435,11 @@ static rill_status bind_all(rill_model *m, const char *path) {
             TRY(linear(&b, G("attn_kv_a_mqa"), H("self_attn.kv_a_proj_with_mqa"), c->kv_lora_rank + c->qk_rope_head_dim,
                        hidden, false, &L->kv_a));
             TRY(vector(&b, GN("attn_kv_a_norm"), HN("self_attn.kv_a_layernorm"), c->kv_lora_rank, &L->kv_a_norm));
-            TRY(linear(&b, G("attn_kv_b"), H("self_attn.kv_b_proj"), heads * (c->qk_nope_head_dim + c->v_head_dim),
-                       c->kv_lora_rank, false, &L->kv_b));
+            TRY(host_linear(&b, G("attn_kv_b"), H("self_attn.kv_b_proj"), heads * (c->qk_nope_head_dim + c->v_head_dim),
+                            c->kv_lora_rank, false, &L->kv_b));
+            TRY(mla_absorb(m, &L->kv_b, L));
+            rill_weight shape = {.kind = L->kv_b.kind, .rows = L->kv_b.rows, .cols = L->kv_b.cols};
+            L->kv_b = shape; // (its data now live on in the absorbed weights)
             TRY(linear(&b, G("attn_output"), H("self_attn.o_proj"), hidden, heads * c->v_head_dim, c->attention_bias,
                        &L->o));
         } else {

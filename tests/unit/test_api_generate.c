@@ -23,7 +23,8 @@
 #define SANITIZED 0
 #endif
 
-static const char *PROMPT = SANITIZED ? "<|im_start|>user\nHi" : "<|im_start|>user\nName three colors.<|im_end|>\n<|im_start|>assistant\n";
+static const char *PROMPT =
+    SANITIZED ? "<|im_start|>user\nHi" : "<|im_start|>user\nName three colors.<|im_end|>\n<|im_start|>assistant\n";
 
 typedef struct {
     int32_t tokens[256];
@@ -188,6 +189,56 @@ static void test_a_cache_carries_over_and_trims(void **state) {
     rill_cache_free(cache);
 }
 
+static void generate_n(rill_model *m, rill_cache *c, const int32_t *prompt, size_t n, int max, int32_t *out) {
+    rill_generate_params p = rill_generate_default_params();
+    p.max_tokens = max;
+    rill_generation *g;
+    bool done;
+    assert_int_equal(rill_generate_start(m, c, prompt, n, &p, &g), RILL_OK);
+    for (int i = 0; i < max; i++)
+        assert_int_equal(rill_generate_next(g, &out[i], NULL, &done), RILL_OK);
+    rill_generate_free(g);
+}
+
+// A prompt cache saved through the API and loaded back continues like the uninterrupted run, with
+// its user metadata; a file for another model or no file is an error with the reason.
+static void test_prompt_cache_files_through_the_api(void **state) {
+    rill_model *m, *other;
+    assert_int_equal(rill_model_load(test_data_path("tiny/llama"), NULL, &m), RILL_OK);
+    int32_t prompt[20], want[8], got[8], first;
+    for (int i = 0; i < 20; i++)
+        prompt[i] = (i * 37 + 11) % rill_model_vocab_size(m);
+    generate_n(m, NULL, prompt, 20, 8, want);
+    rill_cache *c;
+    assert_int_equal(rill_cache_make_prompt(m, 0, &c), RILL_OK);
+    generate_n(m, c, prompt, 19, 1, &first); // the cache holds the 19 prompt tokens
+    assert_int_equal(rill_cache_offset(c), 19);
+    assert_true(rill_cache_can_trim(c));
+    const char *path = test_tmp_path(".safetensors");
+    const char *keys[1] = {"model"}, *values[1] = {"tiny llama"};
+    assert_int_equal(rill_prompt_cache_save(m, c, path, keys, values, 1), RILL_OK);
+    rill_cache_free(c);
+    rill_metadata meta;
+    assert_int_equal(rill_prompt_cache_load(m, path, &c, &meta), RILL_OK);
+    assert_int_equal(meta.n, 1);
+    assert_string_equal(meta.keys[0], "model");
+    assert_string_equal(meta.values[0], "tiny llama");
+    rill_metadata_free(&meta);
+    assert_int_equal(rill_cache_offset(c), 19);
+    generate_n(m, c, &prompt[19], 1, 8, got);
+    assert_memory_equal(got, want, sizeof got);
+    rill_cache_free(c);
+
+    assert_int_equal(rill_model_load(test_data_path("tiny/gemma3"), NULL, &other), RILL_OK);
+    c = (rill_cache *)1;
+    assert_int_not_equal(rill_prompt_cache_load(other, path, &c, NULL), RILL_OK);
+    assert_null(c);
+    assert_non_null(strstr(rill_last_error(), "another model"));
+    assert_int_not_equal(rill_prompt_cache_load(m, "/nonexistent/cache.safetensors", &c, NULL), RILL_OK);
+    rill_model_free(other);
+    rill_model_free(m);
+}
+
 static void test_bad_arguments_are_errors(void **state) {
     rill_model *m;
     rill_model_options o = rill_model_default_options();
@@ -250,9 +301,12 @@ static void test_example_program_streams_16_tokens(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_iterator_and_stream_generate_agree), cmocka_unit_test(test_every_eos_id_ends_the_stream),
-        cmocka_unit_test(test_a_cache_carries_over_and_trims),     cmocka_unit_test(test_bad_arguments_are_errors),
+        cmocka_unit_test(test_iterator_and_stream_generate_agree),
+        cmocka_unit_test(test_every_eos_id_ends_the_stream),
+        cmocka_unit_test(test_a_cache_carries_over_and_trims),
+        cmocka_unit_test(test_bad_arguments_are_errors),
         cmocka_unit_test(test_example_program_streams_16_tokens),
+        cmocka_unit_test(test_prompt_cache_files_through_the_api),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,8 +1,9 @@
 // test_cache.c: the cache kinds behind cache.h on the tiny models (tests/data/tiny): a restored
 // prompt cache continues exactly like no saved cache; trim then generate equals generating from
-// the shorter prefix; a rotating cache larger than the run equals KVCache, stays flat once it
-// wraps and keeps its first tokens; 8-bit KV stays close to the plain cache; bad cache files fail
-// with a reason. Interop with mlx-lm's files: tests/interop/check_prompt_cache.py.
+// the shorter prefix; MLA's latent cache (deepseek_v3) keeps one [latent | rope key] row per
+// position and round-trips through mlx-lm's layout; a rotating cache larger than the run equals KVCache, stays flat
+// once it wraps and keeps its first tokens; 8-bit KV stays close to the plain cache; bad cache files fail with a
+// reason. Interop with mlx-lm's files: tests/interop/check_prompt_cache.py.
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,7 +21,7 @@
 
 static rill_backend *be;
 static rill_stream *st;
-static rill_model *llama, *gemma;
+static rill_model *llama, *gemma, *deepseek;
 
 static rill_model *load_tiny(const char *arch) {
     char dir[512];
@@ -34,26 +35,20 @@ static int setup(void **state) {
     if (backend_open("cpu", 2, &be) || be->ops->stream_create(be, &st)) return -1;
     llama = load_tiny("llama");
     gemma = load_tiny("gemma3");
+    deepseek = load_tiny("deepseek_v3");
     return 0;
 }
 
 static int teardown(void **state) {
     model_free(llama);
     model_free(gemma);
+    model_free(deepseek);
     be->ops->stream_destroy(st);
     backend_close(be);
     return 0;
 }
 
-static cache_shape shape_of(const rill_model *m) {
-    cache_shape sh = {m->be,
-                      m->be->act_dtype,
-                      m->cfg.n_layers,
-                      (int64_t)m->cfg.n_kv_heads * m->cfg.head_dim,
-                      (int64_t)m->cfg.n_kv_heads * m->v_head_dim,
-                      256};
-    return sh;
-}
+static cache_shape shape_of(const rill_model *m) { return model_cache_shape(m); }
 
 static void prompt_of(int32_t *p, int n, int vocab) {
     for (int i = 0; i < n; i++)
@@ -114,13 +109,11 @@ static void test_restored_cache_continues_like_no_saved_cache(void **state) {
         assert_int_equal(cache_offset(c), 30);
         const char *path = test_tmp_path(".safetensors");
         const char *keys[1] = {"model"}, *vals[1] = {kinds[k]};
-        if (prompt_cache_save(path, c, st, m->cfg.n_kv_heads, keys, vals, 1) != RILL_OK)
-            fail_msg("%s", rill_last_error());
-        cache_free(c);
         cache_shape sh = shape_of(m);
+        if (prompt_cache_save(path, c, st, &sh, keys, vals, 1) != RILL_OK) fail_msg("%s", rill_last_error());
+        cache_free(c);
         prompt_cache_meta meta;
-        if (prompt_cache_load(path, &sh, m->cfg.n_kv_heads, st, &c, &meta) != RILL_OK)
-            fail_msg("%s", rill_last_error());
+        if (prompt_cache_load(path, &sh, st, &c, &meta) != RILL_OK) fail_msg("%s", rill_last_error());
         assert_string_equal(prompt_cache_meta_get(&meta, "model"), kinds[k]);
         prompt_cache_meta_free(&meta);
         assert_int_equal(cache_offset(c), 30);
@@ -215,10 +208,120 @@ static void test_quantized_kv_stays_close_to_the_plain_cache(void **state) {
     free(lpb);
 }
 
+// The latent cache of the tiny deepseek_v3: one row of kv_lora_rank + rope dims per position and no
+// values; a run cut by a save and a load continues as one uninterrupted run; the file holds mlx-lm's
+// deepseek_v3 layout (keys = latent [1, 1, S, 32], values = rope key [1, 1, S, 8]); a rotating cache
+// works on it too.
+static void test_mla_latent_cache_round_trips_in_mlx_layout(void **state) {
+    rill_model *m = deepseek;
+    const rill_model_config *c = &m->cfg;
+    cache_shape sh = shape_of(m);
+    assert_int_equal(sh.k_dim, c->kv_lora_rank + c->qk_rope_head_dim);
+    assert_int_equal(sh.v_dim, 0);
+    int32_t prompt[40], one[12], got[12], dummy;
+    prompt_of(prompt, 40, c->vocab_size);
+    rill_cache *kv;
+    assert_int_equal(model_make_prompt_cache(m, 0, &kv), RILL_OK);
+    greedy(m, kv, prompt, 40, 12, one, NULL, NULL);
+    assert_int_equal(cache_nbytes(kv), (size_t)c->n_layers * 256 * (size_t)sh.k_dim * sizeof(float));
+    cache_free(kv);
+    for (int64_t mx = 0; mx <= 64; mx += 64) { // KVCache, then a RotatingKVCache that does not wrap
+        assert_int_equal(model_make_prompt_cache(m, mx, &kv), RILL_OK);
+        greedy(m, kv, prompt, 30, 1, &dummy, NULL, NULL);
+        const char *path = test_tmp_path(".safetensors");
+        assert_int_equal(prompt_cache_save(path, kv, st, &sh, NULL, NULL, 0), RILL_OK);
+        cache_free(kv);
+        safetensors_file *f;
+        assert_int_equal(safetensors_open(path, &f), RILL_OK);
+        const safetensors_tensor *k0 = safetensors_find(f, "0.0"), *v0 = safetensors_find(f, "0.1");
+        assert_non_null(k0);
+        assert_non_null(v0);
+        assert_int_equal(k0->n_dims, 4);
+        assert_int_equal(k0->shape[1], 1);
+        assert_int_equal(k0->shape[3], c->kv_lora_rank);
+        assert_int_equal(v0->shape[3], c->qk_rope_head_dim);
+        assert_int_equal(k0->shape[2], v0->shape[2]);
+        safetensors_close(f);
+        assert_int_equal(prompt_cache_load(path, &sh, st, &kv, NULL), RILL_OK);
+        assert_int_equal(cache_offset(kv), 30);
+        greedy(m, kv, prompt + 30, 10, 12, got, NULL, NULL);
+        cache_free(kv);
+        assert_memory_equal(got, one, sizeof got);
+    }
+}
+
+// The latent cache's attention, plain and quantized (latent 64 + rope 32: whole groups of 32 in each
+// part), against the backend's attention over explicit values (the latent copied out); a quantized
+// cache saved and loaded attends exactly as before.
+static void test_mla_latent_cache_reads_values_from_its_keys(void **state) {
+    enum { LAT = 64, ROPE = 32, D = LAT + ROPE, HQ = 4, N = 20 };
+    cache_shape sh = {.be = be,
+                      .dtype = DTYPE_F32,
+                      .n_layers = 1,
+                      .k_dim = D,
+                      .v_dim = 0,
+                      .step = 256,
+                      .n_kv_heads = 1,
+                      .latent_dim = LAT};
+    static float k[N][D], v[N][LAT], q[N][HQ * D], want[N][HQ * LAT], got[N][HQ * LAT], again[HQ * LAT];
+    test_fill_normal(&k[0][0], sizeof k / sizeof(float), 1.0f);
+    test_fill_normal(&q[0][0], sizeof q / sizeof(float), 0.3f);
+    for (int i = 0; i < N; i++)
+        memcpy(v[i], k[i], sizeof v[i]);
+    rill_tensor K = rill_tensor_2d(DTYPE_F32, N, D, k), V = rill_tensor_2d(DTYPE_F32, N, LAT, v);
+    rill_tensor Q = rill_tensor_2d(DTYPE_F32, N, HQ * D, q), W = rill_tensor_2d(DTYPE_F32, N, HQ * LAT, want);
+    rill_attn_params ap = {HQ, 1, D, LAT, 0.1f, 0, {0, 0, 0, NULL}};
+    be->ops->attention(st, &W, &Q, &K, &V, &ap);
+    static const int kinds[3] = {0, 8, 4};
+    for (int ki = 0; ki < 3; ki++) {
+        int bits = kinds[ki];
+        rill_cache *c;
+        assert_int_equal(cache_make_kv(&sh, &c), RILL_OK);
+        test_poison_f32(&got[0][0], sizeof got / sizeof(float));
+        rill_tensor none = rill_tensor_2d(DTYPE_F32, N, 0, v);
+        for (int part = 0; part < 2; part++) { // 12 positions, (quantize), 8 more
+            int r0 = part ? 12 : 0, n = part ? N - 12 : 12;
+            rill_tensor kk = rill_tensor_rows(&K, r0, n), qq = rill_tensor_rows(&Q, r0, n), vv = none;
+            rill_tensor out = rill_tensor_2d(DTYPE_F32, n, HQ * LAT, got[r0]);
+            vv.rows = n;
+            rill_attn_params p = ap;
+            p.mask = c->layers[0]->ops->make_mask(c->layers[0], n, 0);
+            assert_int_equal(cache_layer_attend(c->layers[0], be, st, &kk, &vv, &qq, &p, &out), RILL_OK);
+            if (!part && bits) assert_int_equal(cache_maybe_quantize(c, st, 0, 32, bits), RILL_OK);
+        }
+        be->ops->sync(st);
+        double worst = 0;
+        for (int i = 12; i < N; i++)
+            for (int e = 0; e < HQ * LAT; e++)
+                worst = fmax(worst, fabs(got[i][e] - want[i][e]));
+        print_message("latent cache, %d bits: worst |out - expanded| %.3g\n", bits, worst);
+        assert_true(worst < (bits == 8 ? 3e-2 : bits ? 0.3 : 1e-5));
+        if (bits) { // save, load, attend the last query again: the same bits
+            const char *path = test_tmp_path(".safetensors");
+            assert_int_equal(prompt_cache_save(path, c, st, &sh, NULL, NULL, 0), RILL_OK);
+            rill_cache *d;
+            assert_int_equal(prompt_cache_load(path, &sh, st, &d, NULL), RILL_OK);
+            assert_string_equal(d->layers[0]->ops->class_name, "QuantizedKVCache");
+            assert_int_equal(cache_trim(d, 1), 1);
+            assert_int_equal(cache_trim(c, 1), 1);
+            rill_tensor kk = rill_tensor_rows(&K, N - 1, 1), qq = rill_tensor_rows(&Q, N - 1, 1), vv = none;
+            vv.rows = 1;
+            rill_tensor out = rill_tensor_2d(DTYPE_F32, 1, HQ * LAT, again);
+            rill_attn_params p = ap;
+            p.mask = d->layers[0]->ops->make_mask(d->layers[0], 1, 0);
+            assert_int_equal(cache_layer_attend(d->layers[0], be, st, &kk, &vv, &qq, &p, &out), RILL_OK);
+            be->ops->sync(st);
+            assert_memory_equal(again, got[N - 1], sizeof again);
+            cache_free(d);
+        }
+        cache_free(c);
+    }
+}
+
 static void expect_load_error(const char *path, rill_model *m, const char *needle) {
     cache_shape sh = shape_of(m);
     rill_cache *c = (rill_cache *)1;
-    rill_status s = prompt_cache_load(path, &sh, m->cfg.n_kv_heads, st, &c, NULL);
+    rill_status s = prompt_cache_load(path, &sh, st, &c, NULL);
     assert_int_not_equal(s, RILL_OK);
     assert_null(c);
     if (!strstr(rill_last_error(), needle)) fail_msg("error '%s' does not say '%s'", rill_last_error(), needle);
@@ -231,7 +334,8 @@ static void test_bad_cache_files_fail_with_a_reason(void **state) {
     assert_int_equal(model_make_prompt_cache(llama, 0, &c), RILL_OK);
     greedy(llama, c, prompt, 12, 1, &t, NULL, NULL);
     const char *good = test_tmp_path(".safetensors");
-    assert_int_equal(prompt_cache_save(good, c, st, llama->cfg.n_kv_heads, NULL, NULL, 0), RILL_OK);
+    cache_shape lsh = shape_of(llama);
+    assert_int_equal(prompt_cache_save(good, c, st, &lsh, NULL, NULL, 0), RILL_OK);
     cache_free(c);
     // another model: gemma3 has other layer counts / widths
     expect_load_error(good, gemma, "another model");
@@ -277,6 +381,8 @@ int main(void) {
         cmocka_unit_test(test_rotating_cache_stays_flat_and_is_not_trimmable_once_full),
         cmocka_unit_test(test_quantized_kv_stays_close_to_the_plain_cache),
         cmocka_unit_test(test_bad_cache_files_fail_with_a_reason),
+        cmocka_unit_test(test_mla_latent_cache_round_trips_in_mlx_layout),
+        cmocka_unit_test(test_mla_latent_cache_reads_values_from_its_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

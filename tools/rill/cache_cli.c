@@ -9,16 +9,6 @@
 #include "cli.h"
 #include "model/model.h"
 
-cache_shape cli_cache_shape(const rill_model *m) {
-    cache_shape sh = {m->be,
-                      m->be->act_dtype,
-                      m->cfg.n_layers,
-                      (int64_t)m->cfg.n_kv_heads * m->cfg.head_dim,
-                      (int64_t)m->cfg.n_kv_heads * m->v_head_dim,
-                      256};
-    return sh;
-}
-
 static bool same_path(const char *a, const char *b) {
     if (!strcmp(a, b)) return true;
     char ra[PATH_MAX], rb[PATH_MAX];
@@ -29,9 +19,9 @@ rill_status cli_make_cache(rill_model *m, rill_stream *s, const char *model_path
                            int64_t max_kv_size, int kv_bits, int kv_group_size, rill_cache **out) {
     *out = NULL;
     if (!cache_file) return model_make_prompt_cache(m, max_kv_size, out);
-    cache_shape sh = cli_cache_shape(m);
+    cache_shape sh = model_cache_shape(m);
     prompt_cache_meta meta;
-    rill_status st = prompt_cache_load(cache_file, &sh, m->cfg.n_kv_heads, s, out, &meta);
+    rill_status st = prompt_cache_load(cache_file, &sh, s, out, &meta);
     if (st != RILL_OK) return st;
     const char *made = prompt_cache_meta_get(&meta, "model");
     if (made && !same_path(made, model_path))
@@ -41,7 +31,7 @@ rill_status cli_make_cache(rill_model *m, rill_stream *s, const char *model_path
     if (st == RILL_OK && !strcmp(l0->ops->class_name, "QuantizedKVCache")) {
         cache_state stt = {0};
         // bits and group size of the loaded cache, from its state (items 3 and 4)
-        if (l0->ops->get_state(l0, s, m->cfg.n_kv_heads, &stt) == RILL_OK) {
+        if (l0->ops->get_state(l0, s, sh.n_kv_heads, &stt) == RILL_OK) {
             int64_t gs = 0, bits = 0;
             for (int i = 0; i < stt.n_items; i++) {
                 if (!strcmp(stt.items[i].path, "3")) gs = stt.items[i].value;

@@ -137,7 +137,8 @@ int cmd_cache_prompt(int argc, char **argv) {
     generate_free(g);
     if (st == RILL_OK) {
         const char *keys[2] = {"model", "tokenizer_config"}, *vals[2] = {model_path, "{}"};
-        st = prompt_cache_save(file, cache, s, m->cfg.n_kv_heads, keys, vals, 2);
+        cache_shape sh = model_cache_shape(m);
+        st = prompt_cache_save(file, cache, s, &sh, keys, vals, 2);
     }
     if (st == RILL_OK)
         fprintf(stderr, "Cached %zu tokens (%lld in the cache), peak memory %.3f GB\n", n,

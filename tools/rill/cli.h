@@ -50,5 +50,4 @@ bool cli_parse_double(const char *s, double lo, double hi, double *out);
 #include "model/model.h"
 rill_status cli_make_cache(rill_model *m, rill_stream *s, const char *model_path, const char *cache_file,
                            int64_t max_kv_size, int kv_bits, int kv_group_size, rill_cache **out);
-cache_shape cli_cache_shape(const rill_model *m);
 int cmd_cache_prompt(int argc, char **argv);

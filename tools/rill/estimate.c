@@ -173,7 +173,8 @@ static int check_against_model(estimate_opts *o, const rill_model *m) {
         o->p.lora_layers = m->cfg.n_layers < LORA_DEFAULT_LAYERS ? m->cfg.n_layers : LORA_DEFAULT_LAYERS;
     if (o->p.lora_layers > m->cfg.n_layers)
         return cli_fail_usage(USAGE, "--lora-layers %d: the model has %d layers", o->p.lora_layers, m->cfg.n_layers);
-    int64_t k_dim = (int64_t)m->cfg.n_kv_heads * m->cfg.head_dim, v_dim = (int64_t)m->cfg.n_kv_heads * m->v_head_dim;
+    cache_shape sh = model_cache_shape(m);
+    int64_t k_dim = sh.k_dim, v_dim = sh.v_dim;
     if (o->p.kv_bits && (k_dim % o->p.kv_group_size || v_dim % o->p.kv_group_size))
         return cli_fail_usage(USAGE, "--kv-group-size %d does not divide the model's rows of %lld keys and %lld values",
                               o->p.kv_group_size, (long long)k_dim, (long long)v_dim);
