@@ -96,12 +96,14 @@ PY
 if timeout 200 $RILL synth --preset smollm2-135m --bits 4 --out /tmp/sm >> "$E2E" 2>&1; then
     run "smollm2-135m 4-bit, graphs" /tmp/sm 16 1024
     run "smollm2-135m 4-bit, no graphs" /tmp/sm 16 1024 RILL_CUDA_GRAPHS=0
+    run "smollm2-135m 4-bit, graphs, unfused" /tmp/sm 16 1024 RILL_FUSE=0
 fi
 stamp "smollm2 done"
 if timeout 300 $RILL synth --preset llama3-8b --bits 4 --out /tmp/l8 >> "$E2E" 2>&1; then
     stamp "llama3-8b synthesized"
     run "llama3-8b 4-bit short ctx, graphs" /tmp/l8 16 256
     run "llama3-8b 4-bit short ctx, no graphs" /tmp/l8 16 256 RILL_CUDA_GRAPHS=0
+    run "llama3-8b 4-bit short ctx, unfused" /tmp/l8 16 256 RILL_FUSE=0
     run "llama3-8b 4-bit prefill 2048" /tmp/l8 2049 1
     run "llama3-8b 4-bit 16k ctx, graphs" /tmp/l8 16384 128
 fi

@@ -104,6 +104,10 @@ typedef struct {
 
 typedef struct rill_backend_ops {
     const char *name;
+    // The model should hand this backend q/k/v and gate/up as one weight each (their rows stacked),
+    // so a decode step issues fewer, larger matmuls (a GPU, where each launch costs). Set only where
+    // weight_load copies the host data (the stacked host rows are freed after loading).
+    bool fuse_projections;
 
     // Memory. alloc returns NULL (message set) on failure; memory is accounted (rule 7).
     void *(*alloc)(rill_backend *be, size_t bytes);

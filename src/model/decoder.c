@@ -13,6 +13,8 @@ typedef struct {
     // rope parts of each head ([n * H][nope], [n * H][rope]), the nope part in latent space and
     // later the attention output ([n * H][kv_lora] both), head ids 0..H-1 per token ([n][H] I32)
     rill_tensor qa, qraw, qn, qpe, qlat, heads;
+    // stacked projections only (fuse_projections backends): [q | k | v] and [gate | up] outputs
+    rill_tensor qkv, gu;
     // MoE only: router logits [n][E], routes [n][k] (I32 ids, F32 weights), expert activations
     // [n * k][moe_inter] x2 and [n * k][hidden], shared experts [n][shared_inter] x2
     rill_tensor rl, ridx, rw, eg, eu, ed, sg, su;
@@ -37,10 +39,13 @@ static size_t layout(const rill_model *m, int64_t n, int64_t n_logits, char *bas
     }
     int64_t E = c->n_routed_experts, moe_k = E ? c->num_experts_per_tok : 0;
     int64_t shared = (int64_t)c->moe_intermediate_size * (c->n_shared_experts > 0 ? c->n_shared_experts : 1);
+    bool fused = m->be->ops->fuse_projections; // (a layer whose weights did not stack leaves these unused)
     struct {
         rill_tensor *t;
         int64_t cols;
-    } parts[] = {{&a->x, c->hidden_size},
+    } parts[] = {{&a->qkv, fused && !mla ? q_dim + 2 * kv_dim : 0},
+                 {&a->gu, fused ? 2 * c->intermediate_size : 0},
+                 {&a->x, c->hidden_size},
                  {&a->h, c->hidden_size},
                  {&a->q, q_dim},
                  {&a->k, kv_dim},
@@ -197,7 +202,7 @@ static rill_status scratch_for(rill_model *m, int64_t n, int64_t n_logits, acts 
     layout(m, sc->n_tok, sc->n_logits, sc->buf, a);
     a->x.rows = a->h.rows = a->q.rows = a->k.rows = a->v.rows = a->a.rows = a->o.rows = a->g.rows = a->u.rows = n;
     a->qa.rows = a->qraw.rows = a->qn.rows = a->qpe.rows = a->qlat.rows = a->rl.rows = a->sg.rows = a->su.rows = n;
-    a->pos.rows = a->ridx.rows = a->rw.rows = a->heads.rows = n;
+    a->pos.rows = a->ridx.rows = a->rw.rows = a->heads.rows = a->qkv.rows = a->gu.rows = n;
     a->logits.rows = n_logits;
     a->eg.rows = a->eu.rows = a->ed.rows = n * a->ridx.cols;
     return RILL_OK;
@@ -249,23 +254,35 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
         const layer_weights *L = &m->layers[l];
         cache_layer *cl = cache->layers[l];
         op->rmsnorm(s, &a.h, &a.x, L->attn_norm, eps, add1);
+        rill_tensor q = a.q, k = a.k, v = a.v; // views of a.qkv when the projections are stacked
         if (m->mla)
             mla_qk(m, s, L, &a, eps);
         else {
-            op->matmul(s, &a.q, &a.h, &L->q);
-            op->matmul(s, &a.k, &a.h, &L->k);
-            op->matmul(s, &a.v, &a.h, &L->v);
-            if (L->q_norm) { // per head: [n * heads][head_dim]
-                rill_tensor qh = rill_tensor_reshape(&a.q, c->head_dim), kh = rill_tensor_reshape(&a.k, c->head_dim);
-                op->rmsnorm(s, &qh, &qh, L->q_norm, eps, add1);
-                op->rmsnorm(s, &kh, &kh, L->k_norm, eps, add1);
-            }
             rill_rope_params rq = {c->n_heads,     c->head_dim, m->rope_dims,
                                    m->rope_layout, L->inv_freq, L->window ? 1.0f : m->rope_mscale};
             rill_rope_params rk = rq;
             rk.n_heads = c->n_kv_heads;
-            op->rope(s, &a.q, &a.pos, &rq);
-            op->rope(s, &a.k, &a.pos, &rk);
+            if (L->qkv.rows) { // one matmul, and one rope over the adjacent q and k heads
+                int64_t qd = q.cols, kd = k.cols;
+                op->matmul(s, &a.qkv, &a.h, &L->qkv);
+                q = rill_tensor_cols(&a.qkv, 0, qd);
+                k = rill_tensor_cols(&a.qkv, qd, kd);
+                v = rill_tensor_cols(&a.qkv, qd + kd, kd);
+                rill_tensor qk = rill_tensor_cols(&a.qkv, 0, qd + kd);
+                rq.n_heads += rk.n_heads;
+                op->rope(s, &qk, &a.pos, &rq);
+            } else {
+                op->matmul(s, &q, &a.h, &L->q);
+                op->matmul(s, &k, &a.h, &L->k);
+                op->matmul(s, &v, &a.h, &L->v);
+                if (L->q_norm) { // per head: [n * heads][head_dim]
+                    rill_tensor qh = rill_tensor_reshape(&q, c->head_dim), kh = rill_tensor_reshape(&k, c->head_dim);
+                    op->rmsnorm(s, &qh, &qh, L->q_norm, eps, add1);
+                    op->rmsnorm(s, &kh, &kh, L->k_norm, eps, add1);
+                }
+                op->rope(s, &q, &a.pos, &rq);
+                op->rope(s, &k, &a.pos, &rk);
+            }
         }
 
         rill_attn_params ap = {c->n_heads,
@@ -283,7 +300,7 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
             att_out = &a.qlat;
         }
         // the cache stores k and v and runs the attention its storage needs (cache.h)
-        if ((st = cache_layer_attend(cl, m->be, s, &a.k, &a.v, &a.q, &ap, att_out)) != RILL_OK) {
+        if ((st = cache_layer_attend(cl, m->be, s, &k, &v, &q, &ap, att_out)) != RILL_OK) {
             rill_error_prefix("layer %d", l);
             return st;
         }
@@ -296,9 +313,15 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
         if (L->moe)
             moe_mlp(m, s, L, &a, act);
         else {
-            op->matmul(s, &a.g, &a.h, &L->gate);
-            op->matmul(s, &a.u, &a.h, &L->up);
-            op->act_mul(s, &a.g, &a.g, &a.u, act);
+            if (L->gate_up.rows) {
+                op->matmul(s, &a.gu, &a.h, &L->gate_up);
+                rill_tensor g = rill_tensor_cols(&a.gu, 0, a.g.cols), u = rill_tensor_cols(&a.gu, a.g.cols, a.g.cols);
+                op->act_mul(s, &a.g, &g, &u, act);
+            } else {
+                op->matmul(s, &a.g, &a.h, &L->gate);
+                op->matmul(s, &a.u, &a.h, &L->up);
+                op->act_mul(s, &a.g, &a.g, &a.u, act);
+            }
             op->matmul(s, &a.o, &a.g, &L->down);
         }
         if (L->post_ffn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_ffn_norm, eps, add1);

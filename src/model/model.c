@@ -159,7 +159,7 @@ void model_free(rill_model *m) {
         for (int l = 0; l < m->cfg.n_layers; l++) {
             layer_weights *L = &m->layers[l];
             rill_weight *ws[] = {&L->q,   &L->k,   &L->v,    &L->o,      &L->gate,    &L->up,    &L->down,
-                                 &L->q_a, &L->q_b, &L->kv_a, &L->router, &L->sh_gate, &L->sh_up, &L->sh_down};
+                                 &L->q_a, &L->q_b, &L->kv_a, &L->router, &L->sh_gate, &L->sh_up, &L->sh_down, &L->qkv, &L->gate_up};
             for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
                 m->be->ops->weight_free(m->be, ws[i]);
             for (int h = 0; L->mla_embed_q && h < m->cfg.n_heads; h++) {

@@ -22,6 +22,9 @@ typedef struct {
 typedef struct {
     rill_weight q, k, v, o;      // [n_heads*hd][hidden], [n_kv*hd][hidden] x2, [hidden][n_heads*hd]
     rill_weight gate, up, down;  // [ffn][hidden] x2, [hidden][ffn]
+    // Stacked rows (fuse_projections backends; rows 0 otherwise, and then q/k/v or gate/up are
+    // shape only): qkv [n_heads*hd + 2*n_kv*hd][hidden], gate_up [2*ffn][hidden]
+    rill_weight qkv, gate_up;
     float *attn_norm, *ffn_norm; // [hidden] device f32
     float *post_attn_norm;       // [hidden]; sandwich norms only
     float *post_ffn_norm;        // [hidden]; sandwich norms only

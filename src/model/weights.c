@@ -7,6 +7,7 @@
 // tensor: it adds the bytes loading would allocate to m->planned_bytes (rill estimate).
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
@@ -348,6 +349,95 @@ static rill_status linear(binder *b, const char *gguf_name, const char *hf_modul
     return b->m->be->ops->weight_load(b->m->be, &host, out);
 }
 
+// True when parts[n] (host, no biases) can be stacked into one weight: one kind, dtype, width and,
+// when affine, bits, group and activation rounding.
+static bool stackable(const rill_weight *parts, int n) {
+    for (int i = 0; i < n; i++) {
+        const rill_weight *a = &parts[0], *w = &parts[i];
+        if (w->bias || w->kind != a->kind || w->dtype != a->dtype || w->cols != a->cols) return false;
+        if (w->kind == WEIGHT_AFFINE &&
+            (w->bits != a->bits || w->group_size != a->group_size || w->act_quant != a->act_quant))
+            return false;
+    }
+    return true;
+}
+
+// Rows of `total` rows: parts[0] first, then parts[1], ... (memcpy of each part's arrays).
+static void stack_array(void *dst, const rill_weight *parts, int n, size_t row_bytes, int which) {
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        const void *src = which == 0 ? parts[i].data : which == 1 ? (const void *)parts[i].packed
+                                                   : which == 2 ? parts[i].scales
+                                                                : parts[i].biases;
+        memcpy((char *)dst + at, src, (size_t)parts[i].rows * row_bytes);
+        at += (size_t)parts[i].rows * row_bytes;
+    }
+}
+
+// One backend weight with the rows of parts[n] stacked in order (the backend copies it; the host
+// rows made here are freed at once). RILL_EUNSUPPORTED when the parts cannot be stacked.
+static rill_status load_stacked(rill_model *m, const rill_weight *parts, int n, rill_weight *out) {
+    if (!stackable(parts, n)) return RILL_EUNSUPPORTED;
+    rill_weight w = parts[0];
+    w.rows = 0;
+    for (int i = 0; i < n; i++)
+        w.rows += parts[i].rows;
+    void *bufs[3] = {0};
+    size_t row[3];
+    int n_arrays = w.kind == WEIGHT_DENSE ? 1 : 3;
+    if (w.kind == WEIGHT_DENSE)
+        row[0] = (size_t)w.cols * dtype_size(w.dtype);
+    else {
+        row[0] = (size_t)(w.cols * w.bits / 32) * 4;
+        row[1] = row[2] = (size_t)(w.cols / w.group_size) * dtype_size(w.dtype);
+    }
+    rill_status st = RILL_OK;
+    for (int a = 0; a < n_arrays && st == RILL_OK; a++) {
+        bufs[a] = rill_malloc((size_t)w.rows * row[a]);
+        if (!bufs[a])
+            st = RILL_ENOMEM;
+        else
+            stack_array(bufs[a], parts, n, row[a], w.kind == WEIGHT_DENSE ? 0 : a + 1);
+    }
+    if (st == RILL_OK) {
+        if (w.kind == WEIGHT_DENSE)
+            w.data = bufs[0];
+        else {
+            w.packed = bufs[0];
+            w.scales = bufs[1];
+            w.biases = bufs[2];
+        }
+        st = m->be->ops->weight_load(m->be, &w, out);
+    }
+    for (int a = 0; a < 3; a++)
+        rill_free(bufs[a]);
+    return st;
+}
+
+// Loads parts[n] (host) for the backend: as one stacked weight into *stacked when the backend
+// wants fused projections and they allow it (then each part keeps only its shape), else one by one.
+static rill_status load_parts(binder *b, rill_weight *parts, int n, rill_weight *stacked) {
+    rill_model *m = b->m;
+    if (m->measure_only) return RILL_OK; // shapes only
+    memset(stacked, 0, sizeof *stacked);
+    const char *env = getenv("RILL_FUSE"); // "0": load the parts apart (to measure one way against the other)
+    if (m->be->ops->fuse_projections && n > 1 && !(env && !strcmp(env, "0"))) {
+        rill_status st = load_stacked(m, parts, n, stacked);
+        if (st == RILL_OK) {
+            for (int i = 0; i < n; i++)
+                parts[i] = (rill_weight){.kind = parts[i].kind, .rows = parts[i].rows, .cols = parts[i].cols};
+            return RILL_OK;
+        }
+        if (st != RILL_EUNSUPPORTED) return st;
+    }
+    for (int i = 0; i < n; i++) {
+        rill_weight host = parts[i];
+        rill_status st = m->be->ops->weight_load(m->be, &host, &parts[i]);
+        if (st != RILL_OK) return st;
+    }
+    return RILL_OK;
+}
+
 static rill_status vector(binder *b, const char *gguf_name, const char *hf_name, int64_t n, float **out) {
     const float *host;
     rill_status st = b->m->gguf ? gguf_vector(b, gguf_name, n, &host) : st_vector(b, hf_name, n, &host);
@@ -443,16 +533,30 @@ static rill_status bind_all(rill_model *m, const char *path) {
             TRY(linear(&b, G("attn_output"), H("self_attn.o_proj"), hidden, heads * c->v_head_dim, c->attention_bias,
                        &L->o));
         } else {
-            TRY(linear(&b, G("attn_q"), H("self_attn.q_proj"), q_dim, hidden, c->qkv_bias, &L->q));
-            TRY(linear(&b, G("attn_k"), H("self_attn.k_proj"), kv_dim, hidden, c->qkv_bias, &L->k));
-            TRY(linear(&b, G("attn_v"), H("self_attn.v_proj"), kv_dim, hidden, c->qkv_bias, &L->v));
+            rill_weight qkv[3];
+            TRY(host_linear(&b, G("attn_q"), H("self_attn.q_proj"), q_dim, hidden, c->qkv_bias, &qkv[0]));
+            TRY(host_linear(&b, G("attn_k"), H("self_attn.k_proj"), kv_dim, hidden, c->qkv_bias, &qkv[1]));
+            TRY(host_linear(&b, G("attn_v"), H("self_attn.v_proj"), kv_dim, hidden, c->qkv_bias, &qkv[2]));
+            // (qk-norm normalizes q and k per head in place: they stay apart)
+            if (c->qk_norm)
+                for (int i = 0; i < 3; i++)
+                    TRY(load_parts(&b, &qkv[i], 1, &L->qkv));
+            else
+                TRY(load_parts(&b, qkv, 3, &L->qkv));
+            L->q = qkv[0];
+            L->k = qkv[1];
+            L->v = qkv[2];
             TRY(linear(&b, G("attn_output"), H("self_attn.o_proj"), hidden, q_dim, c->attention_bias, &L->o));
         }
         if (model_layer_is_moe(c, l))
             TRY(bind_moe(&b, l, L));
         else {
-            TRY(linear(&b, G("ffn_gate"), H("mlp.gate_proj"), ffn, hidden, c->mlp_bias, &L->gate));
-            TRY(linear(&b, G("ffn_up"), H("mlp.up_proj"), ffn, hidden, c->mlp_bias, &L->up));
+            rill_weight gu[2];
+            TRY(host_linear(&b, G("ffn_gate"), H("mlp.gate_proj"), ffn, hidden, c->mlp_bias, &gu[0]));
+            TRY(host_linear(&b, G("ffn_up"), H("mlp.up_proj"), ffn, hidden, c->mlp_bias, &gu[1]));
+            TRY(load_parts(&b, gu, 2, &L->gate_up));
+            L->gate = gu[0];
+            L->up = gu[1];
             TRY(linear(&b, G("ffn_down"), H("mlp.down_proj"), hidden, ffn, c->mlp_bias, &L->down));
         }
         TRY(vector(&b, GN("attn_norm"), HN("input_layernorm"), hidden, &L->attn_norm));

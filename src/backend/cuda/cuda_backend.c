@@ -150,6 +150,7 @@ static void cuda_host_free(rill_backend *be, void *p) {
 
 static const rill_backend_ops cuda_ops = {
     .name = "cuda",
+    .fuse_projections = true,
     .alloc = cuda_alloc,
     .free = cuda_free,
     .upload = cuda_upload,
