@@ -122,6 +122,6 @@ for k in ops_bf16 ops_f16 ops_f32 test_cuda tiny_models op_bench; do
 done
 grep -h -E "relative error|greedy|sampled" "$OUT/model.log" | cut -c1-150
 echo
-grep -E '^bench (gemm dense|gemv 4-bit g64 \((gate|down|q|k)|attention)' "$OUT/bench.log" | cut -c1-120
+grep -E '^bench (gemm dense|gemv 4-bit g64|attention)' "$OUT/bench.log" | cut -c1-120
 echo
 cat /tmp/rill-e2e.txt

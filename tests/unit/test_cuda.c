@@ -355,6 +355,13 @@ static int bench(void) {
     bench_matmul("gemv 4-bit g64 (down)", 4096, 14336, 4, 1, bw);
     bench_matmul("gemv 4-bit g64 (q/o)", 4096, 4096, 4, 1, bw);
     bench_matmul("gemv 4-bit g64 (k/v)", 1024, 4096, 4, 1, bw);
+    bench_matmul("gemv 4-bit g64 (stacked qkv)", 6144, 4096, 4, 1, bw);
+    bench_matmul("gemv 4-bit g64 (stacked gate_up)", 28672, 4096, 4, 1, bw);
+    // SmolLM2-135M: stacked q/k/v 960x576, o 576x576, stacked gate/up 3072x576, down 576x1536
+    bench_matmul("gemv 4-bit g64 (smollm2 qkv)", 960, 576, 4, 1, bw);
+    bench_matmul("gemv 4-bit g64 (smollm2 o)", 576, 576, 4, 1, bw);
+    bench_matmul("gemv 4-bit g64 (smollm2 gate_up)", 3072, 576, 4, 1, bw);
+    bench_matmul("gemv 4-bit g64 (smollm2 down)", 576, 1536, 4, 1, bw);
     bench_matmul("gemv 4-bit g64 (gate/up) 4 tokens", 14336, 4096, 4, 4, bw);
     bench_matmul("gemv 4-bit g64 (gate/up) 8 tokens", 14336, 4096, 4, 8, bw);
     bench_matmul("gemv 8-bit g64 (gate/up)", 14336, 4096, 8, 1, bw);
