@@ -36,7 +36,8 @@ enum { EXIT_OK = 0, EXIT_BAD_INPUT = 1, EXIT_BAD_USAGE = 2 };
 
 static const char *USAGE =
     "usage: kv-quality --model PATH [--device cpu|cuda] [--threads N] [--context 8000] [--tokens 256]\n"
-    "                  [--kv-group-size 64] [--json] [--self-check] FILE[+FILE...] ...\n"
+    "                  [--kv-group-size 64] [--quantized-kv-start 5000] [--json] [--self-check]\n"
+    "                  FILE[+FILE...] ...\n"
     "Each FILE is a text prompt; a+b joins files a and b with a newline between them.";
 
 static int fail_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -172,6 +173,7 @@ typedef struct {
     rill_model *m;
     rill_stream *s;
     int group_size;
+    int64_t quantized_kv_start; // mlx-lm's: the cache is quantized once it holds this many positions
     int vocab;
     int32_t *ids_dev;  // [1] device: the input token of a step
     float *logits_dev; // [vocab] device f32: the logits converted for the download (activations not f32)
@@ -213,7 +215,7 @@ static rill_status forward_step(runner *r, rill_cache *c, int bits, int32_t tok)
     op->upload(r->s, r->ids_dev, &tok, sizeof tok);
     rill_tensor ids = rill_tensor_2d(DTYPE_I32, 1, 1, r->ids_dev), logits;
     rill_status st = decoder_forward(m, c, r->s, &ids, false, &logits);
-    if (st == RILL_OK) st = cache_maybe_quantize(c, r->s, 0, r->group_size, bits);
+    if (st == RILL_OK) st = cache_maybe_quantize(c, r->s, r->quantized_kv_start, r->group_size, bits);
     if (st == RILL_OK && logits.cols != r->vocab)
         st = rill_fail(RILL_EINVAL, "the model's logits have %lld columns, not the vocabulary's %d",
                        (long long)logits.cols, r->vocab);
@@ -247,7 +249,7 @@ static rill_status run_cache(runner *r, const int32_t *prompt, int64_t n, int bi
     p.host_sampling = true; // no device loop (it would bind the cache)
     p.kv_bits = bits;       // 0: the plain cache
     p.kv_group_size = r->group_size;
-    p.quantized_kv_start = 0; // quantized from the first chunk on
+    p.quantized_kv_start = r->quantized_kv_start; // checked after each prefill chunk, as generate does
     if (st == RILL_OK) st = generate_start(m, cache, r->s, prompt, n, &p, &g);
     if (st == RILL_OK) rs->prefill_s = generate_prompt_seconds(g);
     generate_free(g); // the cache keeps prompt[0 .. n-1)
@@ -401,7 +403,7 @@ static json_t *summary_json(const kind_summary *s, bool plain) {
 
 typedef struct {
     const char *model_path, *device;
-    long threads, context, steps, group;
+    long threads, context, steps, group, kv_start;
     bool json, self_check, help;
     const char **specs; // [n_specs] the prompt specs (argv's positional arguments)
     int n_specs;
@@ -439,6 +441,8 @@ static int parse_args(int argc, char **argv, options *o) {
             target = &o->steps, lo = 1, hi = 1 << 20;
         else if (!strcmp(a, "--kv-group-size"))
             target = &o->group, lo = 32, hi = 128;
+        else if (!strcmp(a, "--quantized-kv-start"))
+            target = &o->kv_start, lo = 0, hi = 1 << 24;
         else if (a[0] == '-' && a[1])
             return fail_usage("unknown option '%s'", a);
         else {
@@ -461,7 +465,7 @@ static int parse_args(int argc, char **argv, options *o) {
 static const char *kind_key(const cache_kind *k) { return k->bits == 8 ? "kv8" : k->bits == 4 ? "kv4" : "plain_again"; }
 
 int main(int argc, char **argv) {
-    options opt = {.device = "cpu", .context = 8000, .steps = 256, .group = 64};
+    options opt = {.device = "cpu", .context = 8000, .steps = 256, .group = 64, .kv_start = 5000};
     opt.specs = calloc((size_t)argc, sizeof *opt.specs);
     if (!opt.specs) return fail_usage("out of memory");
     int rc = parse_args(argc, argv, &opt);
@@ -525,7 +529,7 @@ int main(int argc, char **argv) {
     }
     if (st == RILL_OK) {
         int vocab = m->cfg.vocab_size;
-        r = (runner){m, s, (int)group, vocab, NULL, NULL, NULL};
+        r = (runner){m, s, (int)group, opt.kv_start, vocab, NULL, NULL, NULL};
         r.ids_dev = be->ops->alloc(be, sizeof(int32_t));
         r.logits = rill_malloc((size_t)vocab * sizeof(float));
         if (be->act_dtype != DTYPE_F32) r.logits_dev = be->ops->alloc(be, (size_t)vocab * sizeof(float));
@@ -547,8 +551,8 @@ int main(int argc, char **argv) {
     const char *plain_dtype = dtype_name(be->act_dtype);
     if (!json) {
         printf("kv-quality: model %s, device %s, plain cache %s, context %ld = prompt %lld + %ld forced greedy steps, "
-               "KV groups of %ld\n",
-               model_path, device, plain_dtype, context, (long long)prompt_len, steps, group);
+               "KV groups of %ld, quantized from %ld positions\n",
+               model_path, device, plain_dtype, context, (long long)prompt_len, steps, group, opt.kv_start);
         for (int i = 0; i < n_prompts; i++)
             printf("prompt %d: %s (%lld tokens)\n", i + 1, specs[i], (long long)res[i].text_tokens);
         fflush(stdout);
@@ -584,6 +588,7 @@ int main(int argc, char **argv) {
         json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I}", "model", model_path, "device", device, "plain_dtype",
                               plain_dtype, "context", (json_int_t)context, "prompt_tokens", (json_int_t)prompt_len,
                               "tokens", (json_int_t)steps, "kv_group_size", (json_int_t)group);
+        json_object_set_new(o, "quantized_kv_start", json_integer((json_int_t)opt.kv_start));
         json_t *arr = json_array();
         for (int i = 0; i < n_prompts; i++) {
             json_t *p = json_pack("{s:s,s:I,s:f,s:o}", "file", specs[i], "text_tokens", (json_int_t)res[i].text_tokens,
