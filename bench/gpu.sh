@@ -67,6 +67,10 @@ stamp "cuda tests done"
 # 5. op benchmarks (not tests): decode GEMV bandwidth, prefill GEMM (the bf16 peak), attention
 timeout 300 build-gpu/bin/test_cuda bench > "$OUT/bench.log" 2>&1
 RES[op_bench]=$?
+for r in 1 4; do # rows per warp of the large 4-bit GEMVs against the default (2 for one token)
+    RILL_CUDA_GEMV_ROWS=$r timeout 300 build-gpu/bin/test_cuda bench 2>&1 | grep "gemv 4-bit" |
+        sed "s/^bench /bench rows=$r /" >> "$OUT/bench.log"
+done
 stamp "op bench done"
 
 # 6. end to end: synthetic models with real shapes (rill synth), `rill generate --device cuda`
@@ -104,6 +108,8 @@ if timeout 300 $RILL synth --preset llama3-8b --bits 4 --out /tmp/l8 >> "$E2E" 2
     run "llama3-8b 4-bit short ctx, graphs" /tmp/l8 16 256
     run "llama3-8b 4-bit short ctx, no graphs" /tmp/l8 16 256 RILL_CUDA_GRAPHS=0
     run "llama3-8b 4-bit short ctx, unfused" /tmp/l8 16 256 RILL_FUSE=0
+    run "llama3-8b 4-bit short ctx, 1 row per warp" /tmp/l8 16 256 RILL_CUDA_GEMV_ROWS=1
+    run "llama3-8b 4-bit short ctx, 4 rows per warp" /tmp/l8 16 256 RILL_CUDA_GEMV_ROWS=4
     run "llama3-8b 4-bit prefill 2048" /tmp/l8 2049 1
     run "llama3-8b 4-bit 16k ctx, graphs" /tmp/l8 16384 128
 fi
@@ -122,6 +128,6 @@ for k in ops_bf16 ops_f16 ops_f32 test_cuda tiny_models op_bench; do
 done
 grep -h -E "relative error|greedy|sampled" "$OUT/model.log" | cut -c1-150
 echo
-grep -E '^bench (gemm dense|gemv 4-bit g64|attention)' "$OUT/bench.log" | cut -c1-120
+grep -E '^bench (rows=. )?(gemm dense|gemv 4-bit g64|attention)' "$OUT/bench.log" | cut -c1-120
 echo
 cat /tmp/rill-e2e.txt

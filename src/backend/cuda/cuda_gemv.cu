@@ -130,64 +130,82 @@ __device__ __forceinline__ int dot32(const int lo[4], const int hi[4], uint4 a, 
     return __dp4a(hi[3], (int)b.w, d);
 }
 
-// 4-bit weights (packed, scales, biases as in gemv_affine_kernel) against two-plane int8 x blocks,
-// SPLIT warps per row (each a share of the columns, summed through shared memory), so that matrices
-// with few rows still put enough warps on every SM:
+// 4-bit weights (packed, scales, biases as in gemv_affine_kernel) against two-plane int8 x blocks:
 // acc += w_scale * x_scale * (254 * sum(q * xq1) + sum(q * xq2)) + w_bias * sum(x), per block of 32
-// values (|254 * s1 + s2| < 2^24: exact in f32).
-template <typename TX, typename TS, int SPLIT>
+// values (|254 * s1 + s2| < 2^24: exact in f32). Each warp takes ROWS rows (each lane's x block,
+// read once, serves all of them: the x reads, not the weights, were what kept the L1 busy - ncu on
+// H200, 4096 x 14336: L1 63% busy, DRAM 49%) or, with SPLIT > 1, a share of one row's columns
+// (summed in shared memory), so that matrices with few rows still put warps on every SM. MAXT:
+// the most tokens (1 for plain decode, which frees the registers of the other seven).
+template <typename TX, typename TS, int SPLIT, int ROWS, int MAXT>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_q4_dp4a_kernel(TX *out, int64_t so, const uint4 *xq, const float *xs, const float *xsum, const uint4 *packed,
                         const TS *scales, const TS *biases, const float *bias, int64_t n_out, int64_t n_in, int gs,
                         int n_tok) {
-    __shared__ float part[GEMV_WARPS][CUDA_GEMV_MAX_TOK];
+    __shared__ float part[GEMV_WARPS][MAXT];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, share = warp % SPLIT;
-    int64_t row = (int64_t)blockIdx.x * (GEMV_WARPS / SPLIT) + warp / SPLIT;
-    bool live = row < n_out;
-    if (!live) row = n_out - 1; // stays for the barrier, computes nothing that is kept
+    int64_t row0 = ((int64_t)blockIdx.x * (GEMV_WARPS / SPLIT) + warp / SPLIT) * ROWS;
     int64_t n_vec = n_in / 32, groups = n_in / gs, plane2 = 2 * n_vec * n_tok; // uint4 offset of plane 2
     int gsh = __ffs(gs) - 1;
     bool gs_pow2 = (gs & (gs - 1)) == 0;
-    const uint4 *prow = packed + row * n_vec;
-    const TS *srow = scales + row * groups, *brow = biases + row * groups;
-    float acc[CUDA_GEMV_MAX_TOK];
+    int64_t rows[ROWS]; // clamped: a row past the end is computed and dropped (it stays for the barrier)
 #pragma unroll
-    for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++)
-        acc[t] = 0.0f;
+    for (int r = 0; r < ROWS; r++)
+        rows[r] = row0 + r < n_out ? row0 + r : n_out - 1;
+    float acc[ROWS][MAXT];
+#pragma unroll
+    for (int r = 0; r < ROWS; r++)
+#pragma unroll
+        for (int t = 0; t < MAXT; t++)
+            acc[r][t] = 0.0f;
     for (int64_t v = share * 32 + lane; v < n_vec; v += 32 * SPLIT) {
-        uint4 q4 = __ldcs(prow + v);
-        int lo[4] = {(int)(q4.x & 0x0f0f0f0fu), (int)(q4.y & 0x0f0f0f0fu), (int)(q4.z & 0x0f0f0f0fu),
-                     (int)(q4.w & 0x0f0f0f0fu)};
-        int hi[4] = {(int)((q4.x >> 4) & 0x0f0f0f0fu), (int)((q4.y >> 4) & 0x0f0f0f0fu),
-                     (int)((q4.z >> 4) & 0x0f0f0f0fu), (int)((q4.w >> 4) & 0x0f0f0f0fu)};
-        int64_t g = gs_pow2 ? (v * 32) >> gsh : v * 32 / gs;
-        float sc = to_f32(srow[g]), bi = to_f32(brow[g]);
+        uint4 q4[ROWS];
 #pragma unroll
-        for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++) {
+        for (int r = 0; r < ROWS; r++) // every row's word in flight before the first is used
+            q4[r] = __ldcs(packed + rows[r] * n_vec + v);
+        int64_t g = gs_pow2 ? (v * 32) >> gsh : v * 32 / gs;
+        float sc[ROWS], bi[ROWS];
+#pragma unroll
+        for (int r = 0; r < ROWS; r++)
+            sc[r] = to_f32(scales[rows[r] * groups + g]), bi[r] = to_f32(biases[rows[r] * groups + g]);
+#pragma unroll
+        for (int t = 0; t < MAXT; t++) {
             if (t >= n_tok) break;
             int64_t xb = t * n_vec + v;
-            int d = 254 * dot32(lo, hi, xq[2 * xb], xq[2 * xb + 1]) +
-                    dot32(lo, hi, xq[plane2 + 2 * xb], xq[plane2 + 2 * xb + 1]);
-            acc[t] = fmaf(sc * xs[xb], (float)d, fmaf(bi, xsum[xb], acc[t]));
+            uint4 a0 = xq[2 * xb], a1 = xq[2 * xb + 1], b0 = xq[plane2 + 2 * xb], b1 = xq[plane2 + 2 * xb + 1];
+            float xsc = xs[xb], xsm = xsum[xb];
+#pragma unroll
+            for (int r = 0; r < ROWS; r++) {
+                int lo[4] = {(int)(q4[r].x & 0x0f0f0f0fu), (int)(q4[r].y & 0x0f0f0f0fu), (int)(q4[r].z & 0x0f0f0f0fu),
+                             (int)(q4[r].w & 0x0f0f0f0fu)};
+                int hi[4] = {(int)((q4[r].x >> 4) & 0x0f0f0f0fu), (int)((q4[r].y >> 4) & 0x0f0f0f0fu),
+                             (int)((q4[r].z >> 4) & 0x0f0f0f0fu), (int)((q4[r].w >> 4) & 0x0f0f0f0fu)};
+                int d = 254 * dot32(lo, hi, a0, a1) + dot32(lo, hi, b0, b1);
+                acc[r][t] = fmaf(sc[r] * xsc, (float)d, fmaf(bi[r], xsm, acc[r][t]));
+            }
         }
     }
 #pragma unroll
-    for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++) {
-        if (t >= n_tok) break;
-        float r = warp_sum(acc[t]);
-        if (SPLIT == 1) {
-            if (lane == 0 && live) out[t * so + row] = from_f32<TX>(r + (bias ? bias[row] : 0.0f));
-        } else if (lane == 0)
-            part[warp][t] = r;
+    for (int r = 0; r < ROWS; r++) {
+        bool live = row0 + r < n_out;
+#pragma unroll
+        for (int t = 0; t < MAXT; t++) {
+            if (t >= n_tok) break;
+            float x = warp_sum(acc[r][t]);
+            if (SPLIT == 1) {
+                if (lane == 0 && live) out[t * so + rows[r]] = from_f32<TX>(x + (bias ? bias[rows[r]] : 0.0f));
+            } else if (lane == 0)
+                part[warp][t] = x;
+        }
     }
     if (SPLIT == 1) return;
-    __syncthreads();
-    if (share == 0 && lane < n_tok && live) {
-        float r = 0.0f;
+    __syncthreads(); // (SPLIT > 1 comes with ROWS 1)
+    if (share == 0 && lane < n_tok && row0 < n_out) {
+        float x = 0.0f;
 #pragma unroll
         for (int k = 0; k < SPLIT; k++)
-            r += part[warp + k][lane];
-        out[lane * so + row] = from_f32<TX>(r + (bias ? bias[row] : 0.0f));
+            x += part[warp + k][lane];
+        out[lane * so + row0] = from_f32<TX>(x + (bias ? bias[row0] : 0.0f));
     }
 }
 
@@ -254,6 +272,16 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
 
 static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
+// Rows per warp of the 4-bit GEMV on matrices of 2048 rows or more: 2 for one token, 4 for more
+// (H200, Llama-3-8B layer per token: 56.5 us with 2, 57.2 with 4, 69.4 with 1; 8 tokens of 14336 x
+// 4096: 45.9 us with 4, 57.2 with 2, 79.9 with 1). RILL_CUDA_GEMV_ROWS=1, 2 or 4 sets it, for
+// measuring one against the other.
+static int gemv_rows(int n_tok) {
+    const char *e = getenv("RILL_CUDA_GEMV_ROWS");
+    if (e && (!strcmp(e, "1") || !strcmp(e, "2") || !strcmp(e, "4"))) return atoi(e);
+    return n_tok > 1 ? 4 : 2;
+}
+
 // RILL_CUDA_GEMV=float keeps 4-bit weights on the f32 path (for measuring one against the other).
 static bool float_only(void) {
     const char *e = getenv("RILL_CUDA_GEMV");
@@ -279,20 +307,31 @@ static void gemv_typed(rill_stream *s, rill_tensor *out, const rill_tensor *x, c
         quant_x_kernel<TX><<<(unsigned)((n_blk + 7) / 8), 256, 0, s->cs>>>(xq, xs, xsum, xp, x->stride, w->cols, nt);
         // warps per row: enough rows x warps to fill the SMs several times over (H100/H200: 132 SMs)
         // measured (H200): 1024 x 4096 10.0 -> 8.8 us with 4; a split of 2 made 4096 x 14336 slower (16.2 ->
-        // 19.6 us) and SmolLM2 (576-1536 columns) lost 10% with 4
-        int split = w->rows < 2048 && w->cols >= 2048 ? 4 : 1;
-        unsigned g = (unsigned)((w->rows + GEMV_WARPS / split - 1) / (GEMV_WARPS / split));
-#define Q4_LAUNCH(SPL)                                                                                                 \
+        // 19.6 us) and SmolLM2 (576-1536 columns) lost 10% with 4. Large matrices: 2 or 4 rows per warp.
+        int split = w->rows < 2048 && w->cols >= 2048 ? 4 : 1, rows = w->rows >= 2048 ? gemv_rows(nt) : 1;
+        unsigned per_block = (unsigned)(GEMV_WARPS / split * rows);
+        unsigned g = (unsigned)((w->rows + per_block - 1) / per_block);
+#define Q4_LAUNCH(SPL, RW, MT)                                                                                         \
     CUDA_DISPATCH(s, "matmul", w->dtype, TS,                                                                           \
-                  gemv_q4_dp4a_kernel<TX, TS, SPL><<<g, block, 0, s->cs>>>(                                            \
+                  gemv_q4_dp4a_kernel<TX, TS, SPL, RW, MT><<<g, block, 0, s->cs>>>(                                    \
                       o, out->stride, (const uint4 *)xq, xs, xsum, (const uint4 *)w->packed, (const TS *)w->scales,    \
                       (const TS *)w->biases, w->bias, w->rows, w->cols, w->group_size, nt))
-        if (split == 1)
-            Q4_LAUNCH(1);
-        else if (split == 2)
-            Q4_LAUNCH(2);
+        if (split == 4 && nt == 1)
+            Q4_LAUNCH(4, 1, 1);
+        else if (split == 4)
+            Q4_LAUNCH(4, 1, CUDA_GEMV_MAX_TOK);
+        else if (rows == 4 && nt == 1)
+            Q4_LAUNCH(1, 4, 1);
+        else if (rows == 4)
+            Q4_LAUNCH(1, 4, CUDA_GEMV_MAX_TOK);
+        else if (rows == 2 && nt == 1)
+            Q4_LAUNCH(1, 2, 1);
+        else if (rows == 2)
+            Q4_LAUNCH(1, 2, CUDA_GEMV_MAX_TOK);
+        else if (nt == 1)
+            Q4_LAUNCH(1, 1, 1);
         else
-            Q4_LAUNCH(4);
+            Q4_LAUNCH(1, 1, CUDA_GEMV_MAX_TOK);
 #undef Q4_LAUNCH
     } else if (fused) {
         const uint4 *pk = (const uint4 *)w->packed;
