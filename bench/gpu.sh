@@ -67,6 +67,8 @@ stamp "cuda tests done"
 # 5. op benchmarks (not tests): decode GEMV bandwidth, prefill GEMM (the bf16 peak), attention
 timeout 300 build-gpu/bin/test_cuda bench > "$OUT/bench.log" 2>&1
 RES[op_bench]=$?
+RILL_CUDA_ATTENTION=warp timeout 300 build-gpu/bin/test_cuda bench 2>&1 | grep "attention decode" |
+    sed "s/^bench /bench warp-attn /" >> "$OUT/bench.log"
 for r in 1 4; do # rows per warp of the large 4-bit GEMVs against the default (2 for one token)
     RILL_CUDA_GEMV_ROWS=$r timeout 300 build-gpu/bin/test_cuda bench 2>&1 | grep "gemv 4-bit" |
         sed "s/^bench /bench rows=$r /" >> "$OUT/bench.log"
@@ -112,6 +114,7 @@ if timeout 300 $RILL synth --preset llama3-8b --bits 4 --out /tmp/l8 >> "$E2E" 2
     run "llama3-8b 4-bit short ctx, 4 rows per warp" /tmp/l8 16 256 RILL_CUDA_GEMV_ROWS=4
     run "llama3-8b 4-bit prefill 2048" /tmp/l8 2049 1
     run "llama3-8b 4-bit 16k ctx, graphs" /tmp/l8 16384 128
+    run "llama3-8b 4-bit 16k ctx, warp attention" /tmp/l8 16384 128 RILL_CUDA_ATTENTION=warp
 fi
 stamp "e2e done"
 cat /tmp/rill-card.txt "$OUT/bench.log" > /tmp/rill-bench.log && mv /tmp/rill-bench.log "$OUT/bench.log"
@@ -128,6 +131,6 @@ for k in ops_bf16 ops_f16 ops_f32 test_cuda tiny_models op_bench; do
 done
 grep -h -E "relative error|greedy|sampled" "$OUT/model.log" | cut -c1-150
 echo
-grep -E '^bench (rows=. )?(gemm dense|gemv 4-bit g64|attention)' "$OUT/bench.log" | cut -c1-120
+grep -E '^bench (rows=. |warp-attn )?(gemm dense|gemv 4-bit g64|attention)' "$OUT/bench.log" | cut -c1-120
 echo
 cat /tmp/rill-e2e.txt

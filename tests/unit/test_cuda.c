@@ -168,9 +168,12 @@ static void test_long_cache_attention_splits_keys_and_matches(void **state) {
     static const struct {
         int n_q, n_k, window;
         float softcap;
-    } cases[] = {{1, 5000, 0, 0}, {1, 5000, 1000, 0}, {3, 4099, 0, 30.0f}, {2, 20000, 0, 0}};
+        int heads, kv, hd; // GQA groups 4, 1, 2 and 8 (the decode kernel's four)
+    } cases[] = {{1, 5000, 0, 0, 32, 8, 128},     {1, 5000, 1000, 0, 32, 8, 128}, {3, 4099, 0, 30.0f, 32, 8, 128},
+                 {2, 20000, 0, 0, 32, 8, 128},    {1, 3000, 0, 0, 8, 8, 64},      {4, 2500, 700, 0, 6, 3, 256},
+                 {1, 9000, 0, 50.0f, 16, 2, 64}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        int heads = 32, kv = 8, hd = 128;
+        int heads = cases[k].heads, kv = cases[k].kv, hd = cases[k].hd;
         rill_tensor qh = host_rand(be->act_dtype, cases[k].n_q, heads * hd), q = to_dev(&qh);
         rill_tensor kh = host_rand(be->act_dtype, cases[k].n_k, kv * hd), kd = to_dev(&kh);
         rill_tensor vh = host_rand(be->act_dtype, cases[k].n_k, kv * hd), vd = to_dev(&vh);

@@ -6,10 +6,18 @@
 // MLX affine groups) read element by element from its packed words, never dequantized whole;
 // kv_quantize fills such a cache bit for bit as the reference does.
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend/cuda/cuda_common.cuh"
 
 enum { ATT_WARPS = 4, ATT_MAX_DIM = 512, ATT_VPL = ATT_MAX_DIM / 32 };
+
+// RILL_CUDA_ATTENTION=warp keeps decode on the one-key-per-warp kernel (to measure one against the other).
+static bool getenv_is(const char *name, const char *value) {
+    const char *e = getenv(name);
+    return e && !strcmp(e, value);
+}
 
 typedef struct {
     rill_attn_params p;
@@ -138,9 +146,139 @@ __global__ void attention_merge_kernel(att_args a) {
     }
 }
 
+// Decode attention (few queries) over plain K/V rows, flash-decoding style: one block per (kv head,
+// key split, query) serves the G query heads of its GQA group, so each key and value is read once
+// for all of them. A warp takes 32 keys at a time: lane i computes key i's scores for the G heads
+// from its whole row (16-byte loads, all in flight at once), one online-softmax step covers the 32
+// keys, then the warp adds their values (coalesced rows, each lane a 32-strided share of the dims).
+// Scores, sums and accumulators in f32; the block merges its warps; splits merge as above.
+enum { DEC_WARPS = 4, DEC_MAX_DIM = 256, DEC_VPL = DEC_MAX_DIM / 32 };
+
+template <typename T, int G>
+__global__ void __launch_bounds__(DEC_WARPS * 32)
+    attention_decode_kernel(att_args a, const T *K, int64_t sk, const T *V, int64_t sv) {
+    extern __shared__ float sm[]; // q [G][head_dim], then per warp and head [v_head_dim + 2]
+    const rill_attn_params &p = a.p;
+    int kh = blockIdx.x, split = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int hd = p.head_dim, vd = p.v_head_dim;
+    int64_t qi = blockIdx.z;
+    float *qs = sm, *ws = sm + G * hd;
+    for (int e = threadIdx.x; e < G * hd; e += blockDim.x) // the group's heads are adjacent in q
+        qs[e] = load_dt(a.q, a.q_dt, qi * a.sq + (int64_t)kh * G * hd + e);
+    __syncthreads();
+    int64_t q0 = p.mask.q_pos_dev ? (int64_t)*p.mask.q_pos_dev : p.mask.q_pos0;
+    int64_t qp = q0 + qi, hi = qp - p.mask.k_pos0, lo = 0;
+    if (p.mask.window > 0) lo = hi - p.mask.window + 1;
+    int64_t split_len = a.split_len;
+    if (p.mask.q_pos_dev) { // k and v may be a whole cache: split only the keys the last query sees
+        int64_t n_eff = q0 + gridDim.z - p.mask.k_pos0;
+        if (n_eff > a.n_k) n_eff = a.n_k;
+        if (n_eff < 1) n_eff = 1;
+        split_len = (n_eff + a.n_splits - 1) / a.n_splits;
+    }
+    int64_t s0 = (int64_t)split * split_len;
+    if (lo < s0) lo = s0;
+    if (hi > s0 + split_len - 1) hi = s0 + split_len - 1;
+    if (hi > a.n_k - 1) hi = a.n_k - 1;
+    float m[G], l[G], acc[G][DEC_VPL];
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+        m[g] = -INFINITY, l[g] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < DEC_VPL; i++)
+            acc[g][i] = 0.0f;
+    }
+    for (int64_t j0 = lo + warp * 32; j0 <= hi; j0 += DEC_WARPS * 32) {
+        int64_t j = j0 + lane;
+        bool on = j <= hi;
+        float sc[G];
+#pragma unroll
+        for (int g = 0; g < G; g++)
+            sc[g] = 0.0f;
+        if (on) {
+            const T *kr = K + j * sk + (int64_t)kh * hd;
+            for (int e = 0; e < hd; e += 8) {
+                float kf[8];
+                load8(kr + e, kf);
+#pragma unroll
+                for (int g = 0; g < G; g++)
+#pragma unroll
+                    for (int t = 0; t < 8; t++)
+                        sc[g] = fmaf(qs[g * hd + e + t], kf[t], sc[g]);
+            }
+        }
+        float pr[G];
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            float x = sc[g] * p.scale;
+            if (p.softcap > 0.0f) x = p.softcap * tanhf(x / p.softcap);
+            x = on ? x : -INFINITY;
+            float mn = fmaxf(m[g], warp_max(x)), corr = __expf(m[g] - mn); // lane 0's key is always on
+            pr[g] = on ? __expf(x - mn) : 0.0f;
+            l[g] = l[g] * corr + warp_sum(pr[g]);
+#pragma unroll
+            for (int i = 0; i < DEC_VPL; i++)
+                acc[g][i] *= corr;
+            m[g] = mn;
+        }
+        int nk = hi - j0 + 1 < 32 ? (int)(hi - j0 + 1) : 32;
+#pragma unroll 8
+        for (int kk = 0; kk < nk; kk++) { // (8 value rows in flight per lane)
+            const T *vr = V + (j0 + kk) * sv + (int64_t)kh * vd;
+            float vv[DEC_VPL];
+#pragma unroll
+            for (int i = 0; i < DEC_VPL; i++)
+                vv[i] = lane + 32 * i < vd ? to_f32(vr[lane + 32 * i]) : 0.0f;
+#pragma unroll
+            for (int g = 0; g < G; g++) {
+                float pk = __shfl_sync(0xffffffffu, pr[g], kk);
+#pragma unroll
+                for (int i = 0; i < DEC_VPL; i++)
+                    acc[g][i] = fmaf(pk, vv[i], acc[g][i]);
+            }
+        }
+    }
+    // merge the warps, head by head
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+        float *mine = ws + (warp * G + g) * (vd + 2);
+#pragma unroll
+        for (int i = 0; i < DEC_VPL; i++)
+            if (lane + 32 * i < vd) mine[lane + 32 * i] = acc[g][i];
+        if (lane == 0) mine[vd] = m[g], mine[vd + 1] = l[g];
+    }
+    __syncthreads();
+    for (int g = 0; g < G; g++) {
+        int h = kh * G + g;
+        float mx = -INFINITY, sum = 0.0f;
+        for (int w = 0; w < DEC_WARPS; w++) {
+            const float *o = ws + (w * G + g) * (vd + 2);
+            if (o[vd + 1] > 0.0f) mx = fmaxf(mx, o[vd]);
+        }
+        for (int w = 0; w < DEC_WARPS; w++) {
+            const float *o = ws + (w * G + g) * (vd + 2);
+            if (o[vd + 1] > 0.0f) sum += o[vd + 1] * __expf(o[vd] - mx);
+        }
+        for (int e = threadIdx.x; e < vd; e += blockDim.x) {
+            float r = 0.0f;
+            for (int w = 0; w < DEC_WARPS; w++) {
+                const float *o = ws + (w * G + g) * (vd + 2);
+                if (o[vd + 1] > 0.0f) r += o[e] * __expf(o[vd] - mx);
+            }
+            if (a.n_splits == 1) {
+                store_dt(a.out, a.q_dt, qi * a.so + (int64_t)h * vd + e, sum > 0.0f ? r / sum : 0.0f);
+            } else {
+                float *pt = a.part + ((qi * p.n_heads + h) * a.n_splits + split) * (vd + 2);
+                pt[e] = r;
+                if (e == 0) pt[vd] = mx, pt[vd + 1] = sum;
+            }
+        }
+    }
+}
+
 // Checks the shapes (false: rejected, message set) and fills a's split plan and scratch.
 static bool attention_plan(rill_stream *s, const char *op, const rill_tensor *out, const rill_tensor *q, int64_t n_k,
-                           const rill_attn_params *p, att_args *a) {
+                           const rill_attn_params *p, att_args *a, bool decode_kernel = false) {
     if (p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads || p->head_dim > ATT_MAX_DIM || p->v_head_dim > ATT_MAX_DIM ||
         p->head_dim <= 0 || p->v_head_dim <= 0) {
         cuda_reject(s, RILL_EUNSUPPORTED, op, "heads must divide evenly and head dims lie in 1..512");
@@ -161,7 +299,12 @@ static bool attention_plan(rill_stream *s, const char *op, const rill_tensor *ou
     // Each warp walks its keys one dependent load after another (latency-bound), so short splits
     // (64 keys) and many blocks in flight pay; past 32 splits the merge and the GQA re-reads cost
     // more than they save (H100, 16k keys: 32 splits 174 us, 128 splits 218 us).
-    if (blocks < 264 && n_k > 64) {
+    if (decode_kernel) { // blocks per (kv head, query) walk 128 keys per step: splits of >= 128 keys, ~528 blocks
+        int64_t groups = q->rows * p->n_kv_heads;
+        want = (n_k + 127) / 128;
+        int64_t fill = (528 + groups - 1) / groups;
+        if (want > fill) want = fill;
+    } else if (blocks < 264 && n_k > 64) {
         want = (n_k + 63) / 64;
         int64_t fill = (4096 + blocks - 1) / blocks;
         if (want > fill) want = fill;
@@ -199,10 +342,38 @@ extern "C" void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tens
         return;
     }
     att_args a;
-    if (!attention_plan(s, op, out, q, k->rows, p, &a) || q->rows == 0) return;
-    CUDA_DISPATCH(s, op, k->dtype, TKV,
-                  attention_launch(s, op, a, q->rows, plain_kv<TKV>{(const TKV *)k->data, k->stride},
-                                   plain_kv<TKV>{(const TKV *)v->data, v->stride}));
+    int group = p->n_kv_heads > 0 ? p->n_heads / p->n_kv_heads : 0;
+    size_t es = k->dtype == DTYPE_F32 ? 4 : 2; // (F32, F16 or BF16; CUDA_DISPATCH rejects others)
+    // (short caches stay on the warp-per-key kernel: with few keys, few blocks; H200, 272 keys: Llama-3-8B
+    // decode 15% slower on this one)
+    bool decode = q->rows <= 8 && k->rows >= 2048 && (group == 1 || group == 2 || group == 4 || group == 8) && p->head_dim % 8 == 0 &&
+                  p->head_dim <= DEC_MAX_DIM && p->v_head_dim <= DEC_MAX_DIM && ((uintptr_t)k->data & 15) == 0 &&
+                  (k->stride * es) % 16 == 0 && (p->head_dim * es) % 16 == 0 && !getenv_is("RILL_CUDA_ATTENTION", "warp");
+    if (!attention_plan(s, op, out, q, k->rows, p, &a, decode) || q->rows == 0) return;
+    if (!decode) {
+        CUDA_DISPATCH(s, op, k->dtype, TKV,
+                      attention_launch(s, op, a, q->rows, plain_kv<TKV>{(const TKV *)k->data, k->stride},
+                                       plain_kv<TKV>{(const TKV *)v->data, v->stride}));
+        return;
+    }
+    dim3 grid((unsigned)p->n_kv_heads, (unsigned)a.n_splits, (unsigned)q->rows);
+    size_t smem = (size_t)(group * p->head_dim + DEC_WARPS * group * (p->v_head_dim + 2)) * sizeof(float);
+#define DEC_LAUNCH(G)                                                                                                  \
+    CUDA_DISPATCH(s, op, k->dtype, TKV,                                                                                \
+                  attention_decode_kernel<TKV, G><<<grid, DEC_WARPS * 32, smem, s->cs>>>(                              \
+                      a, (const TKV *)k->data, k->stride, (const TKV *)v->data, v->stride))
+    if (group == 1)
+        DEC_LAUNCH(1);
+    else if (group == 2)
+        DEC_LAUNCH(2);
+    else if (group == 4)
+        DEC_LAUNCH(4);
+    else
+        DEC_LAUNCH(8);
+#undef DEC_LAUNCH
+    if (!cuda_launched(s, op) || a.n_splits == 1) return;
+    attention_merge_kernel<<<dim3((unsigned)p->n_heads, (unsigned)q->rows), 128, 0, s->cs>>>(a);
+    cuda_launched(s, "attention (merge)");
 }
 
 template <int BITS, typename TS> static quant_kv<BITS, TS> quant_view(const rill_qkv *t) {

@@ -56,6 +56,31 @@ __device__ __forceinline__ float weight_at(const rill_weight &w, int64_t r, int6
     return load_dt(w.scales, w.dtype, g) * (float)q + load_dt(w.biases, w.dtype, g);
 }
 
+// 8 consecutive values at p (16-byte aligned) as f32.
+__device__ __forceinline__ void load8(const bf16 *p, float f[8]) {
+    uint4 r = *(const uint4 *)p;
+    unsigned w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = __uint_as_float(w[i] << 16);
+        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+__device__ __forceinline__ void load8(const f16 *p, float f[8]) {
+    uint4 r = *(const uint4 *)p;
+    unsigned w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 v = __half22float2(*(const __half2 *)&w[i]);
+        f[2 * i] = v.x;
+        f[2 * i + 1] = v.y;
+    }
+}
+__device__ __forceinline__ void load8(const float *p, float f[8]) {
+    float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
+    f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1)
         v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -11,31 +11,6 @@
 
 enum { GEMV_WARPS = 8 }; // rows per block
 
-// 8 consecutive values at p (16-byte aligned for f16/bf16, 32-byte for f32) as f32.
-__device__ __forceinline__ void load8(const bf16 *p, float f[8]) {
-    uint4 r = *(const uint4 *)p;
-    unsigned w[4] = {r.x, r.y, r.z, r.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        f[2 * i] = __uint_as_float(w[i] << 16);
-        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-    }
-}
-__device__ __forceinline__ void load8(const f16 *p, float f[8]) {
-    uint4 r = *(const uint4 *)p;
-    unsigned w[4] = {r.x, r.y, r.z, r.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float2 v = __half22float2(*(const __half2 *)&w[i]);
-        f[2 * i] = v.x;
-        f[2 * i + 1] = v.y;
-    }
-}
-__device__ __forceinline__ void load8(const float *p, float f[8]) {
-    float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
-    f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
-}
-
 // Quantized value k of a word holding 32 / BITS of them, as f32 (exact: the integer is placed in
 // the mantissa of 2^23 and 2^23 is subtracted, which avoids the slow int-to-float unit).
 template <int BITS> __device__ __forceinline__ float qval(unsigned w, int k) {
