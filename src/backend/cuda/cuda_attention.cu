@@ -152,9 +152,9 @@ __global__ void attention_merge_kernel(att_args a) {
 // from its whole row (16-byte loads, all in flight at once), one online-softmax step covers the 32
 // keys, then the warp adds their values (coalesced rows, each lane a 32-strided share of the dims).
 // Scores, sums and accumulators in f32; the block merges its warps; splits merge as above.
-enum { DEC_WARPS = 4, DEC_MAX_DIM = 256, DEC_VPL = DEC_MAX_DIM / 32 };
+enum { DEC_WARPS = 4, DEC_MAX_DIM = 256 };
 
-template <typename T, int G>
+template <typename T, int G, int VPL> // VPL: value dims per lane, >= v_head_dim / 32
 __global__ void __launch_bounds__(DEC_WARPS * 32)
     attention_decode_kernel(att_args a, const T *K, int64_t sk, const T *V, int64_t sv) {
     extern __shared__ float sm[]; // q [G][head_dim], then per warp and head [v_head_dim + 2]
@@ -180,12 +180,12 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     if (lo < s0) lo = s0;
     if (hi > s0 + split_len - 1) hi = s0 + split_len - 1;
     if (hi > a.n_k - 1) hi = a.n_k - 1;
-    float m[G], l[G], acc[G][DEC_VPL];
+    float m[G], l[G], acc[G][VPL];
 #pragma unroll
     for (int g = 0; g < G; g++) {
         m[g] = -INFINITY, l[g] = 0.0f;
 #pragma unroll
-        for (int i = 0; i < DEC_VPL; i++)
+        for (int i = 0; i < VPL; i++)
             acc[g][i] = 0.0f;
     }
     for (int64_t j0 = lo + warp * 32; j0 <= hi; j0 += DEC_WARPS * 32) {
@@ -217,23 +217,23 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
             pr[g] = on ? __expf(x - mn) : 0.0f;
             l[g] = l[g] * corr + warp_sum(pr[g]);
 #pragma unroll
-            for (int i = 0; i < DEC_VPL; i++)
+            for (int i = 0; i < VPL; i++)
                 acc[g][i] *= corr;
             m[g] = mn;
         }
         int nk = hi - j0 + 1 < 32 ? (int)(hi - j0 + 1) : 32;
-#pragma unroll 8
-        for (int kk = 0; kk < nk; kk++) { // (8 value rows in flight per lane)
+#pragma unroll 16
+        for (int kk = 0; kk < nk; kk++) { // (16 value rows in flight per lane)
             const T *vr = V + (j0 + kk) * sv + (int64_t)kh * vd;
-            float vv[DEC_VPL];
+            float vv[VPL];
 #pragma unroll
-            for (int i = 0; i < DEC_VPL; i++)
+            for (int i = 0; i < VPL; i++)
                 vv[i] = lane + 32 * i < vd ? to_f32(vr[lane + 32 * i]) : 0.0f;
 #pragma unroll
             for (int g = 0; g < G; g++) {
                 float pk = __shfl_sync(0xffffffffu, pr[g], kk);
 #pragma unroll
-                for (int i = 0; i < DEC_VPL; i++)
+                for (int i = 0; i < VPL; i++)
                     acc[g][i] = fmaf(pk, vv[i], acc[g][i]);
             }
         }
@@ -243,7 +243,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     for (int g = 0; g < G; g++) {
         float *mine = ws + (warp * G + g) * (vd + 2);
 #pragma unroll
-        for (int i = 0; i < DEC_VPL; i++)
+        for (int i = 0; i < VPL; i++)
             if (lane + 32 * i < vd) mine[lane + 32 * i] = acc[g][i];
         if (lane == 0) mine[vd] = m[g], mine[vd + 1] = l[g];
     }
@@ -358,18 +358,26 @@ extern "C" void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tens
     }
     dim3 grid((unsigned)p->n_kv_heads, (unsigned)a.n_splits, (unsigned)q->rows);
     size_t smem = (size_t)(group * p->head_dim + DEC_WARPS * group * (p->v_head_dim + 2)) * sizeof(float);
-#define DEC_LAUNCH(G)                                                                                                  \
+#define DEC_LAUNCH(G, VPL)                                                                                             \
     CUDA_DISPATCH(s, op, k->dtype, TKV,                                                                                \
-                  attention_decode_kernel<TKV, G><<<grid, DEC_WARPS * 32, smem, s->cs>>>(                              \
+                  attention_decode_kernel<TKV, G, VPL><<<grid, DEC_WARPS * 32, smem, s->cs>>>(                         \
                       a, (const TKV *)k->data, k->stride, (const TKV *)v->data, v->stride))
-    if (group == 1)
-        DEC_LAUNCH(1);
-    else if (group == 2)
-        DEC_LAUNCH(2);
-    else if (group == 4)
-        DEC_LAUNCH(4);
+#define DEC_LAUNCH_G(VPL)                                                                                              \
+    do {                                                                                                               \
+        if (group == 1)                                                                                                \
+            DEC_LAUNCH(1, VPL);                                                                                        \
+        else if (group == 2)                                                                                           \
+            DEC_LAUNCH(2, VPL);                                                                                        \
+        else if (group == 4)                                                                                           \
+            DEC_LAUNCH(4, VPL);                                                                                        \
+        else                                                                                                           \
+            DEC_LAUNCH(8, VPL);                                                                                        \
+    } while (0)
+    if (p->v_head_dim <= 128)
+        DEC_LAUNCH_G(4);
     else
-        DEC_LAUNCH(8);
+        DEC_LAUNCH_G(8);
+#undef DEC_LAUNCH_G
 #undef DEC_LAUNCH
     if (!cuda_launched(s, op) || a.n_splits == 1) return;
     attention_merge_kernel<<<dim3((unsigned)p->n_heads, (unsigned)q->rows), 128, 0, s->cs>>>(a);
