@@ -318,6 +318,10 @@ static void test_attention(void **state) {
         {3, 64, 8, 2, 64, 32, 61, 0, 0, 0, DTYPE_F16},     // f16 cache, v_head_dim != head_dim
         {4, 30, 2, 2, 16, 16, 100, 80, 10, 0, DTYPE_BF16}, // keys starting past 0 (a window of a cache)
         {2, 10, 2, 2, 16, 16, 0, 5, 0, 0, DTYPE_F32},      // a query that sees no key
+        // more than 8 queries (CUDA f16/bf16: the tensor-core prefill path)
+        {40, 60, 8, 2, 128, 128, 20, 0, 0, 30.0f, DTYPE_F16}, // a chunk after a prefix, softcap, GQA 4
+        {12, 10, 2, 2, 16, 16, 0, 5, 0, 0, DTYPE_F32},        // the first queries see no key
+        {300, 300, 8, 2, 64, 64, 0, 0, 100, 0, DTYPE_F32},    // a longer prefill, sliding window 100
     };
     for (size_t k = 0; k < N_OF(cases); k++) {
         rill_dtype kvt = be->act_dtype == DTYPE_F32 ? cases[k].kv : be->act_dtype;

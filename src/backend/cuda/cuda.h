@@ -52,6 +52,10 @@ void cuda_rmsnorm(rill_stream *s, rill_tensor *out, const rill_tensor *x, const 
 void cuda_rope(rill_stream *s, rill_tensor *x, const rill_tensor *pos, const rill_rope_params *p);
 void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k, const rill_tensor *v,
                     const rill_attn_params *p);
+// Prefill attention on the tensor cores (cuda_attention_gemm.cu): takes the call and returns true
+// when it fits (more than 8 queries, host positions, q/k/v/out all f16 or all bf16); else false.
+bool cuda_attention_gemm(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k,
+                         const rill_tensor *v, const rill_attn_params *p);
 void cuda_attention_q(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_qkv *k, const rill_qkv *v,
                       const rill_attn_params *p);
 void cuda_kv_quantize(rill_stream *s, rill_qkv *out, const rill_tensor *x);

@@ -341,6 +341,9 @@ extern "C" void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tens
         cuda_reject(s, RILL_EINVAL, op, "k and v do not fit the head counts and dims");
         return;
     }
+    if (!getenv_is("RILL_CUDA_ATTENTION", "warp") && p->n_kv_heads > 0 && p->n_heads % p->n_kv_heads == 0 &&
+        cuda_attention_gemm(s, out, q, k, v, p))
+        return;
     att_args a;
     int group = p->n_kv_heads > 0 ? p->n_heads / p->n_kv_heads : 0;
     size_t es = k->dtype == DTYPE_F32 ? 4 : 2; // (F32, F16 or BF16; CUDA_DISPATCH rejects others)
