@@ -54,6 +54,30 @@ template <int BITS, typename TS> struct quant_kv {
     }
 };
 
+// Keys [lo, hi] that query qi sees within key split `split` (causal end, window start). With the
+// query position on the device, k and v may be a whole cache: only the keys the last query sees are
+// split (gridDim.z queries).
+__device__ __forceinline__ void visible_keys(const att_args &a, int64_t qi, int split, int64_t *lo_out,
+                                             int64_t *hi_out) {
+    const rill_attn_params &p = a.p;
+    int64_t q0 = p.mask.q_pos_dev ? (int64_t)*p.mask.q_pos_dev : p.mask.q_pos0;
+    int64_t hi = q0 + qi - p.mask.k_pos0, lo = 0;
+    if (p.mask.window > 0) lo = hi - p.mask.window + 1;
+    int64_t split_len = a.split_len;
+    if (p.mask.q_pos_dev) {
+        int64_t n_eff = q0 + gridDim.z - p.mask.k_pos0;
+        if (n_eff > a.n_k) n_eff = a.n_k;
+        if (n_eff < 1) n_eff = 1;
+        split_len = (n_eff + a.n_splits - 1) / a.n_splits;
+    }
+    int64_t s0 = (int64_t)split * split_len;
+    if (lo < s0) lo = s0;
+    if (hi > s0 + split_len - 1) hi = s0 + split_len - 1;
+    if (hi > a.n_k - 1) hi = a.n_k - 1;
+    *lo_out = lo;
+    *hi_out = hi;
+}
+
 template <typename KV> __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(att_args a, KV k, KV v) {
     extern __shared__ float sm[]; // q [head_dim], then per warp [v_head_dim + 2]
     const rill_attn_params &p = a.p;
@@ -63,21 +87,8 @@ template <typename KV> __global__ void __launch_bounds__(ATT_WARPS * 32) attenti
     for (int e = threadIdx.x; e < p.head_dim; e += blockDim.x)
         qs[e] = load_dt(a.q, a.q_dt, qi * a.sq + (int64_t)h * p.head_dim + e);
     __syncthreads();
-    // keys this query sees, within this split
-    int64_t q0 = p.mask.q_pos_dev ? (int64_t)*p.mask.q_pos_dev : p.mask.q_pos0;
-    int64_t qp = q0 + qi, hi = qp - p.mask.k_pos0, lo = 0;
-    if (p.mask.window > 0) lo = hi - p.mask.window + 1;
-    int64_t split_len = a.split_len;
-    if (p.mask.q_pos_dev) { // k and v may be a whole cache: split only the keys the last query sees
-        int64_t n_eff = q0 + gridDim.z - p.mask.k_pos0;
-        if (n_eff > a.n_k) n_eff = a.n_k;
-        if (n_eff < 1) n_eff = 1;
-        split_len = (n_eff + a.n_splits - 1) / a.n_splits;
-    }
-    int64_t s0 = (int64_t)split * split_len, s1 = s0 + split_len;
-    if (lo < s0) lo = s0;
-    if (hi > s1 - 1) hi = s1 - 1;
-    if (hi > a.n_k - 1) hi = a.n_k - 1;
+    int64_t lo, hi;
+    visible_keys(a, qi, split, &lo, &hi);
     float m = -INFINITY, l = 0.0f, acc[ATT_VPL];
 #pragma unroll
     for (int i = 0; i < ATT_VPL; i++)
@@ -166,20 +177,8 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     for (int e = threadIdx.x; e < G * hd; e += blockDim.x) // the group's heads are adjacent in q
         qs[e] = load_dt(a.q, a.q_dt, qi * a.sq + (int64_t)kh * G * hd + e);
     __syncthreads();
-    int64_t q0 = p.mask.q_pos_dev ? (int64_t)*p.mask.q_pos_dev : p.mask.q_pos0;
-    int64_t qp = q0 + qi, hi = qp - p.mask.k_pos0, lo = 0;
-    if (p.mask.window > 0) lo = hi - p.mask.window + 1;
-    int64_t split_len = a.split_len;
-    if (p.mask.q_pos_dev) { // k and v may be a whole cache: split only the keys the last query sees
-        int64_t n_eff = q0 + gridDim.z - p.mask.k_pos0;
-        if (n_eff > a.n_k) n_eff = a.n_k;
-        if (n_eff < 1) n_eff = 1;
-        split_len = (n_eff + a.n_splits - 1) / a.n_splits;
-    }
-    int64_t s0 = (int64_t)split * split_len;
-    if (lo < s0) lo = s0;
-    if (hi > s0 + split_len - 1) hi = s0 + split_len - 1;
-    if (hi > a.n_k - 1) hi = a.n_k - 1;
+    int64_t lo, hi;
+    visible_keys(a, qi, split, &lo, &hi);
     float m[G], l[G], acc[G][VPL];
 #pragma unroll
     for (int g = 0; g < G; g++) {
@@ -349,9 +348,10 @@ extern "C" void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tens
     size_t es = k->dtype == DTYPE_F32 ? 4 : 2; // (F32, F16 or BF16; CUDA_DISPATCH rejects others)
     // (short caches stay on the warp-per-key kernel: with few keys, few blocks; H200, 272 keys: Llama-3-8B
     // decode 15% slower on this one)
-    bool decode = q->rows <= 8 && k->rows >= 2048 && (group == 1 || group == 2 || group == 4 || group == 8) && p->head_dim % 8 == 0 &&
-                  p->head_dim <= DEC_MAX_DIM && p->v_head_dim <= DEC_MAX_DIM && ((uintptr_t)k->data & 15) == 0 &&
-                  (k->stride * es) % 16 == 0 && (p->head_dim * es) % 16 == 0 && !getenv_is("RILL_CUDA_ATTENTION", "warp");
+    bool decode = q->rows <= 8 && k->rows >= 2048 && (group == 1 || group == 2 || group == 4 || group == 8) &&
+                  p->head_dim % 8 == 0 && p->head_dim <= DEC_MAX_DIM && p->v_head_dim <= DEC_MAX_DIM &&
+                  ((uintptr_t)k->data & 15) == 0 && (k->stride * es) % 16 == 0 && (p->head_dim * es) % 16 == 0 &&
+                  !getenv_is("RILL_CUDA_ATTENTION", "warp");
     if (!attention_plan(s, op, out, q, k->rows, p, &a, decode) || q->rows == 0) return;
     if (!decode) {
         CUDA_DISPATCH(s, op, k->dtype, TKV,

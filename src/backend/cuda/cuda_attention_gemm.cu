@@ -81,7 +81,7 @@ extern "C" bool cuda_attention_gemm(rill_stream *s, rill_tensor *out, const rill
     int64_t n_q = q->rows, n_k = k->rows, H = p->n_heads, KV = p->n_kv_heads, G = H / KV;
     int64_t hd = p->head_dim, vd = p->v_head_dim;
     int64_t last_key = p->mask.q_pos0 + n_q - 1 - p->mask.k_pos0; // the last query's newest key
-    if (last_key < 0) return false;                                 // (no query sees a key: the kernel writes zeros)
+    if (last_key < 0) return false;                               // (no query sees a key: the kernel writes zeros)
     int64_t nc = ATT_GEMM_SCRATCH / (6 * H * n_k);
     if (nc < 1) nc = 1;
     if (nc > n_q) nc = n_q;
@@ -108,8 +108,8 @@ extern "C" bool cuda_attention_gemm(rill_stream *s, rill_tensor *out, const rill
             const char *B = (const char *)q->data + (size_t)(r0 * q->stride + g * hd) * es;
             if (!blas_ok(s, cublasGemmStridedBatchedEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)L, (int)rows, (int)hd,
                                                        &one, A, t, (int)k->stride, (long long)hd, B, t, (int)q->stride,
-                                                       (long long)(G * hd), &zero, S + g * rows * L, CUDA_R_32F,
-                                                       (int)L, (long long)(G * rows * L), (int)KV, CUBLAS_COMPUTE_32F,
+                                                       (long long)(G * hd), &zero, S + g * rows * L, CUDA_R_32F, (int)L,
+                                                       (long long)(G * rows * L), (int)KV, CUBLAS_COMPUTE_32F,
                                                        CUBLAS_GEMM_DEFAULT)))
                 return true;
         }

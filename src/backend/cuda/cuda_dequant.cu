@@ -25,8 +25,8 @@ __global__ void dequant_affine_kernel(uint4 *dst, const uint4 *packed, const TS 
     alignas(16) TO vals[VALS];
 #pragma unroll
     for (int k = 0; k < VALS; k++)
-        vals[k] = from_f32<TO>(fmaf(sc, (float)((qw[k / (32 / BITS)] >> ((k % (32 / BITS)) * BITS)) & ((1u << BITS) - 1u)),
-                                    bi));
+        vals[k] = from_f32<TO>(
+            fmaf(sc, (float)((qw[k / (32 / BITS)] >> ((k % (32 / BITS)) * BITS)) & ((1u << BITS) - 1u)), bi));
     const uint4 *src = (const uint4 *)vals;
     uint4 *out = dst + (int64_t)i * (VALS * sizeof(TO) / 16);
 #pragma unroll
