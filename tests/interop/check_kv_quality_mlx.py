@@ -21,6 +21,12 @@ The plain cache is f32 on the f32 folder (rill's GPU run used f16).
 
 usage: check_kv_quality_mlx.py MODEL_DIR [--context 8000] [--tokens 256] [--group 64] [--start 5000]
                                [--json OUT] [--limit N] [--separate] [--rev REV]
+                               [--resume]
+--json is rewritten after every prompt; --resume keeps the prompts it already holds (same settings).
+--rev 3b9328d gives the texts as they were when rill's numbers in bench/RESULTS.md were measured.
+Speed: mlx[cpu] links the reference BLAS; `LD_PRELOAD=/lib/x86_64-linux-gnu/libopenblas.so.0
+OPENBLAS_NUM_THREADS=1` is ~6x faster. Even so an 8k prompt takes ~25-30 min on one core, most of it
+in the quantized caches' last prefill chunk (mx.quantized_matmul attention over 6-8k positions).
 Exit 0 after a run, 77 when mlx-lm is not importable or the model is missing.
 Packages: mlx 0.32.4 (mlx[cpu]) and mlx-lm 0.32.2.
 """
@@ -52,6 +58,7 @@ ap.add_argument("--start", type=int, default=5000)
 ap.add_argument("--json")
 ap.add_argument("--limit", type=int)
 ap.add_argument("--separate", action="store_true")
+ap.add_argument("--resume", action="store_true", help="keep the prompts already in --json's file")
 ap.add_argument("--rev", help="read bench/kv_quality.sh and the texts from this git revision (default: the work tree)")
 a = ap.parse_args()
 if not os.path.isdir(a.model):
@@ -145,35 +152,55 @@ print(f"check_kv_quality_mlx: {a.model}, plain cache {model.layers[0].self_attn.
       f"{a.context} = prompt {n_prompt} + {a.tokens} forced greedy steps, KV groups of {a.group}, quantized from "
       f"{a.start} positions, texts from {a.rev or 'the work tree'}{' (caches run separately)' if a.separate else ''}",
       flush=True)
+SETTINGS = {"model": a.model, "context": a.context, "prompt_tokens": n_prompt, "tokens": a.tokens,
+            "kv_group_size": a.group, "quantized_kv_start": a.start, "rev": a.rev}
+done = {}  # --resume: the prompts already in --json's file (written after every prompt) are not run again
+if a.resume and a.json and os.path.exists(a.json):
+    old = json.load(open(a.json))
+    if {k: old.get(k) for k in SETTINGS} != SETTINGS:
+        sys.exit(f"{a.json} was made with other settings: {dict((k, old.get(k)) for k in SETTINGS)}")
+    done = {p["file"]: p for p in old["prompts"]}
+
+
+def line(k, r, note=""):
+    parts = []
+    for b in BITS:
+        q = r[f"kv{b}"]
+        where = "none" if q["depart"] is None else f"step {q['depart']} (gap {q['gap']:.4f})"
+        parts.append(f"{b}-bit depart {where}, agree {q['agree']}, mean KL {q['mean_kl']:.3e}")
+    return f"prompt {k}: {r['file']} ({r['text_tokens']} tokens): " + "; ".join(parts) + f"; {r['seconds']:.1f} s{note}"
+
+
+def summarize(results):
+    return {f"kv{b}": {"prompts_all_equal": sum(r[f"kv{b}"]["depart"] is None for r in results),
+                       "mean_kl": float(np.mean([r[f"kv{b}"]["mean_kl"] for r in results])),
+                       "max_kl": max(r[f"kv{b}"]["max_kl"] for r in results)} for b in BITS}
+
+
 results, t_all = [], time.time()
 for k, spec in enumerate(specs, 1):
+    if spec in done:
+        results.append(done[spec])
+        print(line(k, done[spec], f" (from {a.json})"), flush=True)
+        continue
     ids = tokenizer.encode(text_of(spec))
     if len(ids) < n_prompt:
         sys.exit(f"{spec}: {len(ids)} tokens, fewer than the {n_prompt} the prompt needs")
     t0 = time.time()
     res = run_prompt(ids[:n_prompt])
-    secs = time.time() - t0
-    parts = []
-    for b in BITS:
-        r = res[b]
-        where = "none" if r["depart"] is None else f"step {r['depart']} (gap {r['gap']:.4f})"
-        parts.append(f"{b}-bit depart {where}, agree {r['agree']}, mean KL {r['mean_kl']:.3e}")
-    print(f"prompt {k}: {spec} ({len(ids)} tokens): " + "; ".join(parts) + f"; {secs:.1f} s", flush=True)
-    results.append({"file": spec, "text_tokens": len(ids), "seconds": secs, **{f"kv{b}": res[b] for b in BITS}})
+    results.append({"file": spec, "text_tokens": len(ids), "seconds": time.time() - t0,
+                    **{f"kv{b}": res[b] for b in BITS}})
+    print(line(k, results[-1]), flush=True)
+    if a.json:
+        with open(a.json + ".tmp", "w") as f:
+            json.dump({**SETTINGS, "separate": a.separate, "prompts": results, "summary": summarize(results),
+                       "seconds": sum(r["seconds"] for r in results),
+                       "versions": {"mlx": mx.__version__, "mlx_lm": __import__("mlx_lm").__version__}}, f, indent=1)
+        os.replace(a.json + ".tmp", a.json)
 
-summary = {}
+summary = summarize(results)
 for b in BITS:
-    eq = sum(r[f"kv{b}"]["depart"] is None for r in results)
-    kl = float(np.mean([r[f"kv{b}"]["mean_kl"] for r in results]))
-    mx_kl = max(r[f"kv{b}"]["max_kl"] for r in results)
-    summary[f"kv{b}"] = {"prompts_all_equal": eq, "mean_kl": kl, "max_kl": mx_kl}
-    print(f"{b}-bit: {eq}/{len(results)} prompts with all {a.tokens} greedy tokens equal to the plain cache's; "
-          f"mean KL {kl:.3e}, max {mx_kl:.3e} ({len(results)} prompts x {a.tokens} steps)")
-wall = time.time() - t_all
-print(f"wall time {wall:.1f} s")
-if a.json:
-    with open(a.json, "w") as f:
-        json.dump({"model": a.model, "context": a.context, "prompt_tokens": n_prompt, "tokens": a.tokens,
-                   "kv_group_size": a.group, "quantized_kv_start": a.start, "separate": a.separate, "rev": a.rev,
-                   "versions": {"mlx": mx.__version__, "mlx_lm": __import__("mlx_lm").__version__},
-                   "prompts": results, "summary": summary, "wall_seconds": wall}, f, indent=1)
+    s = summary[f"kv{b}"]
+    print(f"{b}-bit: {s['prompts_all_equal']}/{len(results)} prompts with all {a.tokens} greedy tokens equal to the "
+          f"plain cache's; mean KL {s['mean_kl']:.3e}, max {s['max_kl']:.3e} ({len(results)} prompts x {a.tokens} steps)")
+print(f"wall time {time.time() - t_all:.1f} s here, {sum(r['seconds'] for r in results):.1f} s over all prompts")
