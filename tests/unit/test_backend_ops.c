@@ -322,6 +322,9 @@ static void test_attention(void **state) {
         {40, 60, 8, 2, 128, 128, 20, 0, 0, 30.0f, DTYPE_F16}, // a chunk after a prefix, softcap, GQA 4
         {12, 10, 2, 2, 16, 16, 0, 5, 0, 0, DTYPE_F32},        // the first queries see no key
         {300, 300, 8, 2, 64, 64, 0, 0, 100, 0, DTYPE_F32},    // a longer prefill, sliding window 100
+        // decode with the keys split into chunks (CPU): a window that leaves the last chunks empty
+        {1, 400, 4, 1, 64, 64, 399, 0, 100, 0, DTYPE_F16},
+        {2, 700, 12, 2, 80, 80, 698, 0, 0, 0, DTYPE_BF16}, // two queries, GQA 6, head dim 80
     };
     for (size_t k = 0; k < N_OF(cases); k++) {
         rill_dtype kvt = be->act_dtype == DTYPE_F32 ? cases[k].kv : be->act_dtype;

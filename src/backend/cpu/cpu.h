@@ -121,19 +121,3 @@ static inline void cpu_attn_visible(const rill_attn_params *p, int64_t i, int64_
         *lo = qp - p->mask.window + 1 - p->mask.k_pos0;
 }
 
-// One step of online softmax: folds key score `sc` (before softcap) with value row v [dv] into the
-// running max *mx, the sum *sum and the accumulator acc [dv].
-static inline void cpu_attn_fold(const rill_attn_params *p, float sc, const float *v, int dv, float *acc, float *mx,
-                                 float *sum) {
-    if (p->softcap > 0) sc = p->softcap * tanhf(sc / p->softcap);
-    if (sc > *mx) {
-        float r = expf(*mx - sc); // 0 on the first key
-        for (int e = 0; e < dv; e++)
-            acc[e] *= r;
-        *sum *= r;
-        *mx = sc;
-    }
-    float w = expf(sc - *mx);
-    *sum += w;
-    cpu_axpy(acc, w, v, dv);
-}

@@ -1,48 +1,216 @@
-// cpu_attention.c: attention over a cache on the CPU, one task per (query, head), with an online
-// softmax (one pass over the keys, rescaling the running sum when the maximum grows). The mask is
-// a range of key rows per query (causal, then the sliding window), so masked keys cost nothing.
+// cpu_attention.c: attention over a cache on the CPU, with an online softmax over blocks of keys.
+// A task is one query row, one KV head and one chunk of its visible keys: the query heads of the
+// KV head's GQA group share each key and value row while it is in L1, and keys are taken 32 at a
+// time (scores, one max and rescale per block, the exponentials 8 at a time, then the weighted
+// values). Decode (few query rows) splits the keys into chunks so that every thread has work; the
+// chunks' partial results (max, sum, weighted values) are merged afterwards, as flash-decoding does.
+// The mask is a range of key rows per query (causal, then the sliding window), so masked keys cost
+// nothing. f16 / bf16 caches are converted a block at a time.
 #include <math.h>
 
 #include "backend/cpu/cpu.h"
 #include "backend/ref.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define ATTN_AVX2 1
+#endif
+
+#define KEY_BLOCK   32 // keys scored, exponentiated and folded together
+#define CHUNK_MIN   64 // fewest keys per chunk when decode splits the keys
+#define TASKS_PER_T 4  // decode: aim for this many tasks per thread
 
 typedef struct {
     rill_stream *s;
     rill_tensor *out;
     const rill_tensor *q, *k, *v;
     const rill_attn_params *p;
+    int group;          // query heads per KV head
+    int64_t chunk_keys; // keys per chunk (0: one chunk, the whole visible range)
+    int n_chunks;       // chunks per (query, KV head)
+    float *part;        // [n_q][n_heads][n_chunks][2 + dv] max, sum, weighted values (chunked only)
 } attn_job;
 
-// Row j of a cache tensor, head slice at `off`, as f32 (in place when it already is).
-static const float *kv_row(const rill_tensor *t, int64_t j, int64_t off, int n, float *tmp) {
-    if (t->dtype == DTYPE_F32) return (const float *)t->data + j * t->stride + off;
-    for (int e = 0; e < n; e++)
-        tmp[e] = ref_load(t, j, off + e);
+#ifdef ATTN_AVX2
+// e^x for 8 lanes: x = n ln2 + r with |r| <= ln2 / 2, e^r by a degree-6 polynomial, 2^n through the
+// exponent bits. Relative error ~2 ulp; 0 below -87.3 (e^x is then under f32's normal range).
+static inline __m256 exp8(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.3f), hi = _mm256_set1_ps(88.3f);
+    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    __m256 n =
+        _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x); // ln2 split in two for exactness
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+#endif
+
+// p[j] = e^(s[j] - m) for j < n; returns their sum.
+static float exp_block(const float *s, float m, int n, float *p) {
+    int j = 0;
+    float sum = 0;
+#ifdef ATTN_AVX2
+    __m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
+    for (; j + 8 <= n; j += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
+        _mm256_storeu_ps(p + j, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float t[8];
+    _mm256_storeu_ps(t, acc);
+    sum = ((t[0] + t[4]) + (t[1] + t[5])) + ((t[2] + t[6]) + (t[3] + t[7]));
+#endif
+    for (; j < n; j++)
+        sum += p[j] = expf(s[j] - m);
+    return sum;
+}
+
+// acc [dv] += sum_j p[j] * v[j * ld ..] over n rows.
+static void fold_values(float *acc, const float *p, const float *v, int64_t ld, int n, int dv) {
+    int e = 0;
+#ifdef ATTN_AVX2
+    for (; e + 32 <= dv; e += 32) { // 4 accumulators in registers across the block's rows
+        __m256 a0 = _mm256_loadu_ps(acc + e), a1 = _mm256_loadu_ps(acc + e + 8);
+        __m256 a2 = _mm256_loadu_ps(acc + e + 16), a3 = _mm256_loadu_ps(acc + e + 24);
+        for (int j = 0; j < n; j++) {
+            const float *vr = v + j * ld + e;
+            __m256 w = _mm256_broadcast_ss(p + j);
+            a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr), a0);
+            a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 8), a1);
+            a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 16), a2);
+            a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 24), a3);
+        }
+        _mm256_storeu_ps(acc + e, a0), _mm256_storeu_ps(acc + e + 8, a1);
+        _mm256_storeu_ps(acc + e + 16, a2), _mm256_storeu_ps(acc + e + 24, a3);
+    }
+    for (; e + 8 <= dv; e += 8) {
+        __m256 a = _mm256_loadu_ps(acc + e);
+        for (int j = 0; j < n; j++)
+            a = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), _mm256_loadu_ps(v + j * ld + e), a);
+        _mm256_storeu_ps(acc + e, a);
+    }
+#endif
+    for (; e < dv; e++) {
+        float a = acc[e];
+        for (int j = 0; j < n; j++)
+            a += p[j] * v[j * ld + e];
+        acc[e] = a;
+    }
+}
+
+// Rows [j0, j0 + n) of a cache tensor, head slice at `off` (n_el wide), as f32: in place (with the
+// tensor's row stride in *ld) when the cache is f32, else converted into tmp [n][n_el].
+static const float *kv_block(const rill_tensor *t, int64_t j0, int n, int64_t off, int n_el, float *tmp, int64_t *ld) {
+    if (t->dtype == DTYPE_F32) {
+        *ld = t->stride;
+        return (const float *)t->data + j0 * t->stride + off;
+    }
+    size_t es = dtype_size(t->dtype);
+    for (int j = 0; j < n; j++)
+        cpu_to_f32(t->dtype, (const char *)t->data + ((size_t)((j0 + j) * t->stride + off)) * es, n_el, tmp + j * n_el);
+    *ld = n_el;
     return tmp;
 }
 
 static void attn_task(void *arg, int task, int thread) {
     attn_job *jb = arg;
     const rill_attn_params *p = jb->p;
-    int64_t i = task / p->n_heads;
-    int h = task % p->n_heads, kh = h / (p->n_heads / p->n_kv_heads);
-    int dk = p->head_dim, dv = p->v_head_dim;
-    float *acc = cpu_scratch(jb->s, thread, (size_t)(dv + dk + dv)), *kt = acc + dv, *vt = kt + dk;
-    for (int e = 0; e < dv; e++)
+    int n_kv = p->n_kv_heads, dk = p->head_dim, dv = p->v_head_dim;
+    int c = task % jb->n_chunks, kh = task / jb->n_chunks % n_kv, g_n = jb->group, h0 = kh * g_n;
+    int64_t i = task / jb->n_chunks / n_kv;
+
+    // thread scratch: acc [g_n][dv], running max and sum [g_n] each, scores and weights [KEY_BLOCK]
+    // each, the converted K and V blocks [KEY_BLOCK][dk] and [KEY_BLOCK][dv]
+    float *acc = cpu_scratch(jb->s, thread, (size_t)(g_n * (dv + 2) + 2 * KEY_BLOCK + KEY_BLOCK * (dk + dv)));
+    float *mx = acc + g_n * dv, *sum = mx + g_n, *sc = sum + g_n, *pw = sc + KEY_BLOCK;
+    float *kt = pw + KEY_BLOCK, *vt = kt + KEY_BLOCK * dk;
+    for (int g = 0; g < g_n; g++)
+        mx[g] = -INFINITY, sum[g] = 0;
+    for (int64_t e = 0; e < (int64_t)g_n * dv; e++)
         acc[e] = 0;
 
     int64_t lo, hi;
     cpu_attn_visible(p, i, jb->k->rows, &lo, &hi);
-    const float *q = (const float *)jb->q->data + i * jb->q->stride + (int64_t)h * dk;
-    float mx = -INFINITY, sum = 0;
-    for (int64_t j = lo; j <= hi; j++) {
-        float sc = p->scale * cpu_dot(q, kv_row(jb->k, j, (int64_t)kh * dk, dk, kt), dk);
-        cpu_attn_fold(p, sc, kv_row(jb->v, j, (int64_t)kh * dv, dv, vt), dv, acc, &mx, &sum);
+    if (jb->chunk_keys) { // this chunk's share of the visible keys
+        int64_t a = lo + c * jb->chunk_keys, b = a + jb->chunk_keys - 1;
+        lo = a, hi = b < hi ? b : hi;
     }
-    float *o = (float *)jb->out->data + i * jb->out->stride + (int64_t)h * dv;
-    float inv = sum > 0 ? 1.0f / sum : 0.0f;
-    for (int e = 0; e < dv; e++)
-        o[e] = acc[e] * inv;
+    const float *q = (const float *)jb->q->data + i * jb->q->stride;
+    for (int64_t j0 = lo; j0 <= hi; j0 += KEY_BLOCK) {
+        int n = hi - j0 + 1 < KEY_BLOCK ? (int)(hi - j0 + 1) : KEY_BLOCK;
+        int64_t kld, vld;
+        const float *kb = kv_block(jb->k, j0, n, (int64_t)kh * dk, dk, kt, &kld);
+        const float *vb = kv_block(jb->v, j0, n, (int64_t)kh * dv, dv, vt, &vld);
+        for (int g = 0; g < g_n; g++) {
+            const float *qh = q + (int64_t)(h0 + g) * dk;
+            float bm = -INFINITY;
+            for (int j = 0; j < n; j++) {
+                float s = p->scale * cpu_dot(qh, kb + j * kld, dk);
+                if (p->softcap > 0) s = p->softcap * tanhf(s / p->softcap);
+                sc[j] = s;
+                bm = s > bm ? s : bm;
+            }
+            float *a = acc + g * dv;
+            if (bm > mx[g]) {               // rescale what came before to the new maximum
+                float r = expf(mx[g] - bm); // 0 on the first block
+                for (int e = 0; e < dv; e++)
+                    a[e] *= r;
+                sum[g] *= r;
+                mx[g] = bm;
+            }
+            sum[g] += exp_block(sc, mx[g], n, pw);
+            fold_values(a, pw, vb, vld, n, dv);
+        }
+    }
+    for (int g = 0; g < g_n; g++) {
+        const float *a = acc + g * dv;
+        if (jb->part) { // this chunk's partial result, merged by merge_chunks
+            float *pt = jb->part + ((i * p->n_heads + h0 + g) * jb->n_chunks + c) * (2 + dv);
+            pt[0] = mx[g], pt[1] = sum[g];
+            memcpy(pt + 2, a, (size_t)dv * sizeof(float));
+        } else {
+            float *o = (float *)jb->out->data + i * jb->out->stride + (int64_t)(h0 + g) * dv;
+            float inv = sum[g] > 0 ? 1.0f / sum[g] : 0.0f;
+            for (int e = 0; e < dv; e++)
+                o[e] = a[e] * inv;
+        }
+    }
+}
+
+// out = the chunks' weighted values, each rescaled to the common maximum, over the common sum.
+static void merge_chunks(attn_job *jb) {
+    const rill_attn_params *p = jb->p;
+    int dv = p->v_head_dim;
+    for (int64_t i = 0; i < jb->q->rows; i++)
+        for (int h = 0; h < p->n_heads; h++) {
+            const float *pt = jb->part + (i * p->n_heads + h) * jb->n_chunks * (2 + dv);
+            float m = -INFINITY, sum = 0;
+            for (int c = 0; c < jb->n_chunks; c++)
+                m = pt[c * (2 + dv)] > m ? pt[c * (2 + dv)] : m;
+            float *o = (float *)jb->out->data + i * jb->out->stride + (int64_t)h * dv;
+            for (int e = 0; e < dv; e++)
+                o[e] = 0;
+            if (m == -INFINITY) continue; // no visible key
+            for (int c = 0; c < jb->n_chunks; c++) {
+                const float *pc = pt + c * (2 + dv);
+                if (pc[0] == -INFINITY) continue;
+                float r = expf(pc[0] - m);
+                sum += pc[1] * r;
+                cpu_axpy(o, r, pc + 2, dv);
+            }
+            float inv = 1.0f / sum;
+            for (int e = 0; e < dv; e++)
+                o[e] *= inv;
+        }
 }
 
 void cpu_attention(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k, const rill_tensor *v,
@@ -52,6 +220,17 @@ void cpu_attention(rill_stream *s, rill_tensor *out, const rill_tensor *q, const
         ref_attention(out, q, k, v, p);
         return;
     }
-    attn_job j = {s, out, q, k, v, p};
-    threadpool_run(s->pool, (int)(q->rows * p->n_heads), attn_task, &j);
+    attn_job j = {s, out, q, k, v, p, p->n_heads / p->n_kv_heads, 0, 1, NULL};
+    // few (query, KV head) tasks: split the keys into chunks so that every thread has several
+    int64_t base = q->rows * p->n_kv_heads, want = (int64_t)TASKS_PER_T * threadpool_size(s->pool);
+    if (base < want && k->rows >= 2 * CHUNK_MIN) {
+        int64_t chunks = (want + base - 1) / base, most = k->rows / CHUNK_MIN;
+        if (chunks > most) chunks = most;
+        j.chunk_keys = (k->rows + chunks - 1) / chunks;
+        j.chunk_keys = (j.chunk_keys + KEY_BLOCK - 1) / KEY_BLOCK * KEY_BLOCK;
+        j.n_chunks = (int)((k->rows + j.chunk_keys - 1) / j.chunk_keys);
+        j.part = cpu_scratch(s, CPU_MAX_THREADS - 1, (size_t)(q->rows * p->n_heads * j.n_chunks * (2 + p->v_head_dim)));
+    }
+    threadpool_run(s->pool, (int)(base * j.n_chunks), attn_task, &j);
+    if (j.part) merge_chunks(&j);
 }
