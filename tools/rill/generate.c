@@ -88,24 +88,6 @@ static int on_response(void *v, const stream_response *r) {
     return 0;
 }
 
-static bool parse_int(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_float(const char *s, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
-    *out = v;
-    return true;
-}
-
 static char *read_stdin(void) {
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
@@ -166,118 +148,43 @@ static rill_status apply_template(const char *model_path, const char *system, co
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = NULL, *prompt_ids = NULL, *system = NULL, *device = "cpu";
-    bool ignore_template = false, verbose = false, json = false, wired = false;
-    long threads = 0, logprobs_k = 0, max_kv_size = 0;
+    const char *model_path = NULL, *prompt = NULL, *prompt_ids = NULL, *system = NULL;
+    bool ignore_template = false, verbose = false, json = false;
+    long logprobs_k = 0;
     const char *cache_file = NULL; // --prompt-cache-file
-    int32_t extra_eos[16];
-    int n_extra = 0;
-    generate_params p = generate_defaults();
-    p.max_tokens = 100;          // the CLI's default
-    p.quantized_kv_start = 5000; // the CLI's default
+    cli_gen_opts g;                // the flags generate shares with chat (gen_flags.c)
+    cli_gen_opts_init(&g);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long iv;
-        double fv;
-#define NEED()                                                                                                         \
-    do {                                                                                                               \
-        if (!v) return cli_fail_usage(USAGE, "%s needs a value", a);                                                   \
-        i++;                                                                                                           \
-    } while (0)
-#define INT_ARG(lo, hi, dst)                                                                                           \
-    do {                                                                                                               \
-        NEED();                                                                                                        \
-        if (!parse_int(v, lo, hi, &iv))                                                                                \
-            return cli_fail_usage(USAGE, "%s: '%s' is not an integer in [%ld, %ld]", a, v, (long)(lo), (long)(hi));    \
-        dst = iv;                                                                                                      \
-    } while (0)
-#define FLOAT_ARG(lo, hi, dst)                                                                                         \
-    do {                                                                                                               \
-        NEED();                                                                                                        \
-        if (!parse_float(v, lo, hi, &fv))                                                                              \
-            return cli_fail_usage(USAGE, "%s: '%s' is not a number in [%g, %g]", a, v, (double)(lo), (double)(hi));    \
-        dst = (float)fv;                                                                                               \
-    } while (0)
-        if (!strcmp(a, "--model")) {
-            NEED();
-            model_path = v;
-        } else if (!strcmp(a, "--prompt") || !strcmp(a, "-p")) {
-            NEED();
-            prompt = v;
-        } else if (!strcmp(a, "--prompt-ids")) {
-            NEED();
-            prompt_ids = v;
-        } else if (!strcmp(a, "--system-prompt")) {
-            NEED();
-            system = v;
-        } else if (!strcmp(a, "--max-tokens") || !strcmp(a, "-m"))
-            INT_ARG(-1, INT32_MAX, p.max_tokens);
-        else if (!strcmp(a, "--temp"))
-            FLOAT_ARG(0, 1e6, p.sampling.temp);
-        else if (!strcmp(a, "--top-p"))
-            FLOAT_ARG(0, 1, p.sampling.top_p);
-        else if (!strcmp(a, "--min-p"))
-            FLOAT_ARG(0, 1, p.sampling.min_p);
-        else if (!strcmp(a, "--top-k"))
-            INT_ARG(0, INT32_MAX, p.sampling.top_k);
-        else if (!strcmp(a, "--min-tokens-to-keep"))
-            INT_ARG(1, INT32_MAX, p.sampling.min_tokens_to_keep);
-        else if (!strcmp(a, "--xtc-probability"))
-            FLOAT_ARG(0, 1, p.sampling.xtc_probability);
-        else if (!strcmp(a, "--xtc-threshold"))
-            FLOAT_ARG(0, 0.5, p.sampling.xtc_threshold);
-        else if (!strcmp(a, "--seed")) {
-            NEED();
-            if (!parse_int(v, 0, INT64_MAX, &iv)) return cli_fail_usage(USAGE, "--seed: '%s' is not a count", v);
-            p.sampling.seed = (uint64_t)iv;
-        } else if (!strcmp(a, "--repetition-penalty"))
-            FLOAT_ARG(1e-6, 1e6, p.processing.repetition_penalty);
-        else if (!strcmp(a, "--repetition-context-size"))
-            INT_ARG(0, INT32_MAX, p.processing.repetition_context_size);
-        else if (!strcmp(a, "--presence-penalty"))
-            FLOAT_ARG(-1e6, 1e6, p.processing.presence_penalty);
-        else if (!strcmp(a, "--frequency-penalty"))
-            FLOAT_ARG(-1e6, 1e6, p.processing.frequency_penalty);
-        else if (!strcmp(a, "--prefill-step-size"))
-            INT_ARG(1, INT32_MAX, p.prefill_step_size);
-        else if (!strcmp(a, "--threads"))
-            INT_ARG(1, 256, threads);
-        else if (!strcmp(a, "--logprobs"))
-            INT_ARG(0, 64, logprobs_k);
-        else if (!strcmp(a, "--max-kv-size"))
-            INT_ARG(1, INT32_MAX, max_kv_size);
-        else if (!strcmp(a, "--kv-bits"))
-            INT_ARG(4, 8, p.kv_bits);
-        else if (!strcmp(a, "--kv-group-size"))
-            INT_ARG(32, 128, p.kv_group_size);
-        else if (!strcmp(a, "--quantized-kv-start"))
-            INT_ARG(0, INT32_MAX, p.quantized_kv_start);
-        else if (!strcmp(a, "--prompt-cache-file")) {
-            NEED();
-            cache_file = v;
-        } else if (!strcmp(a, "--device")) {
-            NEED();
-            if (strcmp(v, "cpu") && strcmp(v, "cuda"))
-                return cli_fail_usage(USAGE, "--device: '%s' is not cpu or cuda", v);
-            device = v;
-        } else if (!strcmp(a, "--extra-eos-token")) {
-            NEED();
-            if (n_extra == 16 || !parse_int(v, 0, INT32_MAX, &iv))
-                return cli_fail_usage(USAGE, "--extra-eos-token: '%s' is not a token id (16 at most)", v);
-            extra_eos[n_extra++] = (int32_t)iv;
+        bool matched;
+        if (cli_gen_flag(&g, argc, argv, &i, USAGE, &matched) != CLI_OK) return CLI_BAD_USAGE;
+        if (matched) continue;
+        const char **text_arg = !strcmp(a, "--model")                        ? &model_path
+                                : !strcmp(a, "--prompt") || !strcmp(a, "-p") ? &prompt
+                                : !strcmp(a, "--prompt-ids")                 ? &prompt_ids
+                                : !strcmp(a, "--system-prompt")              ? &system
+                                : !strcmp(a, "--prompt-cache-file")          ? &cache_file
+                                                                             : NULL;
+        if (text_arg || !strcmp(a, "--logprobs")) {
+            if (!v) return cli_fail_usage(USAGE, "%s needs a value", a);
+            i++;
+            if (text_arg)
+                *text_arg = v;
+            else if (!cli_parse_long(v, 0, 64, &logprobs_k))
+                return cli_fail_usage(USAGE, "--logprobs: '%s' is not an integer in [0, 64]", v);
         } else if (!strcmp(a, "--ignore-chat-template"))
             ignore_template = true;
-        else if (!strcmp(a, "--ignore-eos"))
-            p.ignore_eos = true;
         else if (!strcmp(a, "--verbose"))
             verbose = true;
-        else if (!strcmp(a, "--wired"))
-            wired = true;
         else if (!strcmp(a, "--json"))
             json = true;
         else
             return cli_fail_usage(USAGE, "unknown option '%s'", a);
     }
+    generate_params p = g.p;
+    const char *device = g.device;
+    const int32_t *extra_eos = g.extra_eos;
+    int n_extra = g.n_extra_eos;
     if (!model_path) return cli_fail_usage(USAGE, "--model is required");
     if (!prompt == !prompt_ids) return cli_fail_usage(USAGE, "give exactly one of --prompt and --prompt-ids");
     int32_t *ids = NULL;
@@ -297,10 +204,10 @@ int cmd_generate(int argc, char **argv) {
     p.host_sampling = logprobs_k > 0;                // the device loop brings no logprobs back
     const char *graphs = getenv("RILL_CUDA_GRAPHS"); // "0": the device loop with plain launches (docs/cuda.md)
     p.no_graphs = graphs && !strcmp(graphs, "0");
-    rill_status st = backend_open(device, (int)threads, &be);
+    rill_status st = backend_open(device, g.threads, &be);
     if (st == RILL_OK) st = be->ops->stream_create(be, &s);
     if (st == RILL_OK) st = model_load(model_path, be, &m);
-    if (st == RILL_OK && wired) cli_wire_model(m, device, verbose);
+    if (st == RILL_OK && g.wired) cli_wire_model(m, device, verbose);
     if (st == RILL_OK && (prompt || !ids)) st = tokenizer_load(model_path, &tok);
     if (st != RILL_OK) goto out;
     if (prompt) {
@@ -327,18 +234,15 @@ int cmd_generate(int argc, char **argv) {
         if ((st = tokenizer_encode(tok, text, strlen(text), flags, &ids, &n)) != RILL_OK) goto out;
         n_ids = (int64_t)n;
     }
-    for (int i = 0; i < n_extra; i++)
-        if (extra_eos[i] >= m->cfg.vocab_size) {
-            rc = cli_fail_usage(USAGE, "--extra-eos-token %d is outside the vocabulary (%d)", extra_eos[i],
-                                m->cfg.vocab_size);
-            goto done;
-        }
+    if ((rc = cli_gen_check_vocab(&g, m->cfg.vocab_size, USAGE)) != CLI_OK) goto done;
+    rc = CLI_BAD_INPUT;
     if (p.sampling.xtc_probability > 0) { // newline and EOS are never removed (mlx-lm)
         if ((st = api_xtc_special(tok, extra_eos, n_extra, &xtc_special, &p.sampling.n_xtc_special)) != RILL_OK)
             goto out;
         p.sampling.xtc_special = xtc_special;
     }
-    if ((st = cli_make_cache(m, s, model_path, cache_file, max_kv_size, p.kv_bits, p.kv_group_size, &cache)) != RILL_OK)
+    if ((st = cli_make_cache(m, s, model_path, cache_file, g.max_kv_size, p.kv_bits, p.kv_group_size, &cache)) !=
+        RILL_OK)
         goto out;
     ctx.json = json;
     ctx.logprobs_k = (int)logprobs_k;
