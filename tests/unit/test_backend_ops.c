@@ -213,7 +213,7 @@ static const wkind weight_kinds[] = {
 
 static void test_matmul(void **state) {
     NEED_OP(matmul);
-    static const int64_t toks[] = {1, 3, 37};
+    static const int64_t toks[] = {1, 3, 8, 37}; // 8 and 37: whole and partial 6-token tiles of the CPU GEMM
     for (size_t k = 0; k < N_OF(weight_kinds); k++)
         for (size_t t = 0; t < N_OF(toks); t++) {
             const wkind *wk = &weight_kinds[k];
@@ -597,14 +597,14 @@ static void test_cpu_int8_matmul(void **state) {
                 if (!(e <= lim))
                     fail_msg("int8 matmul (scalar, %d planes) bits %d group %d, %lld tokens: relative error %.3g",
                              planes, kinds[k].bits, kinds[k].group, (long long)toks[t], e);
-                if (best != CPU_PATH_SCALAR) {
+                for (int path = CPU_PATH_AVX2; path <= best; path++) { // every SIMD path the build has
                     pair out_v = make_out(DTYPE_F32, toks[t], n_out);
-                    cb->q8_path = best;
+                    cb->q8_path = path;
                     be->ops->matmul(st, &out_v.dev, &x.dev, &w.dev);
                     ref_matmul(&out_v.host, &x.host, &w.host);
                     double ev = rel_err(&out_v);
                     if (!(ev <= lim))
-                        fail_msg("int8 matmul (path %d, %d planes) bits %d group %d: relative error %.3g", best, planes,
+                        fail_msg("int8 matmul (path %d, %d planes) bits %d group %d: relative error %.3g", path, planes,
                                  kinds[k].bits, kinds[k].group, ev);
                     // against the scalar path: the same integers, only the f32 summation order differs
                     be->ops->download(st, out_v.host.data, out_s.dev.data, bytes_of(&out_v.host));
@@ -612,7 +612,7 @@ static void test_cpu_int8_matmul(void **state) {
                     double es = rel_err(&out_v);
                     if (es > worst_simd) worst_simd = es;
                     if (!(es <= 1e-5))
-                        fail_msg("int8 matmul path %d vs scalar, bits %d group %d: relative difference %.3g", best,
+                        fail_msg("int8 matmul path %d vs scalar, bits %d group %d: relative difference %.3g", path,
                                  kinds[k].bits, kinds[k].group, es);
                     drop(&out_v);
                 }
@@ -670,7 +670,7 @@ static void test_cpu_int8_matmul_llama_rounding(void **state) {
         rill_act_quant aq;
     } kinds[] = {{4, ACT_QUANT_Q8_1}, {4, ACT_QUANT_Q8_0}, {8, ACT_QUANT_Q8_0}};
     static const int64_t toks[] = {1, 3, 5, 17}; // decode sizes and prefill sizes
-    int paths[] = {CPU_PATH_SCALAR, cpu_q8_best_path()};
+    int n_paths = cpu_q8_best_path() + 1;        // scalar and every SIMD path the build has
     double worst = 0;
     for (size_t k = 0; k < N_OF(kinds); k++)
         for (size_t t = 0; t < N_OF(toks); t++) {
@@ -678,8 +678,8 @@ static void test_cpu_int8_matmul_llama_rounding(void **state) {
             wpair w = make_weight(n_out, n_in, kinds[k].bits, 32, DTYPE_F32, t % 2);
             w.host.act_quant = w.dev.act_quant = kinds[k].aq;
             pair x = make(DTYPE_F32, toks[t], n_in, 1.0f);
-            for (int pi = 0; pi < 2; pi++) {
-                cb->q8_path = paths[pi];
+            for (int path = CPU_PATH_SCALAR; path < n_paths; path++) {
+                cb->q8_path = path;
                 pair out = make_out(DTYPE_F32, toks[t], n_out);
                 be->ops->matmul(st, &out.dev, &x.dev, &w.dev);
                 for (int64_t r = 0; r < toks[t]; r++)
@@ -691,7 +691,7 @@ static void test_cpu_int8_matmul_llama_rounding(void **state) {
                 if (!(e <= 1e-5))
                     fail_msg(
                         "llama-rounded int8 matmul (path %d) bits %d act_quant %d, %lld tokens: relative error %.3g",
-                        paths[pi], kinds[k].bits, (int)kinds[k].aq, (long long)toks[t], e);
+                        path, kinds[k].bits, (int)kinds[k].aq, (long long)toks[t], e);
                 drop(&out);
             }
             drop(&x);

@@ -15,7 +15,9 @@
 #define CPU_MAX_THREADS 256
 
 // Kernel paths (cpu_matmul*.c); the tests force each one the build can run.
-enum { CPU_PATH_SCALAR = 0, CPU_PATH_AVX2 = 1 };
+// CPU_PATH_VNNI: the AVX2 kernels, with the 4-bit int8 dots through VNNI's dpbusd (AVX512-VNNI with
+// AVX512VL, or AVX-VNNI), when the build targets a CPU that has it.
+enum { CPU_PATH_SCALAR = 0, CPU_PATH_AVX2 = 1, CPU_PATH_VNNI = 2 };
 
 typedef struct {
     int n_threads; // threads per stream, the compute thread included
@@ -98,6 +100,8 @@ bool cpu_matmul_q8(rill_stream *s, rill_tensor *out, const rill_tensor *x, const
 bool cpu_q8_supports(const rill_weight *w);
 int cpu_q8_best_path(void);
 int cpu_gemm_best_path(void);
+// The prefill matmul (cpu_gemm.c): exact f32 GEMM on AVX2 + FMA builds; false without them.
+bool cpu_gemm(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w);
 
 // n values of dtype F32, F16 or BF16 as f32 (F16C/AVX2 when compiled for them).
 void cpu_to_f32(rill_dtype dt, const void *data, int64_t n, float *out);
@@ -120,4 +124,3 @@ static inline void cpu_attn_visible(const rill_attn_params *p, int64_t i, int64_
     if (p->mask.window > 0 && qp - p->mask.window + 1 - p->mask.k_pos0 > 0)
         *lo = qp - p->mask.window + 1 - p->mask.k_pos0;
 }
-

@@ -3,9 +3,8 @@
 //   with RILL_CPU_MATMUL=f32, the exact fused f32 kernel below instead;
 // - with RILL_CPU_MATMUL=int8, weights from GGUF Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 blocks at any number of
 //   tokens: the one-plane int8 kernel with llama.cpp's activation rounding;
-// - prefill (more tokens): blocked f32 GEMM. A task turns 16 weight rows into an f32 panel
-//   [cols][16] once, then a 6x16 register tile (12 accumulators) runs over all tokens; exact to
-//   f32 rounding, so prefill logits match the reference (the issue-4 acceptance);
+// - prefill (more tokens): the f32 GEMM of cpu_gemm.c (16-row panels, 6 x 16 register tiles),
+//   exact to f32 rounding, so prefill logits match the reference (the issue-4 acceptance);
 // - anything else: rows to f32, then dot products (also the scalar fallback).
 #include "backend/cpu/cpu.h"
 #include "backend/ref.h"
@@ -112,71 +111,6 @@ static void fused_task(void *arg, int task, int thread) {
 }
 #endif
 
-#ifdef CPU_AVX2
-#define PANEL 16 // weight rows per GEMM panel (two vectors of 8)
-#define TILE  6  // tokens per register tile
-
-// out[t0 .. t0 + NT)[o0 .. o0 + n) = x . panel, panel [cols][16] f32.
-static inline __attribute__((always_inline)) void gemm_tile(const matmul_job *j, const float *panel, int64_t t0,
-                                                            int64_t o0, int64_t n, const int NT) {
-    int64_t cols = j->w->cols, xs = j->x->stride;
-    const float *x = (const float *)j->x->data + t0 * xs;
-    __m256 a0[TILE], a1[TILE];
-    for (int t = 0; t < NT; t++)
-        a0[t] = a1[t] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < cols; k++) {
-        __m256 w0 = _mm256_load_ps(panel + k * PANEL), w1 = _mm256_load_ps(panel + k * PANEL + 8);
-        for (int t = 0; t < NT; t++) {
-            __m256 xb = _mm256_broadcast_ss(x + t * xs + k);
-            a0[t] = _mm256_fmadd_ps(xb, w0, a0[t]);
-            a1[t] = _mm256_fmadd_ps(xb, w1, a1[t]);
-        }
-    }
-    const rill_weight *w = j->w;
-    for (int t = 0; t < NT; t++) {
-        float r[PANEL];
-        _mm256_storeu_ps(r, a0[t]);
-        _mm256_storeu_ps(r + 8, a1[t]);
-        float *o = (float *)j->out->data + (t0 + t) * j->out->stride + o0;
-        for (int64_t i = 0; i < n; i++)
-            o[i] = r[i] + (w->bias ? w->bias[o0 + i] : 0.0f);
-    }
-}
-
-static void gemm_task(void *arg, int task, int thread) {
-    matmul_job *j = arg;
-    const rill_weight *w = j->w;
-    int64_t cols = w->cols, o0 = (int64_t)task * PANEL, n = w->rows - o0 < PANEL ? w->rows - o0 : PANEL;
-    // scratch: one f32 row, then the panel (64-byte aligned: the allocator's blocks are)
-    float *row = cpu_scratch(j->s, thread, (size_t)(cols * (PANEL + 1) + 16));
-    float *panel = row + ((cols + 15) & ~(int64_t)15);
-    for (int64_t r = 0; r < PANEL; r++) {
-        if (r < n) cpu_weight_row(w, o0 + r, row);
-        for (int64_t k = 0; k < cols; k++)
-            panel[k * PANEL + r] = r < n ? row[k] : 0.0f;
-    }
-    int64_t t = 0, nt = j->x->rows;
-    for (; t + TILE <= nt; t += TILE)
-        gemm_tile(j, panel, t, o0, n, TILE);
-    switch (nt - t) {
-    case 1: gemm_tile(j, panel, t, o0, n, 1); break;
-    case 2: gemm_tile(j, panel, t, o0, n, 2); break;
-    case 3: gemm_tile(j, panel, t, o0, n, 3); break;
-    case 4: gemm_tile(j, panel, t, o0, n, 4); break;
-    case 5: gemm_tile(j, panel, t, o0, n, 5); break;
-    default: break;
-    }
-}
-#endif
-
-int cpu_gemm_best_path(void) {
-#ifdef CPU_AVX2
-    return CPU_PATH_AVX2;
-#else
-    return CPU_PATH_SCALAR;
-#endif
-}
-
 static void matmul_task(void *arg, int task, int thread) {
     matmul_job *j = arg;
     const rill_weight *w = j->w;
@@ -215,11 +149,8 @@ void cpu_matmul(rill_stream *s, rill_tensor *out, const rill_tensor *x, const ri
         cpu_matmul_q8(s, out, x, w, cb->q8_path))
         return;
     matmul_job j = {s, out, x, w, NULL};
+    if (x->rows > FUSED_MAX_TOK && cb->gemm_path == CPU_PATH_AVX2 && cpu_gemm(s, out, x, w)) return;
 #ifdef CPU_AVX2
-    if (x->rows > FUSED_MAX_TOK && cb->gemm_path == CPU_PATH_AVX2) {
-        threadpool_run(s->pool, (int)((w->rows + PANEL - 1) / PANEL), gemm_task, &j);
-        return;
-    }
     if (w->kind == WEIGHT_AFFINE && (w->bits == 4 || w->bits == 8) && w->group_size % 32 == 0 &&
         x->rows <= FUSED_MAX_TOK) {
         int64_t groups = w->cols / w->group_size;

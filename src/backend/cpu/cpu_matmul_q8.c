@@ -13,8 +13,10 @@
 //   for maddubs. 8-bit with the default precision: the activations are one plane of int16 codes
 //   (x ~ d * q, d = amax / 32767: the two int8 planes' ~15 bits), multiplied with the unsigned codes
 //   widened to int16 by madd: 10 instructions per 32 weights instead of the two planes' 18.
-// Paths: AVX2 (maddubs) and scalar; both give the same integers, so the same result up to f32
-// summation order. The scalar path is the fallback and the one the tests compare AVX2 against.
+// Paths: AVX2 (maddubs), VNNI (the 4-bit dots through dpbusd: 4 products summed into an int32 lane
+// in one instruction, where AVX2 needs maddubs, add and madd) and scalar; all give the same
+// integers, so the same result up to f32 summation order. The scalar path is the fallback and the
+// one the tests compare the others against.
 // One plane on weights from GGUF Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 blocks (w->act_quant) rounds as llama.cpp
 // does: d rounded to f16 in the products, and the bias term through the block sums llama.cpp keeps,
 // f16(d * sum q) for Q8_1 and f16(d) * sum q for Q8_0; for any number of tokens (prefill too).
@@ -27,6 +29,9 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define Q8_AVX2 1
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
+#define Q8_VNNI 1
+#endif
 #endif
 
 #define QB        32 // activation block
@@ -241,11 +246,25 @@ static inline __attribute__((always_inline)) void row16(const q8_job *j, const u
         res[t] = hsum8(acc[t]);
 }
 
+#ifdef Q8_VNNI
+static inline __m256i dpbusd(__m256i acc, __m256i u8, __m256i s8) { // acc += 4-byte dot products
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(acc, u8, s8);
+#else
+    return _mm256_dpbusd_avx_epi32(acc, u8, s8);
+#endif
+}
+#endif
+
 // One row of 4-bit codes against NT tokens from token t0. ws: [blocks] the weight scale of each 32-block.
+// VNNI: the integer dots through dpbusd (the same int32 lanes: lane k sums bytes 4k..4k+3 of the low
+// and the high nibbles), else maddubs + madd.
 static inline __attribute__((always_inline)) void row4(const q8_job *j, const uint8_t *p, const float *ws, int64_t cols,
-                                                       int64_t t0, float *res, const int NT, const int PL) {
+                                                       int64_t t0, float *res, const int NT, const int PL,
+                                                       const int VNNI) {
     const __m256i m = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1), k254 = _mm256_set1_epi16(254);
     int64_t blocks = cols / QB;
+    (void)VNNI; // builds without VNNI have only the maddubs form
     __m256 acc[MAX_NT];
     for (int t = 0; t < NT; t++)
         acc[t] = _mm256_setzero_ps();
@@ -255,17 +274,33 @@ static inline __attribute__((always_inline)) void row4(const q8_job *j, const ui
         __m256 wv = _mm256_set_m128(_mm_broadcast_ss(ws + e / 32 + 1), _mm_broadcast_ss(ws + e / 32));
         for (int t = 0; t < NT; t++) {
             const int8_t *qx = j->qx + (t0 + t) * PL * cols + e;
-            __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)qx)),
-                                           _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(qx + 32))));
             __m256i s32;
-            if (PL == 2) {
-                const int8_t *q2 = qx + cols;
-                __m256i r16 =
-                    _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q2)),
-                                     _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q2 + 32))));
-                s32 = _mm256_add_epi32(_mm256_madd_epi16(s16, k254), _mm256_madd_epi16(r16, ones));
+#ifdef Q8_VNNI
+            if (VNNI) {
+                const __m256i z = _mm256_setzero_si256();
+                s32 = dpbusd(dpbusd(z, lo, _mm256_loadu_si256((const __m256i *)qx)), hi,
+                             _mm256_loadu_si256((const __m256i *)(qx + 32)));
+                if (PL == 2) { // 254 * s1 + s2: |s1| <= 64 * 15 * 127, so the product fits in int32
+                    const int8_t *q2 = qx + cols;
+                    __m256i r32 = dpbusd(dpbusd(z, lo, _mm256_loadu_si256((const __m256i *)q2)), hi,
+                                         _mm256_loadu_si256((const __m256i *)(q2 + 32)));
+                    s32 = _mm256_add_epi32(_mm256_mullo_epi32(s32, _mm256_set1_epi32(254)), r32);
+                }
             } else
-                s32 = _mm256_madd_epi16(s16, ones);
+#endif
+            {
+                __m256i s16 =
+                    _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)qx)),
+                                     _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(qx + 32))));
+                if (PL == 2) {
+                    const int8_t *q2 = qx + cols;
+                    __m256i r16 =
+                        _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q2)),
+                                         _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q2 + 32))));
+                    s32 = _mm256_add_epi32(_mm256_madd_epi16(s16, k254), _mm256_madd_epi16(r16, ones));
+                } else
+                    s32 = _mm256_madd_epi16(s16, ones);
+            }
             __m256 sc = _mm256_mul_ps(wv, _mm256_loadu_ps(j->dx4 + (t0 + t) * blocks * 4 + e / 8));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), sc, acc[t]);
         }
@@ -370,7 +405,9 @@ static void row_scalar(const q8_job *j, const uint8_t *p, const float *ws, int64
 static void row_dots(const q8_job *j, const uint8_t *p, const float *ws, int64_t t0, int nt, float *res) {
     int64_t cols = j->w->cols;
 #ifdef Q8_AVX2
-    if (j->path == CPU_PATH_AVX2) {
+    if (j->path >= CPU_PATH_AVX2) {
+#define row4_avx2(j, p, ws, cols, t0, res, NT, PL) row4(j, p, ws, cols, t0, res, NT, PL, 0)
+#define row4_vnni(j, p, ws, cols, t0, res, NT, PL) row4(j, p, ws, cols, t0, res, NT, PL, 1)
 // the row kernel instantiated for this token count (1..MAX_NT) and plane count (1, 2)
 #define ROW_DOTS(ROW)                                                                                                  \
     switch (nt * 2 + j->planes - 1) {                                                                                  \
@@ -383,17 +420,25 @@ static void row_dots(const q8_job *j, const uint8_t *p, const float *ws, int64_t
     case 8: ROW(j, p, ws, cols, t0, res, 4, 1); break;                                                                 \
     default: ROW(j, p, ws, cols, t0, res, 4, 2); break;                                                                \
     }
-        if (j->wide) switch (nt) {
+        if (j->wide) {
+            switch (nt) {
             case 1: row16(j, p, ws, cols, t0, res, 1); break;
             case 2: row16(j, p, ws, cols, t0, res, 2); break;
             case 3: row16(j, p, ws, cols, t0, res, 3); break;
             default: row16(j, p, ws, cols, t0, res, 4); break;
             }
+        }
+#ifdef Q8_VNNI
+        else if (j->w->bits == 4 && j->path == CPU_PATH_VNNI)
+            ROW_DOTS(row4_vnni)
+#endif
         else if (j->w->bits == 4)
-            ROW_DOTS(row4)
+            ROW_DOTS(row4_avx2)
         else
             ROW_DOTS(row8)
 #undef ROW_DOTS
+#undef row4_avx2
+#undef row4_vnni
         return;
     }
 #endif
@@ -459,7 +504,9 @@ static void q8_task(void *arg, int task, int thread) {
 }
 
 int cpu_q8_best_path(void) {
-#ifdef Q8_AVX2
+#if defined(Q8_VNNI)
+    return CPU_PATH_VNNI;
+#elif defined(Q8_AVX2)
     return CPU_PATH_AVX2;
 #else
     return CPU_PATH_SCALAR;
@@ -487,7 +534,7 @@ bool cpu_matmul_q8(rill_stream *s, rill_tensor *out, const rill_tensor *x, const
         float *d = dx + t * blocks, *xs = xsum + t * groups;
         int16_t *q16 = (int16_t *)qx + t * cols; // wide: the same bytes as two int8 planes
 #ifdef Q8_AVX2
-        if (path == CPU_PATH_AVX2)
+        if (path >= CPU_PATH_AVX2)
             wide ? quant_row16_avx2(xr, cols, q16, d)
                  : quant_row_avx2(xr, cols, w->bits, planes, qx + t * planes * cols, d, qs);
         else
