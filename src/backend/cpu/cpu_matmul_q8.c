@@ -34,10 +34,11 @@
 #endif
 #endif
 
-#define QB        32 // activation block
-#define ROW_TASK  16 // output rows per task
-#define MAX_NT    4  // tokens dotted against one weight row at a time
-#define TOK_CHUNK 16 // tokens run over a task's rows before the next ones (activations stay in L1)
+#define QB               32 // activation block
+#define ROW_TASK         16 // output rows whose scales are converted together
+#define TASKS_PER_THREAD 6  // a matmul's rows are split into about this many tasks per thread
+#define MAX_NT           4  // tokens dotted against one weight row at a time
+#define TOK_CHUNK        16 // tokens run over a task's rows before the next ones (activations stay in L1)
 
 typedef struct {
     rill_stream *s;
@@ -50,6 +51,7 @@ typedef struct {
     const float *dx;   // [n_tok][cols / 32] scale of the combined integer (d, or d / 254 with 2 planes)
     const float *dx4;  // [n_tok][cols / 32 * 4] the same, each 4 times (the AVX2 4-bit lanes)
     const float *xsum; // [n_tok][cols / group_size] sums of x per weight group (exact, or llama.cpp's)
+    int64_t rows_per_task;
 } q8_job;
 
 bool cpu_q8_supports(const rill_weight *w) {
@@ -445,12 +447,11 @@ static void row_dots(const q8_job *j, const uint8_t *p, const float *ws, int64_t
     row_scalar(j, p, ws, cols, t0, nt, res);
 }
 
-static void q8_task(void *arg, int task, int thread) {
-    q8_job *j = arg;
+// Output rows [o0, o1) (at most ROW_TASK) for every token.
+static void q8_rows(q8_job *j, int64_t o0, int64_t o1, int thread) {
     const rill_weight *w = j->w;
     int bits = w->bits;
     int64_t cols = w->cols, gs = w->group_size, groups = cols / gs, blocks = cols / QB;
-    int64_t o0 = (int64_t)task * ROW_TASK, o1 = o0 + ROW_TASK < w->rows ? o0 + ROW_TASK : w->rows;
     // the task's rows (contiguous in the weight, so converted in one pass each): scales as f32
     // [rows][groups] (in place when they are f32), the coefficients of the sums of x [rows][groups]
     // (the biases; bias + 128 * scale for 8-bit codes recentred to signed), the scale of each
@@ -501,6 +502,17 @@ static void q8_task(void *arg, int task, int thread) {
             }
         }
     }
+}
+
+// A task is a contiguous range of rows_per_task rows (a multiple of ROW_TASK): few tasks, so that
+// claiming one costs little next to its work (a 16-row task of SmolLM2 is ~1 us), and each thread
+// streams long runs of the weight, which the hardware prefetcher follows.
+static void q8_task(void *arg, int task, int thread) {
+    q8_job *j = arg;
+    int64_t a = (int64_t)task * j->rows_per_task,
+            b = a + j->rows_per_task < j->w->rows ? a + j->rows_per_task : j->w->rows;
+    for (int64_t o = a; o < b; o += ROW_TASK)
+        q8_rows(j, o, o + ROW_TASK < b ? o + ROW_TASK : b, thread);
 }
 
 int cpu_q8_best_path(void) {
@@ -562,6 +574,8 @@ bool cpu_matmul_q8(rill_stream *s, rill_tensor *out, const rill_tensor *x, const
                 dx4[t * blocks * 4 + b * 4 + k] = d[b];
     }
     q8_job j = {s, out, w, n, path, wide ? 1 : planes, wide, qx, dx, dx4, xsum};
-    threadpool_run(s->pool, (int)((w->rows + ROW_TASK - 1) / ROW_TASK), q8_task, &j);
+    int64_t want = (int64_t)TASKS_PER_THREAD * threadpool_size(s->pool);
+    j.rows_per_task = ((w->rows + want - 1) / want + ROW_TASK - 1) / ROW_TASK * ROW_TASK;
+    threadpool_run(s->pool, (int)((w->rows + j.rows_per_task - 1) / j.rows_per_task), q8_task, &j);
     return true;
 }
