@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
+#include "backend/cpu/cpu_vexp.h"
 #include "backend/ref.h"
 
 static bool f32(const rill_tensor *t) { return t->dtype == DTYPE_F32; }
@@ -73,23 +74,56 @@ void cpu_rope(rill_stream *s, rill_tensor *x, const rill_tensor *pos, const rill
     }
 }
 
+typedef struct {
+    rill_tensor *out;
+    const rill_tensor *gate, *up;
+    rill_act act;
+} act_job;
+
+#define ACT_ROWS 16 // rows per task
+
+// SiLU(g) * u = g / (1 + e^-g) * u; GELU-tanh(g) * u = g * u * (1 - 1 / (e^(2y) + 1)), y = sqrt(2 / pi)
+// (g + 0.044715 g^3), which is 0.5 g (1 + tanh y) u. Eight lanes at a time where the build has AVX2.
+static void act_task(void *arg, int task, int thread) {
+    (void)thread;
+    act_job *j = arg;
+    const float k = 0.7978845608028654f; // sqrt(2 / pi)
+    int64_t t1 = (int64_t)(task + 1) * ACT_ROWS < j->out->rows ? (int64_t)(task + 1) * ACT_ROWS : j->out->rows;
+    for (int64_t t = (int64_t)task * ACT_ROWS; t < t1; t++) {
+        const float *g = row(j->gate, t), *u = row(j->up, t);
+        float *o = row(j->out, t);
+        int64_t c = 0;
+#ifdef CPU_VEXP
+        const __m256 one = _mm256_set1_ps(1.0f);
+        for (; c + 8 <= j->out->cols; c += 8) {
+            __m256 gv = _mm256_loadu_ps(g + c), gu = _mm256_mul_ps(gv, _mm256_loadu_ps(u + c));
+            if (j->act == ACT_SILU) {
+                __m256 e = cpu_exp8(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+                _mm256_storeu_ps(o + c, _mm256_div_ps(gu, _mm256_add_ps(one, e)));
+            } else {
+                __m256 g3 = _mm256_mul_ps(_mm256_mul_ps(gv, gv), gv);
+                __m256 y = _mm256_mul_ps(_mm256_set1_ps(k), _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), g3, gv));
+                __m256 e = cpu_exp8(_mm256_add_ps(y, y)); // 1 + tanh y = 2 - 2 / (e^2y + 1)
+                __m256 half1p = _mm256_sub_ps(one, _mm256_div_ps(one, _mm256_add_ps(e, one)));
+                _mm256_storeu_ps(o + c, _mm256_mul_ps(gu, half1p));
+            }
+        }
+#endif
+        for (; c < j->out->cols; c++)
+            o[c] = j->act == ACT_SILU
+                       ? g[c] / (1.0f + expf(-g[c])) * u[c]
+                       : 0.5f * g[c] * (1.0f + tanhf(k * (g[c] + 0.044715f * g[c] * g[c] * g[c]))) * u[c];
+    }
+}
+
 void cpu_act_mul(rill_stream *s, rill_tensor *out, const rill_tensor *gate, const rill_tensor *up, rill_act act) {
     cpu_enter(s);
     if (!f32(out) || !f32(gate) || !f32(up)) {
         ref_act_mul(out, gate, up, act);
         return;
     }
-    const float k = 0.7978845608028654f; // sqrt(2 / pi)
-    for (int64_t t = 0; t < out->rows; t++) {
-        const float *g = row(gate, t), *u = row(up, t);
-        float *o = row(out, t);
-        if (act == ACT_SILU)
-            for (int64_t c = 0; c < out->cols; c++)
-                o[c] = g[c] / (1.0f + expf(-g[c])) * u[c];
-        else
-            for (int64_t c = 0; c < out->cols; c++)
-                o[c] = 0.5f * g[c] * (1.0f + tanhf(k * (g[c] + 0.044715f * g[c] * g[c] * g[c]))) * u[c];
-    }
+    act_job j = {out, gate, up, act};
+    threadpool_run(s->pool, (int)((out->rows + ACT_ROWS - 1) / ACT_ROWS), act_task, &j);
 }
 
 void cpu_add(rill_stream *s, rill_tensor *out, const rill_tensor *a, const rill_tensor *b) {
