@@ -44,6 +44,7 @@ typedef struct {
     const void *biases;       // affine: [rows][cols / group_size] of dtype
     const float *bias;        // [rows] f32 added to every output row, or NULL
     rill_act_quant act_quant; // GGUF weights: llama.cpp's activation rounding (affine, groups of 32)
+    void *owned;              // storage the backend's weight_load made for this weight (weight_free releases it)
 } rill_weight;
 
 typedef enum { ACT_SILU, ACT_GELU_TANH } rill_act;
@@ -118,6 +119,9 @@ typedef struct rill_backend_ops {
     // Prepares a weight for this backend. `host` points at host memory (often a mapped file) that
     // stays valid while the weight is in use; the CPU backend uses it in place (rule 5).
     rill_status (*weight_load)(rill_backend *be, const rill_weight *host, rill_weight *dev);
+    // Host bytes weight_load allocates for a weight of this shape and format (for rill estimate;
+    // host->packed etc. may be NULL). Optional: NULL means none.
+    size_t (*weight_load_bytes)(rill_backend *be, const rill_weight *host);
     void (*weight_free)(rill_backend *be, rill_weight *dev);
 
     // Streams and events.

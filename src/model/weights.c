@@ -99,6 +99,8 @@ static rill_status gguf_linear(binder *b, const char *name, int64_t rows, int64_
         m->planned_bytes +=
             repack ? gguf_repack_bytes(t->type, (uint64_t)rows, (uint64_t)cols) : (size_t)(rows * cols) * sizeof(float);
         w->kind = repack ? WEIGHT_AFFINE : WEIGHT_DENSE;
+        w->dtype = DTYPE_F32;
+        if (repack) gguf_repack_format(t->type, &w->bits, &w->group_size); // (for the backend's weight_load_bytes)
         return RILL_OK;
     }
     if (gguf_repack_supported(t->type)) {
@@ -304,6 +306,12 @@ static rill_status dev_vector(binder *b, const float *host, int64_t n, float **o
     return RILL_OK;
 }
 
+// Measuring: the host bytes the backend's weight_load would allocate for w (the CPU widens codes of
+// 2-6 bits to one byte each).
+static void plan_weight_load(rill_model *m, const rill_weight *w) {
+    if (m->be->ops->weight_load_bytes) m->planned_bytes += m->be->ops->weight_load_bytes(m->be, w);
+}
+
 // A linear layer (+ optional bias) by its GGUF name and HF module path, in host memory (the
 // bias already on the backend).
 static rill_status host_linear(binder *b, const char *gguf_name, const char *hf_module, int64_t rows, int64_t cols,
@@ -342,7 +350,8 @@ static rill_status linear(binder *b, const char *gguf_name, const char *hf_modul
     rill_weight host;
     rill_status st = host_linear(b, gguf_name, hf_module, rows, cols, with_bias, &host);
     if (st != RILL_OK) return st;
-    if (b->m->measure_only) { // shapes only (LoRA sizes); nothing to hand to the backend
+    if (b->m->measure_only) { // shapes only (LoRA sizes); nothing to hand to the backend but its planned bytes
+        plan_weight_load(b->m, &host);
         *out = host;
         return RILL_OK;
     }
@@ -366,9 +375,10 @@ static bool stackable(const rill_weight *parts, int n) {
 static void stack_array(void *dst, const rill_weight *parts, int n, size_t row_bytes, int which) {
     size_t at = 0;
     for (int i = 0; i < n; i++) {
-        const void *src = which == 0 ? parts[i].data : which == 1 ? (const void *)parts[i].packed
-                                                   : which == 2 ? parts[i].scales
-                                                                : parts[i].biases;
+        const void *src = which == 0   ? parts[i].data
+                          : which == 1 ? (const void *)parts[i].packed
+                          : which == 2 ? parts[i].scales
+                                       : parts[i].biases;
         memcpy((char *)dst + at, src, (size_t)parts[i].rows * row_bytes);
         at += (size_t)parts[i].rows * row_bytes;
     }
@@ -418,7 +428,11 @@ static rill_status load_stacked(rill_model *m, const rill_weight *parts, int n, 
 // wants fused projections and they allow it (then each part keeps only its shape), else one by one.
 static rill_status load_parts(binder *b, rill_weight *parts, int n, rill_weight *stacked) {
     rill_model *m = b->m;
-    if (m->measure_only) return RILL_OK; // shapes only
+    if (m->measure_only) { // shapes only, and what the backend's weight_load would allocate for the parts
+        for (int i = 0; i < n; i++)
+            plan_weight_load(m, &parts[i]);
+        return RILL_OK;
+    }
     memset(stacked, 0, sizeof *stacked);
     const char *env = getenv("RILL_FUSE"); // "0": load the parts apart (to measure one way against the other)
     if (m->be->ops->fuse_projections && n > 1 && !(env && !strcmp(env, "0"))) {

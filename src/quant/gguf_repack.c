@@ -36,6 +36,12 @@ static const repack_format *find_format(gguf_dtype type) {
 
 bool gguf_repack_supported(gguf_dtype type) { return find_format(type) != NULL; }
 
+bool gguf_repack_format(gguf_dtype type, int *bits, int *group_size) {
+    const repack_format *f = find_format(type);
+    if (f) *bits = f->bits, *group_size = f->group_size;
+    return f != NULL;
+}
+
 size_t gguf_repack_bytes(gguf_dtype type, uint64_t rows, uint64_t cols) {
     const repack_format *f = find_format(type);
     return f ? affine_alloc_bytes(rows, cols, f->bits, f->group_size, DTYPE_F32) : 0;

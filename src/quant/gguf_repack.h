@@ -13,6 +13,8 @@
 
 // True for Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K.
 bool gguf_repack_supported(gguf_dtype type);
+// The affine format a repacked tensor of `type` has (false when the type is not supported).
+bool gguf_repack_format(gguf_dtype type, int *bits, int *group_size);
 // The bytes gguf_repack_affine allocates for (and keeps with) a [rows][cols] tensor of `type`
 // (0 when the type is not supported); the row buffer it uses on the way is freed before it returns.
 size_t gguf_repack_bytes(gguf_dtype type, uint64_t rows, uint64_t cols);

@@ -572,8 +572,10 @@ static void test_cpu_int8_matmul(void **state) {
     bool was = cb->int8;
     int path_was = cb->q8_path;
     cb->int8 = true;
-    static const wkind kinds[] = {{4, 32, DTYPE_F32}, {4, 64, DTYPE_F16},  {4, 128, DTYPE_BF16},
-                                  {8, 32, DTYPE_F32}, {8, 64, DTYPE_BF16}, {8, 128, DTYPE_F16}};
+    // 5-, 6- and 3-bit weights: the CPU widens their codes to 8 bits at load (groups of 16: the int16 kernel)
+    static const wkind kinds[] = {{4, 32, DTYPE_F32},  {4, 64, DTYPE_F16},  {4, 128, DTYPE_BF16}, {8, 32, DTYPE_F32},
+                                  {8, 64, DTYPE_BF16}, {8, 128, DTYPE_F16}, {5, 32, DTYPE_F16},   {6, 16, DTYPE_F32},
+                                  {3, 64, DTYPE_BF16}, {8, 16, DTYPE_F16}};
     static const int64_t toks[] = {1, 2, 3, 4}; // the sizes that take the int8 path (decode)
     int best = cpu_q8_best_path(), planes_was = cb->q8_planes;
     double worst[3] = {0, 0, 0}, worst_simd = 0;

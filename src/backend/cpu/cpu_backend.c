@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "backend/cpu/cpu.h"
+#include "quant/affine.h"
 #include "base/alloc.h"
 
 static _Thread_local rill_stream *tls_stream; // the stream whose compute thread this is
@@ -44,12 +45,42 @@ static void cpu_download(rill_stream *s, void *dst, const void *src, size_t byte
     memcpy(dst, src, bytes);
 }
 
+// Affine weights of 2, 3, 5 or 6 bits (GGUF Q5_0, Q5_1, Q6_K, ...), whose codes weight_load widens.
+static bool widens(const rill_weight *w) {
+    return w->kind == WEIGHT_AFFINE && w->bits != 4 && w->bits != 8 && w->group_size % 16 == 0 &&
+           (w->cols * w->bits) % 32 == 0;
+}
+
+static size_t cpu_weight_load_bytes(rill_backend *be, const rill_weight *host) {
+    (void)be;
+    return widens(host) ? (size_t)(host->rows * host->cols) + 1 : 0;
+}
+
+// A view of the host arrays, except for the weights `widens` names: their codes become one byte each,
+// an 8-bit affine weight with the same scales and biases, which the int8 decode matmul takes (its
+// kernels read 4- and 8-bit codes); the host copy stays as it is. One byte per weight more memory.
 static rill_status cpu_weight_load(rill_backend *be, const rill_weight *host, rill_weight *dev) {
+    (void)be;
     *dev = *host;
+    dev->owned = NULL;
+    if (!widens(host)) return RILL_OK;
+    size_t n = (size_t)(host->rows * host->cols);
+    uint8_t *codes = rill_malloc(n + 1);
+    if (!codes) return rill_fail(RILL_ENOMEM, "cpu backend: %zu bytes for a weight's widened codes", n);
+    int64_t words = host->cols * host->bits / 32; // per row
+    for (int64_t r = 0; r < host->rows; r++)
+        affine_unpack_at(host->packed + r * words, 0, (size_t)host->cols, host->bits, codes + r * host->cols);
+    dev->packed = (const uint32_t *)codes;
+    dev->bits = 8;
+    dev->owned = codes;
     return RILL_OK;
 }
 
-static void cpu_weight_free(rill_backend *be, rill_weight *dev) { memset(dev, 0, sizeof *dev); }
+static void cpu_weight_free(rill_backend *be, rill_weight *dev) {
+    (void)be;
+    rill_free(dev->owned);
+    memset(dev, 0, sizeof *dev);
+}
 
 static void *compute_thread(void *v) {
     rill_stream *s = v;
@@ -172,6 +203,7 @@ static const rill_backend_ops cpu_ops = {
     .upload = cpu_upload,
     .download = cpu_download,
     .weight_load = cpu_weight_load,
+    .weight_load_bytes = cpu_weight_load_bytes,
     .weight_free = cpu_weight_free,
     .stream_create = cpu_stream_create,
     .stream_destroy = cpu_stream_destroy,

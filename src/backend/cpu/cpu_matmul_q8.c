@@ -9,7 +9,9 @@
 // - 4-bit: byte j of a 64-element chunk holds elements 2j (low nibble) and 2j+1 (high). The
 //   activations are stored de-interleaved to match ([evens][odds] per chunk), so the codes need
 //   only a mask and a shift: maddubs(lo, x_even) + maddubs(hi, x_odd).
-// - 8-bit, one plane: codes recentred to signed (q - 128; the bias absorbs 128 * scale), sign trick
+// - 8-bit, one plane: codes recentred to signed (q - 128; the bias absorbs 128 * scale; not for
+//   codes the backend widened from 2-6 bits, which are < 128 already and would only lose precision
+//   to the cancellation), sign trick
 //   for maddubs. 8-bit with the default precision: the activations are one plane of int16 codes
 //   (x ~ d * q, d = amax / 32767: the two int8 planes' ~15 bits), multiplied with the unsigned codes
 //   widened to int16 by madd: 10 instructions per 32 weights instead of the two planes' 18.
@@ -47,6 +49,7 @@ typedef struct {
     int64_t n_tok;
     int path, planes;
     bool wide;         // 8-bit weights at the default precision: qx holds int16 codes, one plane
+    int centre;        // 8-bit codes with int8 planes: 128 (recentred to signed), or 0 (widened codes < 128)
     const int8_t *qx;  // [n_tok][planes][cols] codes (4-bit: de-interleaved per 64); wide: int16 [n_tok][cols]
     const float *dx;   // [n_tok][cols / 32] scale of the combined integer (d, or d / 254 with 2 planes)
     const float *dx4;  // [n_tok][cols / 32 * 4] the same, each 4 times (the AVX2 4-bit lanes)
@@ -55,9 +58,9 @@ typedef struct {
 } q8_job;
 
 bool cpu_q8_supports(const rill_weight *w) {
-    if (w->kind != WEIGHT_AFFINE || w->group_size % QB) return false;
-    if (w->bits == 4) return w->cols % 64 == 0;
-    return w->bits == 8;
+    if (w->kind != WEIGHT_AFFINE || w->cols % QB) return false;
+    if (w->bits == 4) return w->group_size % QB == 0 && w->cols % 64 == 0;
+    return w->bits == 8 && (w->group_size % QB == 0 || w->group_size == 16); // 16: int16 activations only
 }
 
 // ---- activation quantization ----
@@ -227,8 +230,10 @@ static void quant_row16_avx2(const float *x, int64_t cols, int16_t *q, float *dx
 
 // One row of 8-bit codes against NT tokens of int16 codes: codes widened to int16, madd, per block
 // one convert and one FMA with the product of the two scales.
+// G16: groups of 16 (ws [blocks * 2]: each half of a 32-block has its own scale).
 static inline __attribute__((always_inline)) void row16(const q8_job *j, const uint8_t *p, const float *ws,
-                                                        int64_t cols, int64_t t0, float *res, const int NT) {
+                                                        int64_t cols, int64_t t0, float *res, const int NT,
+                                                        const int G16) {
     int64_t blocks = cols / QB;
     __m256 acc[MAX_NT];
     for (int t = 0; t < NT; t++)
@@ -238,10 +243,15 @@ static inline __attribute__((always_inline)) void row16(const q8_job *j, const u
         __m256i w1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(p + b * QB + 16)));
         for (int t = 0; t < NT; t++) {
             const int16_t *qx = (const int16_t *)j->qx + (t0 + t) * cols + b * QB;
-            __m256i s = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256((const __m256i *)qx)),
-                                         _mm256_madd_epi16(w1, _mm256_loadu_si256((const __m256i *)(qx + 16))));
-            acc[t] =
-                _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(ws[b] * j->dx[(t0 + t) * blocks + b]), acc[t]);
+            __m256i s0 = _mm256_madd_epi16(w0, _mm256_loadu_si256((const __m256i *)qx));
+            __m256i s1 = _mm256_madd_epi16(w1, _mm256_loadu_si256((const __m256i *)(qx + 16)));
+            float d = j->dx[(t0 + t) * blocks + b];
+            if (G16) {
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(ws[2 * b] * d), acc[t]);
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(ws[2 * b + 1] * d), acc[t]);
+            } else
+                acc[t] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), _mm256_set1_ps(ws[b] * d), acc[t]);
         }
     }
     for (int t = 0; t < NT; t++)
@@ -314,7 +324,8 @@ static inline __attribute__((always_inline)) void row4(const q8_job *j, const ui
 // One row of 8-bit codes against NT tokens from token t0. ws: [blocks] the weight scale of each block.
 static inline __attribute__((always_inline)) void row8(const q8_job *j, const uint8_t *p, const float *ws, int64_t cols,
                                                        int64_t t0, float *res, const int NT, const int PL) {
-    const __m256i ones = _mm256_set1_epi16(1), k254 = _mm256_set1_epi16(254), flip = _mm256_set1_epi8((char)0x80);
+    const __m256i ones = _mm256_set1_epi16(1), k254 = _mm256_set1_epi16(254);
+    const __m256i flip = _mm256_set1_epi8(j->centre ? (char)0x80 : 0);
     int64_t blocks = cols / QB;
     __m256 acc[MAX_NT];
     for (int t = 0; t < NT; t++)
@@ -377,9 +388,14 @@ static void row_scalar(const q8_job *j, const uint8_t *p, const float *ws, int64
             int32_t isum = 0;
             if (j->wide) { // unsigned codes times int16 codes: |sum| <= 32 * 255 * 32767 < 2^31
                 const int16_t *qx = (const int16_t *)j->qx + t * cols + b * QB;
+                int32_t half[2] = {0, 0};
                 for (int i = 0; i < QB; i++)
-                    isum += (int32_t)p[b * QB + i] * qx[i];
-                acc += (float)isum * (ws[b] * j->dx[t * blocks + b]);
+                    half[i / 16] += (int32_t)p[b * QB + i] * qx[i];
+                float d = j->dx[t * blocks + b];
+                if (j->w->group_size == 16) // each half of the block has its own scale
+                    acc += (float)half[0] * (ws[2 * b] * d) + (float)half[1] * (ws[2 * b + 1] * d);
+                else
+                    acc += (float)(half[0] + half[1]) * (ws[b] * d);
                 continue;
             }
             for (int pl = 0; pl < PL; pl++) {
@@ -394,7 +410,7 @@ static void row_scalar(const q8_job *j, const uint8_t *p, const float *ws, int64
                     }
                 } else
                     for (int i = 0; i < QB; i++)
-                        s1 += ((int)p[b * QB + i] - 128) * qx[b * QB + i];
+                        s1 += ((int)p[b * QB + i] - j->centre) * qx[b * QB + i];
                 isum += PL == 2 && pl == 0 ? 254 * s1 : s1;
             }
             acc += (float)isum * (ws[b] * j->dx[t * blocks + b]);
@@ -408,6 +424,7 @@ static void row_dots(const q8_job *j, const uint8_t *p, const float *ws, int64_t
     int64_t cols = j->w->cols;
 #ifdef Q8_AVX2
     if (j->path >= CPU_PATH_AVX2) {
+        bool g16 = j->w->group_size == 16;
 #define row4_avx2(j, p, ws, cols, t0, res, NT, PL) row4(j, p, ws, cols, t0, res, NT, PL, 0)
 #define row4_vnni(j, p, ws, cols, t0, res, NT, PL) row4(j, p, ws, cols, t0, res, NT, PL, 1)
 // the row kernel instantiated for this token count (1..MAX_NT) and plane count (1, 2)
@@ -424,10 +441,10 @@ static void row_dots(const q8_job *j, const uint8_t *p, const float *ws, int64_t
     }
         if (j->wide) {
             switch (nt) {
-            case 1: row16(j, p, ws, cols, t0, res, 1); break;
-            case 2: row16(j, p, ws, cols, t0, res, 2); break;
-            case 3: row16(j, p, ws, cols, t0, res, 3); break;
-            default: row16(j, p, ws, cols, t0, res, 4); break;
+            case 1: g16 ? row16(j, p, ws, cols, t0, res, 1, 1) : row16(j, p, ws, cols, t0, res, 1, 0); break;
+            case 2: g16 ? row16(j, p, ws, cols, t0, res, 2, 1) : row16(j, p, ws, cols, t0, res, 2, 0); break;
+            case 3: g16 ? row16(j, p, ws, cols, t0, res, 3, 1) : row16(j, p, ws, cols, t0, res, 3, 0); break;
+            default: g16 ? row16(j, p, ws, cols, t0, res, 4, 1) : row16(j, p, ws, cols, t0, res, 4, 0); break;
             }
         }
 #ifdef Q8_VNNI
@@ -464,7 +481,7 @@ static void q8_rows(q8_job *j, int64_t o0, int64_t o1, int thread) {
         cpu_to_f32(w->dtype, (const char *)w->scales + (size_t)(o0 * groups) * es, ng, buf);
         sc = buf;
     }
-    bool recentred = bits == 8 && !j->wide;
+    bool recentred = bits == 8 && j->centre;
     if (w->dtype != DTYPE_F32 || recentred) {
         float *bias = buf + ROW_TASK * groups;
         cpu_to_f32(w->dtype, (const char *)w->biases + (size_t)(o0 * groups) * es, ng, bias);
@@ -473,11 +490,12 @@ static void q8_rows(q8_job *j, int64_t o0, int64_t o1, int thread) {
                 bias[g] += 128.0f * sc[g];
         bc = bias;
     }
-    // each 32-block's scale (the scales themselves for groups of 32). (Tried: each 4 times, so that
+    // each 32-block's scale (the scales themselves for groups of 32; for groups of 16, which only the
+    // int16 kernel takes, each 16-block's: the scales themselves). (Tried: each 4 times, so that
     // the 4-bit kernel loads its two scales as one vector: the scalar expansion cost more than the
     // broadcasts it saved, 1.3-2x slower on [1536 x 576].)
     ws = sc;
-    if (gs != QB) {
+    if (gs > QB) {
         float *e = buf + 2 * ROW_TASK * groups;
         int64_t n = gs / QB; // copies of each group's scale
         for (int64_t g = 0; g < ng; g++)
@@ -495,7 +513,7 @@ static void q8_rows(q8_job *j, int64_t o0, int64_t o1, int thread) {
             for (int64_t t0 = c0; t0 < c1; t0 += MAX_NT) {
                 int nt = c1 - t0 < MAX_NT ? (int)(c1 - t0) : MAX_NT;
                 float res[MAX_NT];
-                row_dots(j, p, ws + r * blocks, t0, nt, res);
+                row_dots(j, p, ws + r * (gs == 16 ? groups : blocks), t0, nt, res);
                 for (int t = 0; t < nt; t++) // the affine bias through the sums of x
                     out[(t0 + t) * j->out->stride + o] =
                         res[t] + dot_f32(bc + r * groups, j->xsum + (t0 + t) * groups, groups) + b;
@@ -529,6 +547,7 @@ bool cpu_matmul_q8(rill_stream *s, rill_tensor *out, const rill_tensor *x, const
     int planes = ((cpu_backend *)s->be->impl)->q8_planes == 1 ? 1 : 2;
     bool ggml = planes == 1 && w->act_quant != ACT_QUANT_NONE && w->group_size == QB;
     if (!cpu_q8_supports(w) || (!ggml && x->rows > MAX_NT)) return false;
+    if (w->group_size % QB && !(planes == 2 && w->bits == 8)) return false; // groups of 16: the int16 kernel
 #ifndef Q8_AVX2
     path = CPU_PATH_SCALAR;
 #endif
@@ -573,7 +592,8 @@ bool cpu_matmul_q8(rill_stream *s, rill_tensor *out, const rill_tensor *x, const
             for (int k = 0; k < 4; k++)
                 dx4[t * blocks * 4 + b * 4 + k] = d[b];
     }
-    q8_job j = {s, out, w, n, path, wide ? 1 : planes, wide, qx, dx, dx4, xsum};
+    int centre = w->bits == 8 && !wide && !w->owned ? 128 : 0; // (owned: codes the backend widened)
+    q8_job j = {s, out, w, n, path, wide ? 1 : planes, wide, centre, qx, dx, dx4, xsum, 0};
     int64_t want = (int64_t)TASKS_PER_THREAD * threadpool_size(s->pool);
     j.rows_per_task = ((w->rows + want - 1) / want + ROW_TASK - 1) / ROW_TASK * ROW_TASK;
     threadpool_run(s->pool, (int)((w->rows + j.rows_per_task - 1) / j.rows_per_task), q8_task, &j);
