@@ -3,7 +3,8 @@
 # .debs (scripts/device-debs), build rill with CUDA, run the op harness (every compiled backend;
 # CUDA with bf16, f16 and f32 activations; compute-sanitizer with RILL_GPU_SANITIZER=1), the CUDA
 # tests and the tiny models against the CPU, the op benchmarks, then `rill synth` models with real
-# shapes through `rill generate --device cuda`; prints a table last. Logs go to $OUT (<= 8 files).
+# shapes through `rill generate --device cuda`, each speed-up also with its switch off (RILL_CUDA_PDL=0,
+# RILL_CUDA_GEMV_DEPTH=1,1,1, RILL_FUSE_ADD=0, ...); prints a table last. Logs go to $OUT (<= 8 files).
 # Run it from the repo root: `bash bench/gpu.sh` (device: carry [".debs"]).
 set -u
 OUT=${OUT:-/tmp/rill-gpu-out}
@@ -73,6 +74,13 @@ for r in 1 4; do # rows per warp of the large 4-bit GEMVs against the default (2
     RILL_CUDA_GEMV_ROWS=$r timeout 300 build-gpu/bin/test_cuda bench 2>&1 | grep "gemv 4-bit" |
         sed "s/^bench /bench rows=$r /" >> "$OUT/bench.log"
 done
+# programmatic dependent launch off, the 4-bit GEMV's words in flight per row and lane (1 for every
+# shape: the loop before 2026-11-26), and both
+for v in pdl=0:RILL_CUDA_PDL=0 depth=111:RILL_CUDA_GEMV_DEPTH=1,1,1 neither:RILL_CUDA_PDL=0+RILL_CUDA_GEMV_DEPTH=1,1,1; do
+    e=${v#*:}
+    env ${e//+/ } timeout 300 build-gpu/bin/test_cuda bench 2>&1 | grep "gemv 4-bit" |
+        sed "s/^bench /bench ${v%%:*} /" >> "$OUT/bench.log"
+done
 stamp "op bench done"
 
 # 6. end to end: synthetic models with real shapes (rill synth), `rill generate --device cuda`
@@ -103,6 +111,8 @@ if timeout 200 $RILL synth --preset smollm2-135m --bits 4 --out /tmp/sm >> "$E2E
     run "smollm2-135m 4-bit, graphs" /tmp/sm 16 1024
     run "smollm2-135m 4-bit, no graphs" /tmp/sm 16 1024 RILL_CUDA_GRAPHS=0
     run "smollm2-135m 4-bit, graphs, unfused" /tmp/sm 16 1024 RILL_FUSE=0
+    run "smollm2-135m 4-bit, graphs, no PDL" /tmp/sm 16 1024 RILL_CUDA_PDL=0
+    run "smollm2-135m 4-bit, graphs, no fused add" /tmp/sm 16 1024 RILL_FUSE_ADD=0
 fi
 stamp "smollm2 done"
 if timeout 300 $RILL synth --preset llama3-8b --bits 4 --out /tmp/l8 >> "$E2E" 2>&1; then
@@ -112,9 +122,16 @@ if timeout 300 $RILL synth --preset llama3-8b --bits 4 --out /tmp/l8 >> "$E2E" 2
     run "llama3-8b 4-bit short ctx, unfused" /tmp/l8 16 256 RILL_FUSE=0
     run "llama3-8b 4-bit short ctx, 1 row per warp" /tmp/l8 16 256 RILL_CUDA_GEMV_ROWS=1
     run "llama3-8b 4-bit short ctx, 4 rows per warp" /tmp/l8 16 256 RILL_CUDA_GEMV_ROWS=4
+    run "llama3-8b 4-bit short ctx, no PDL" /tmp/l8 16 256 RILL_CUDA_PDL=0
+    run "llama3-8b 4-bit short ctx, depth 1,1,1" /tmp/l8 16 256 RILL_CUDA_GEMV_DEPTH=1,1,1
+    run "llama3-8b 4-bit short ctx, no fused add" /tmp/l8 16 256 RILL_FUSE_ADD=0
+    run "llama3-8b 4-bit short ctx, PDL attention" /tmp/l8 16 256 RILL_CUDA_PDL_ATTENTION=1
+    run "llama3-8b 4-bit short ctx, none of the three" /tmp/l8 16 256 "RILL_CUDA_PDL=0 RILL_CUDA_GEMV_DEPTH=1,1,1 RILL_FUSE_ADD=0"
     run "llama3-8b 4-bit prefill 2048" /tmp/l8 2049 1
     run "llama3-8b 4-bit 16k ctx, graphs" /tmp/l8 16384 128
     run "llama3-8b 4-bit 16k ctx, warp attention" /tmp/l8 16384 128 RILL_CUDA_ATTENTION=warp
+    run "llama3-8b 4-bit 16k ctx, no PDL" /tmp/l8 16384 128 RILL_CUDA_PDL=0
+    run "llama3-8b 4-bit 16k ctx, PDL attention" /tmp/l8 16384 128 RILL_CUDA_PDL_ATTENTION=1
 fi
 stamp "e2e done"
 cat /tmp/rill-card.txt "$OUT/bench.log" > /tmp/rill-bench.log && mv /tmp/rill-bench.log "$OUT/bench.log"
@@ -131,6 +148,7 @@ for k in ops_bf16 ops_f16 ops_f32 test_cuda tiny_models op_bench; do
 done
 grep -h -E "relative error|greedy|sampled" "$OUT/model.log" | cut -c1-150
 echo
-grep -E '^bench (rows=. |warp-attn )?(gemm dense|gemv 4-bit g64|attention)' "$OUT/bench.log" | cut -c1-120
+grep -E '^bench (rows=. |warp-attn |pdl=0 |depth=111 |neither )?(gemm dense|gemv 4-bit g64|attention)' "$OUT/bench.log" |
+    cut -c1-120
 echo
 cat /tmp/rill-e2e.txt

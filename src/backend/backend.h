@@ -145,6 +145,11 @@ typedef struct rill_backend_ops {
     // out[t][:] = x[t][:] / sqrt(mean(x[t]^2) + eps) * (w + (add_one ? 1 : 0))   w: [cols] f32
     // out may alias x.
     void (*rmsnorm)(rill_stream *s, rill_tensor *out, const rill_tensor *x, const float *w, float eps, bool add_one);
+    // x = x + r (rounded to x's dtype), then out = rmsnorm(x) as above: the residual add fused into
+    // the norm that follows it. x, r, out: [n_tok][cols]; out may not alias x or r. NULL where a
+    // backend lacks it: the caller runs add, then rmsnorm, which compute the same.
+    void (*add_rmsnorm)(rill_stream *s, rill_tensor *out, rill_tensor *x, const rill_tensor *r, const float *w,
+                        float eps, bool add_one);
     // In place on x [n_tok][n_heads * head_dim]; pos: [n_tok][1] I32 absolute positions.
     void (*rope)(rill_stream *s, rill_tensor *x, const rill_tensor *pos, const rill_rope_params *p);
     // out [n_q][n_heads * v_head_dim] = softmax(mask(scale * q k^T)) v, per head.

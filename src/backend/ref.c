@@ -86,6 +86,11 @@ void ref_rmsnorm(rill_tensor *out, const rill_tensor *x, const float *w, float e
     }
 }
 
+void ref_add_rmsnorm(rill_tensor *out, rill_tensor *x, const rill_tensor *r, const float *w, float eps, bool add_one) {
+    ref_add(x, x, r);
+    ref_rmsnorm(out, x, w, eps, add_one);
+}
+
 void ref_rope(rill_tensor *x, const rill_tensor *pos, const rill_rope_params *p) {
     int half = p->rot_dims / 2;
     for (int64_t t = 0; t < x->rows; t++) {

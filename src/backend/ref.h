@@ -7,6 +7,7 @@
 void ref_embed(rill_tensor *out, const rill_tensor *ids, const rill_weight *w, float scale);
 void ref_matmul(rill_tensor *out, const rill_tensor *x, const rill_weight *w);
 void ref_rmsnorm(rill_tensor *out, const rill_tensor *x, const float *w, float eps, bool add_one);
+void ref_add_rmsnorm(rill_tensor *out, rill_tensor *x, const rill_tensor *r, const float *w, float eps, bool add_one);
 void ref_rope(rill_tensor *x, const rill_tensor *pos, const rill_rope_params *p);
 void ref_attention(rill_tensor *out, const rill_tensor *q, const rill_tensor *k, const rill_tensor *v,
                    const rill_attn_params *p);

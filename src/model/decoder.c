@@ -2,6 +2,7 @@
 // ops over per-step device scratch; the architecture's traits and the config decide the few
 // places that differ (qk-norm, sandwich norms, (1 + w) norms, embedding scale, activation,
 // sliding layers). The cache is reached only through cache.h.
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
@@ -250,10 +251,16 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
     rill_act act = strncmp(c->hidden_act, "gelu", 4) ? ACT_SILU : ACT_GELU_TANH;
     op->embed(s, &a.x, ids, &m->embed, m->embed_scale);
 
+    // Residual adds go into the norm after them (add_rmsnorm), unless RILL_FUSE_ADD=0 (to measure).
+    const char *fa = getenv("RILL_FUSE_ADD");
+    bool fuse_add = op->add_rmsnorm != NULL && !(fa && !strcmp(fa, "0"));
     for (int l = 0; l < c->n_layers; l++) {
         const layer_weights *L = &m->layers[l];
         cache_layer *cl = cache->layers[l];
-        op->rmsnorm(s, &a.h, &a.x, L->attn_norm, eps, add1);
+        if (l > 0 && fuse_add) // the previous layer's MLP output joins the residual here
+            op->add_rmsnorm(s, &a.h, &a.x, &a.o, L->attn_norm, eps, add1);
+        else
+            op->rmsnorm(s, &a.h, &a.x, L->attn_norm, eps, add1);
         rill_tensor q = a.q, k = a.k, v = a.v; // views of a.qkv when the projections are stacked
         if (m->mla)
             mla_qk(m, s, L, &a, eps);
@@ -307,9 +314,12 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
         if (m->mla) mla_out(m, s, L, &a);
         op->matmul(s, &a.o, &a.a, &L->o);
         if (L->post_attn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_attn_norm, eps, add1);
-        op->add(s, &a.x, &a.x, &a.o);
-
-        op->rmsnorm(s, &a.h, &a.x, L->ffn_norm, eps, add1);
+        if (fuse_add)
+            op->add_rmsnorm(s, &a.h, &a.x, &a.o, L->ffn_norm, eps, add1);
+        else {
+            op->add(s, &a.x, &a.x, &a.o);
+            op->rmsnorm(s, &a.h, &a.x, L->ffn_norm, eps, add1);
+        }
         if (L->moe)
             moe_mlp(m, s, L, &a, act);
         else {
@@ -325,7 +335,7 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
             op->matmul(s, &a.o, &a.g, &L->down);
         }
         if (L->post_ffn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_ffn_norm, eps, add1);
-        op->add(s, &a.x, &a.x, &a.o);
+        if (!fuse_add || l == c->n_layers - 1) op->add(s, &a.x, &a.x, &a.o); // (else: the next layer's norm adds it)
     }
 
     int64_t first = all_logits ? 0 : n - 1, rows = n - first;

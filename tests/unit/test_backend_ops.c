@@ -271,6 +271,29 @@ static void test_rmsnorm(void **state) {
         }
 }
 
+// The residual add fused into the norm: both the updated residual x and the normed out are checked.
+static void test_add_rmsnorm(void **state) {
+    NEED_OP(add_rmsnorm);
+    int64_t shapes[2][2] = {{5, 576}, {1, 4096}}; // [rows, cols]: a prefill chunk, a decode step
+    for (int i = 0; i < 2; i++)
+        for (int add_one = 0; add_one < 2; add_one++) {
+            int64_t rows = shapes[i][0], cols = shapes[i][1];
+            pair x = make(be->act_dtype, rows, cols, 3.0f), r = make(be->act_dtype, rows, cols, 1.0f);
+            pair out = make_out(be->act_dtype, rows, cols);
+            float *w = fill_scalars(DTYPE_F32, (size_t)cols, -1.0f, 2.0f);
+            float *wd = dev_copy(w, (size_t)cols * 4);
+            be->ops->add_rmsnorm(st, &out.dev, &x.dev, &r.dev, wd, 1e-6f, add_one);
+            ref_add_rmsnorm(&out.host, &x.host, &r.host, w, 1e-6f, add_one);
+            CHECK(&x, "add_rmsnorm residual %lld x %lld add_one %d", (long long)rows, (long long)cols, add_one);
+            CHECK(&out, "add_rmsnorm %lld x %lld add_one %d", (long long)rows, (long long)cols, add_one);
+            free(w);
+            be->ops->free(be, wd);
+            drop(&x);
+            drop(&r);
+            drop(&out);
+        }
+}
+
 static void test_rope(void **state) {
     NEED_OP(rope);
     static const struct {
@@ -767,6 +790,7 @@ int main(void) {
             cmocka_unit_test_prestate_setup_teardown(test_matmul, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_embed, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_rmsnorm, setup, teardown, &name),
+            cmocka_unit_test_prestate_setup_teardown(test_add_rmsnorm, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_rope, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_attention, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_attention_q, setup, teardown, &name),

@@ -196,6 +196,13 @@ static bool cpu_event_done(rill_event *e) {
     return done;
 }
 
+// The residual add and the norm after it: the two ops as they were, one after the other.
+static void cpu_add_rmsnorm(rill_stream *s, rill_tensor *out, rill_tensor *x, const rill_tensor *r, const float *w,
+                            float eps, bool add_one) {
+    cpu_add(s, x, x, r);
+    cpu_rmsnorm(s, out, x, w, eps, add_one);
+}
+
 static const rill_backend_ops cpu_ops = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -217,6 +224,7 @@ static const rill_backend_ops cpu_ops = {
     .embed = cpu_embed,
     .matmul = cpu_matmul,
     .rmsnorm = cpu_rmsnorm,
+    .add_rmsnorm = cpu_add_rmsnorm,
     .rope = cpu_rope,
     .attention = cpu_attention,
     .act_mul = cpu_act_mul,

@@ -49,6 +49,8 @@ void cuda_reject(rill_stream *s, rill_status st, const char *op, const char *why
 void cuda_embed(rill_stream *s, rill_tensor *out, const rill_tensor *ids, const rill_weight *w, float scale);
 void cuda_matmul(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w);
 void cuda_rmsnorm(rill_stream *s, rill_tensor *out, const rill_tensor *x, const float *w, float eps, bool add_one);
+void cuda_add_rmsnorm(rill_stream *s, rill_tensor *out, rill_tensor *x, const rill_tensor *r, const float *w, float eps,
+                      bool add_one);
 void cuda_rope(rill_stream *s, rill_tensor *x, const rill_tensor *pos, const rill_rope_params *p);
 void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k, const rill_tensor *v,
                     const rill_attn_params *p);

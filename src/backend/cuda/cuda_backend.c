@@ -169,6 +169,7 @@ static const rill_backend_ops cuda_ops = {
     .embed = cuda_embed,
     .matmul = cuda_matmul,
     .rmsnorm = cuda_rmsnorm,
+    .add_rmsnorm = cuda_add_rmsnorm,
     .rope = cuda_rope,
     .attention = cuda_attention,
     .attention_q = cuda_attention_q,

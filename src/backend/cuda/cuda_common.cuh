@@ -1,10 +1,14 @@
 // cuda_common.cuh: device helpers shared by the CUDA kernels: f32 <-> f16/bf16 conversions, loads
 // by run-time dtype, one element of an MLX affine row, warp sums, and the host-side dispatch from a
-// rill_dtype to a C++ element type. Kernels compute in f32 whatever they load or store.
+// rill_dtype to a C++ element type. Kernels compute in f32 whatever they load or store. Also the
+// launch helper for programmatic dependent launch (cuda_launch_pdl, pdl_wait, pdl_trigger).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utility>
 
 #include "backend/cuda/cuda.h"
 
@@ -115,6 +119,59 @@ __device__ __forceinline__ float warp_max(float v) {
 
 // After a launch: records a launch failure of `op`.
 static inline bool cuda_launched(rill_stream *s, const char *op) { return cuda_ok(s, cudaGetLastError(), op); }
+
+// Programmatic dependent launch (Hopper): a kernel launched through cuda_launch_pdl may be scheduled
+// while the kernel before it on the stream is still running, so the launch latency (and whatever
+// the kernel does before pdl_wait, such as loading weights) overlaps the tail of its predecessor.
+// Every such kernel calls pdl_wait() before it reads anything an earlier kernel wrote and before
+// it writes anything: that waits until the predecessor has completed and its writes are visible
+// (and, transitively, all kernels before it). pdl_trigger() then lets the next kernel be scheduled.
+// Both are no-ops in a kernel launched without the attribute.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// RILL_CUDA_PDL=0 launches without the attribute (to measure one against the other).
+static inline bool cuda_pdl_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("RILL_CUDA_PDL");
+        on = !(e && !strcmp(e, "0"));
+    }
+    return on != 0;
+}
+
+// kernel<<<grid, block, smem, s->cs>>>(args...), as a programmatic dependent launch when pdl. The
+// kernel must follow the pdl_wait rule above. Errors surface through cudaGetLastError (cuda_launched).
+template <typename... KP, typename... A>
+static inline void cuda_launch_as(rill_stream *s, bool pdl, void (*kernel)(KP...), dim3 grid, dim3 block, size_t smem,
+                                  A &&...args) {
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s->cs;
+    cfg.attrs = at;
+    cfg.numAttrs = pdl ? 1 : 0;
+    cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
+}
+
+// The same, as a programmatic dependent launch unless RILL_CUDA_PDL=0.
+template <typename... KP, typename... A>
+static inline void cuda_launch_pdl(rill_stream *s, void (*kernel)(KP...), dim3 grid, dim3 block, size_t smem,
+                                   A &&...args) {
+    cuda_launch_as(s, cuda_pdl_on(), kernel, grid, block, smem, std::forward<A>(args)...);
+}
 
 static inline unsigned cuda_blocks(int64_t n, int per_block) {
     int64_t b = (n + per_block - 1) / per_block;

@@ -11,6 +11,8 @@ enum { SAMPLE_THREADS = 1024 };
 template <typename TO, typename TI>
 __global__ void copy_at_kernel(TO *out, int64_t so, int64_t out_rows, const TI *x, int64_t sx, int64_t rows,
                                int64_t cols, const int32_t *row) {
+    pdl_wait();
+    pdl_trigger();
     int64_t r0 = *row, n = rows * cols;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / cols, c = i % cols;
@@ -28,16 +30,19 @@ extern "C" void cuda_copy_at(rill_stream *s, rill_tensor *out, const rill_tensor
     unsigned grid = cuda_blocks(x->rows * x->cols, 256);
     CUDA_DISPATCH(s, op, out->dtype, TO,
                   CUDA_DISPATCH(s, op, x->dtype, TI,
-                                copy_at_kernel<TO, TI><<<grid, 256, 0, s->cs>>>(
-                                    (TO *)out->data, out->stride, out->rows, (const TI *)x->data, x->stride, x->rows,
-                                    x->cols, row)));
+                                cuda_launch_pdl(s, copy_at_kernel<TO, TI>, grid, 256, 0, (TO *)out->data, out->stride,
+                                                out->rows, (const TI *)x->data, x->stride, x->rows, x->cols, row)));
     cuda_launched(s, op);
 }
 
-__global__ void add_i32_kernel(int32_t *x, int32_t v) { x[0] += v; }
+__global__ void add_i32_kernel(int32_t *x, int32_t v) {
+    pdl_wait();
+    pdl_trigger();
+    x[0] += v;
+}
 
 extern "C" void cuda_add_i32(rill_stream *s, int32_t *x, int32_t v) {
-    add_i32_kernel<<<1, 1, 0, s->cs>>>(x, v);
+    cuda_launch_pdl(s, add_i32_kernel, 1, 1, 0, x, v);
     cuda_launched(s, "add_i32");
 }
 
@@ -98,11 +103,12 @@ __device__ int block_count(int c, int *sc) {
 
 // One block. The top-k threshold is found by bisection on the value (the k-th largest logit).
 template <typename T>
-__global__ void __launch_bounds__(SAMPLE_THREADS)
-    sample_kernel(int32_t *token, const T *logits, int vocab, float temp, int top_k, uint64_t seed,
-                  const int32_t *step) {
+__global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(int32_t *token, const T *logits, int vocab, float temp,
+                                                                int top_k, uint64_t seed, const int32_t *step) {
     __shared__ float sv[32];
     __shared__ int si[32], sc[32];
+    pdl_wait();
+    pdl_trigger();
     float best = -INFINITY;
     int bi = 0x7fffffff;
     for (int i = threadIdx.x; i < vocab; i += blockDim.x)
@@ -157,7 +163,7 @@ extern "C" void cuda_sample(rill_stream *s, rill_tensor *token, const rill_tenso
         return;
     }
     CUDA_DISPATCH(s, op, logits->dtype, T,
-                  sample_kernel<T><<<1, SAMPLE_THREADS, 0, s->cs>>>((int32_t *)token->data, (const T *)logits->data,
-                                                                   (int)logits->cols, temp, top_k, seed, step));
+                  cuda_launch_pdl(s, sample_kernel<T>, 1, SAMPLE_THREADS, 0, (int32_t *)token->data,
+                                  (const T *)logits->data, (int)logits->cols, temp, top_k, seed, step));
     cuda_launched(s, op);
 }

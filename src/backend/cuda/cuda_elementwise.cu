@@ -9,6 +9,8 @@ enum ew_op { EW_ADD, EW_SILU_MUL, EW_GELU_MUL, EW_SCALE, EW_SOFTCAP };
 template <typename T>
 __global__ void ew_kernel(ew_op op, T *out, int64_t so, const T *a, int64_t sa, const T *b, int64_t sb, int64_t rows,
                           int64_t cols, float k) {
+    pdl_wait();
+    pdl_trigger();
     int64_t n = rows * cols;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / cols, c = i % cols;
@@ -41,9 +43,8 @@ static void ew(rill_stream *s, const char *op, ew_op kind, rill_tensor *out, con
     const rill_tensor *bb = b ? b : a;
     unsigned grid = cuda_blocks(out->rows * out->cols, 256);
     CUDA_DISPATCH(s, op, out->dtype, T,
-                  ew_kernel<T>
-                  <<<grid, 256, 0, s->cs>>>(kind, (T *)out->data, out->stride, (const T *)a->data, a->stride,
-                                            (const T *)bb->data, bb->stride, out->rows, out->cols, k));
+                  cuda_launch_pdl(s, ew_kernel<T>, grid, 256, 0, kind, (T *)out->data, out->stride, (const T *)a->data,
+                                  a->stride, (const T *)bb->data, bb->stride, out->rows, out->cols, k));
     cuda_launched(s, op);
 }
 
@@ -67,6 +68,8 @@ extern "C" void cuda_softcap(rill_stream *s, rill_tensor *out, const rill_tensor
 // out[r][c] = (To)x[r][c]   x: [rows][cols] of Ti (stride sx), out: [rows][cols] of To (stride so)
 template <typename Ti, typename To>
 __global__ void copy_kernel(To *out, int64_t so, const Ti *x, int64_t sx, int64_t rows, int64_t cols) {
+    pdl_wait();
+    pdl_trigger();
     int64_t n = rows * cols;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / cols, c = i % cols;
@@ -83,8 +86,7 @@ extern "C" void cuda_copy(rill_stream *s, rill_tensor *out, const rill_tensor *x
     unsigned grid = cuda_blocks(out->rows * out->cols, 256);
     CUDA_DISPATCH(s, "copy", x->dtype, Ti,
                   CUDA_DISPATCH(s, "copy", out->dtype, To,
-                                copy_kernel<Ti, To>
-                                <<<grid, 256, 0, s->cs>>>((To *)out->data, out->stride, (const Ti *)x->data, x->stride,
-                                                          out->rows, out->cols)));
+                                cuda_launch_pdl(s, copy_kernel<Ti, To>, grid, 256, 0, (To *)out->data, out->stride,
+                                                (const Ti *)x->data, x->stride, out->rows, out->cols)));
     cuda_launched(s, "copy");
 }

@@ -6,6 +6,8 @@
 // out: [n_tok][w.cols] (stride so); ids: [n_tok] I32 (stride si)
 template <typename T>
 __global__ void embed_kernel(T *out, int64_t so, const int32_t *ids, int64_t si, rill_weight w, float scale) {
+    pdl_wait();
+    pdl_trigger();
     int64_t t = blockIdx.x;
     int32_t id = ids[t * si];
     bool ok = id >= 0 && id < w.rows;
@@ -21,7 +23,7 @@ extern "C" void cuda_embed(rill_stream *s, rill_tensor *out, const rill_tensor *
     }
     if (out->rows == 0) return;
     CUDA_DISPATCH(s, "embed", out->dtype, T,
-                  embed_kernel<T><<<(unsigned)out->rows, 256, 0, s->cs>>>(
-                      (T *)out->data, out->stride, (const int32_t *)ids->data, ids->stride, *w, scale));
+                  cuda_launch_pdl(s, embed_kernel<T>, (unsigned)out->rows, 256, 0, (T *)out->data, out->stride,
+                                  (const int32_t *)ids->data, ids->stride, *w, scale));
     cuda_launched(s, "embed");
 }

@@ -1,9 +1,10 @@
 // cuda_gemv.cu: matmul for a few tokens (decode), one warp per output row: each weight byte is read
 // once per call (16-byte streaming loads) for all n_tok <= CUDA_GEMV_MAX_TOK rows of x. 4-bit affine
 // with bf16/f16 activations: x quantized to int8 per 32 values in two planes (the rounding residual
-// quantized again, ~15 bits: as the CPU does), then dp4a; 4/8-bit
-// otherwise: dequantized in registers to f32 (acc += scale * q.x + bias * sum(x)); dense: 8-wide
-// FMA; other bits or unaligned shapes: a plain per-element path.
+// quantized again, ~15 bits: as the CPU does), then dp4a, with a ring of 1-4 weight words per row in
+// flight and the first ones loaded before pdl_wait (programmatic dependent launch: they overlap the
+// kernel before); 4/8-bit otherwise: dequantized in registers to f32 (acc += scale * q.x + bias *
+// sum(x)); dense: 8-wide FMA; other bits or unaligned shapes: a plain per-element path.
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,8 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_affine_kernel(TX *out, int64_t so, const TX *x, int64_t sx, const uint4 *packed, const TS *scales,
                        const TS *biases, const float *bias, int64_t n_out, int64_t n_in, int gs, int n_tok) {
     constexpr int VALS = 128 / BITS; // values per 16-byte load
+    pdl_wait();
+    pdl_trigger();
     int lane = threadIdx.x & 31;
     int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
     if (row >= n_out) return;
@@ -76,6 +79,8 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
 // xsum: the exact f32 sum of the block.
 template <typename TX>
 __global__ void quant_x_kernel(int8_t *xq, float *xs, float *xsum, const TX *x, int64_t sx, int64_t n_in, int n_tok) {
+    pdl_wait();
+    pdl_trigger();
     int64_t blk = (int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5), n_blk = n_in / 32;
     int64_t all = n_blk * n_tok;
     if (blk >= all) return;
@@ -105,15 +110,23 @@ __device__ __forceinline__ int dot32(const int lo[4], const int hi[4], uint4 a, 
     return __dp4a(hi[3], (int)b.w, d);
 }
 
+// Blocks per SM that the registers of gemv_q4_dp4a_kernel are capped for (64K registers, 256 threads):
+// 4 (64 registers) for up to 2 words in flight per lane, 3 (85) for 4 words on up to 2 rows, else 2.
+constexpr int q4_min_blocks(int rows, int maxt, int d) {
+    return maxt > 1 ? 1 : rows * d <= 2 ? 4 : rows * d == 4 && rows < 4 ? 3 : 2;
+}
+
 // 4-bit weights (packed, scales, biases as in gemv_affine_kernel) against two-plane int8 x blocks:
 // acc += w_scale * x_scale * (254 * sum(q * xq1) + sum(q * xq2)) + w_bias * sum(x), per block of 32
 // values (|254 * s1 + s2| < 2^24: exact in f32). Each warp takes ROWS rows (each lane's x block,
 // read once, serves all of them: the x reads, not the weights, were what kept the L1 busy - ncu on
 // H200, 4096 x 14336: L1 63% busy, DRAM 49%) or, with SPLIT > 1, a share of one row's columns
 // (summed in shared memory), so that matrices with few rows still put warps on every SM. MAXT:
-// the most tokens (1 for plain decode, which frees the registers of the other seven).
-template <typename TX, typename TS, int SPLIT, int ROWS, int MAXT>
-__global__ void __launch_bounds__(GEMV_WARPS * 32)
+// the most tokens (1 for plain decode, which frees the registers of the other seven). D: 16-byte
+// words per row and lane in flight (a ring: a word's slot is refilled with the word D steps ahead
+// before the word is used); the first D are loaded before pdl_wait, overlapping the kernel before.
+template <typename TX, typename TS, int SPLIT, int ROWS, int MAXT, int D>
+__global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
     gemv_q4_dp4a_kernel(TX *out, int64_t so, const uint4 *xq, const float *xs, const float *xsum, const uint4 *packed,
                         const TS *scales, const TS *biases, const float *bias, int64_t n_out, int64_t n_in, int gs,
                         int n_tok) {
@@ -133,30 +146,55 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
 #pragma unroll
         for (int t = 0; t < MAXT; t++)
             acc[r][t] = 0.0f;
-    for (int64_t v = share * 32 + lane; v < n_vec; v += 32 * SPLIT) {
-        uint4 q4[ROWS];
+    // word indices and row offsets in 32 bits (the caller keeps n_in under 2^26 and n_out x n_in / 32 under
+    // 2^31): fewer registers
+    const int nv = (int)n_vec, step = 32 * SPLIT, v0 = share * 32 + lane; // this lane's words: v0, v0 + step, ...
+    int wofs[ROWS], sofs[ROWS];
 #pragma unroll
-        for (int r = 0; r < ROWS; r++) // every row's word in flight before the first is used
-            q4[r] = __ldcs(packed + rows[r] * n_vec + v);
-        int64_t g = gs_pow2 ? (v * 32) >> gsh : v * 32 / gs;
-        float sc[ROWS], bi[ROWS];
+    for (int r = 0; r < ROWS; r++)
+        wofs[r] = (int)rows[r] * nv, sofs[r] = (int)rows[r] * (int)groups;
+    uint4 q4[D][ROWS]; // a ring of D words per row: slot p holds word v0 + (k D + p) step
+    float sc[D][ROWS], bi[D][ROWS];
+    auto load = [&](int p, int v) { // (p is a constant once the loops are unrolled)
+        if (v >= nv) return;
+        int g = gs_pow2 ? (v * 32) >> gsh : v * 32 / gs;
 #pragma unroll
-        for (int r = 0; r < ROWS; r++)
-            sc[r] = to_f32(scales[rows[r] * groups + g]), bi[r] = to_f32(biases[rows[r] * groups + g]);
+        for (int r = 0; r < ROWS; r++) {
+            q4[p][r] = __ldcs(packed + (wofs[r] + v));
+            sc[p][r] = to_f32(scales[sofs[r] + g]), bi[p][r] = to_f32(biases[sofs[r] + g]);
+        }
+    };
 #pragma unroll
-        for (int t = 0; t < MAXT; t++) {
-            if (t >= n_tok) break;
-            int64_t xb = t * n_vec + v;
-            uint4 a0 = xq[2 * xb], a1 = xq[2 * xb + 1], b0 = xq[plane2 + 2 * xb], b1 = xq[plane2 + 2 * xb + 1];
-            float xsc = xs[xb], xsm = xsum[xb];
+    for (int p = 0; p < D; p++) // weights only: nothing an earlier kernel wrote
+        load(p, v0 + p * step);
+    pdl_wait();
+    pdl_trigger();
+    for (int vb = v0; vb < nv; vb += D * step) {
 #pragma unroll
-            for (int r = 0; r < ROWS; r++) {
-                int lo[4] = {(int)(q4[r].x & 0x0f0f0f0fu), (int)(q4[r].y & 0x0f0f0f0fu), (int)(q4[r].z & 0x0f0f0f0fu),
-                             (int)(q4[r].w & 0x0f0f0f0fu)};
-                int hi[4] = {(int)((q4[r].x >> 4) & 0x0f0f0f0fu), (int)((q4[r].y >> 4) & 0x0f0f0f0fu),
-                             (int)((q4[r].z >> 4) & 0x0f0f0f0fu), (int)((q4[r].w >> 4) & 0x0f0f0f0fu)};
-                int d = 254 * dot32(lo, hi, a0, a1) + dot32(lo, hi, b0, b1);
-                acc[r][t] = fmaf(sc[r] * xsc, (float)d, fmaf(bi[r], xsm, acc[r][t]));
+        for (int p = 0; p < D; p++) {
+            int v = vb + p * step;
+            if (v >= nv) break;
+            uint4 w[ROWS];
+            float wsc[ROWS], wbi[ROWS];
+#pragma unroll
+            for (int r = 0; r < ROWS; r++)
+                w[r] = q4[p][r], wsc[r] = sc[p][r], wbi[r] = bi[p][r];
+            load(p, v + D * step); // the slot's next word is in flight while this one is used
+#pragma unroll
+            for (int t = 0; t < MAXT; t++) {
+                if (t >= n_tok) break;
+                int xb = t * nv + v;
+                uint4 a0 = xq[2 * xb], a1 = xq[2 * xb + 1], b0 = xq[plane2 + 2 * xb], b1 = xq[plane2 + 2 * xb + 1];
+                float xsc = xs[xb], xsm = xsum[xb];
+#pragma unroll
+                for (int r = 0; r < ROWS; r++) {
+                    int lo[4] = {(int)(w[r].x & 0x0f0f0f0fu), (int)(w[r].y & 0x0f0f0f0fu), (int)(w[r].z & 0x0f0f0f0fu),
+                                 (int)(w[r].w & 0x0f0f0f0fu)};
+                    int hi[4] = {(int)((w[r].x >> 4) & 0x0f0f0f0fu), (int)((w[r].y >> 4) & 0x0f0f0f0fu),
+                                 (int)((w[r].z >> 4) & 0x0f0f0f0fu), (int)((w[r].w >> 4) & 0x0f0f0f0fu)};
+                    int d = 254 * dot32(lo, hi, a0, a1) + dot32(lo, hi, b0, b1);
+                    acc[r][t] = fmaf(wsc[r] * xsc, (float)d, fmaf(wbi[r], xsm, acc[r][t]));
+                }
             }
         }
     }
@@ -189,6 +227,8 @@ template <typename TX, typename TW>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_dense_kernel(TX *out, int64_t so, const TX *x, int64_t sx, const TW *w, const float *bias, int64_t n_out,
                       int64_t n_in, int n_tok) {
+    pdl_wait();
+    pdl_trigger();
     int lane = threadIdx.x & 31;
     int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
     if (row >= n_out) return;
@@ -222,6 +262,8 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
 template <typename TX>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_generic_kernel(TX *out, int64_t so, const TX *x, int64_t sx, rill_weight w, int n_tok) {
+    pdl_wait();
+    pdl_trigger();
     int lane = threadIdx.x & 31;
     int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
     if (row >= w.rows) return;
@@ -257,10 +299,82 @@ static int gemv_rows(int n_tok) {
     return n_tok > 1 ? 4 : 2;
 }
 
+// Words per row and lane in flight in the 4-bit GEMV for one token (the kernel's D), by shape: rows
+// where a lane has more than 4 words (down: 14336 columns), matrices of 16384 rows or more (gate/up
+// stacked, lm_head), and the others (q/k/v, o). RILL_CUDA_GEMV_DEPTH=L,T,S (each 1, 2 or 4) sets
+// the three; 1,1,1 is a word loaded while the one before is used, as before 2026-11-26's change.
+static int gemv_depth(int rows, int64_t n_out, int64_t words_per_lane) {
+    int d[3] = {4, 1, 1};
+    const char *e = getenv("RILL_CUDA_GEMV_DEPTH");
+    if (e && strlen(e) == 5)
+        for (int k = 0; k < 3; k++)
+            if (e[2 * k] == '1' || e[2 * k] == '2' || e[2 * k] == '4') d[k] = e[2 * k] - '0';
+    int depth = words_per_lane > 4 ? d[0] : n_out >= 16384 ? d[1] : d[2];
+    return rows == 4 && depth > 2 ? 2 : depth;
+}
+
 // RILL_CUDA_GEMV=float keeps 4-bit weights on the f32 path (for measuring one against the other).
 static bool float_only(void) {
     const char *e = getenv("RILL_CUDA_GEMV");
     return e && !strcmp(e, "float");
+}
+
+// The 4-bit dp4a path: x quantized into the stream's scratch, then the GEMV (TX: f16 or bf16).
+template <typename TX>
+static void gemv_q4(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w) {
+    dim3 block(GEMV_WARPS * 32);
+    TX *o = (TX *)out->data;
+    const TX *xp = (const TX *)x->data;
+    int nt = (int)x->rows;
+    int64_t n_blk = w->cols / 32 * nt;
+    char *buf = (char *)cuda_scratch(s, (size_t)n_blk * 72, "matmul (gemv)");
+    if (!buf) return;
+    int8_t *xq = (int8_t *)buf; // [2][n_blk][32]
+    float *xs = (float *)(buf + n_blk * 64), *xsum = xs + n_blk;
+    cuda_launch_pdl(s, quant_x_kernel<TX>, (unsigned)((n_blk + 7) / 8), 256, 0, xq, xs, xsum, xp, x->stride, w->cols,
+                    nt);
+    if (!cuda_launched(s, "matmul (quantize x)")) return;
+    // warps per row: enough rows x warps to fill the SMs several times over (H100/H200: 132 SMs)
+    // measured (H200): 1024 x 4096 10.0 -> 8.8 us with 4; a split of 2 made 4096 x 14336 slower (16.2 ->
+    // 19.6 us) and SmolLM2 (576-1536 columns) lost 10% with 4. Large matrices: 2 or 4 rows per warp.
+    int split = w->rows < 2048 && w->cols >= 2048 ? 4 : 1, rows = w->rows >= 2048 ? gemv_rows(nt) : 1;
+    int depth = nt == 1 ? gemv_depth(rows, w->rows, (w->cols / 32 + 32 * split - 1) / (32 * split)) : 1;
+    unsigned per_block = (unsigned)(GEMV_WARPS / split * rows);
+    unsigned g = (unsigned)((w->rows + per_block - 1) / per_block);
+#define Q4_LAUNCH(SPL, RW, MT, D)                                                                                      \
+    CUDA_DISPATCH(s, "matmul", w->dtype, TS,                                                                           \
+                  cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, SPL, RW, MT, D>, g, block, 0, o, out->stride,         \
+                                  (const uint4 *)xq, (const float *)xs, (const float *)xsum, (const uint4 *)w->packed, \
+                                  (const TS *)w->scales, (const TS *)w->biases, (const float *)w->bias, w->rows,       \
+                                  w->cols, w->group_size, nt))
+#define Q4_LAUNCH_D(SPL, RW)                                                                                           \
+    do {                                                                                                               \
+        if (depth == 4)                                                                                                \
+            Q4_LAUNCH(SPL, RW, 1, (RW == 4 ? 2 : 4));                                                                  \
+        else if (depth == 2)                                                                                           \
+            Q4_LAUNCH(SPL, RW, 1, 2);                                                                                  \
+        else                                                                                                           \
+            Q4_LAUNCH(SPL, RW, 1, 1);                                                                                  \
+    } while (0)
+    if (split == 4 && nt == 1)
+        Q4_LAUNCH_D(4, 1);
+    else if (split == 4)
+        Q4_LAUNCH(4, 1, CUDA_GEMV_MAX_TOK, 1);
+    else if (rows == 4 && nt == 1)
+        Q4_LAUNCH_D(1, 4);
+    else if (rows == 4)
+        Q4_LAUNCH(1, 4, CUDA_GEMV_MAX_TOK, 1);
+    else if (rows == 2 && nt == 1)
+        Q4_LAUNCH_D(1, 2);
+    else if (rows == 2)
+        Q4_LAUNCH(1, 2, CUDA_GEMV_MAX_TOK, 1);
+    else if (nt == 1)
+        Q4_LAUNCH_D(1, 1);
+    else
+        Q4_LAUNCH(1, 1, CUDA_GEMV_MAX_TOK, 1);
+#undef Q4_LAUNCH_D
+#undef Q4_LAUNCH
+    cuda_launched(s, "matmul (gemv)");
 }
 
 template <typename TX>
@@ -273,59 +387,31 @@ static void gemv_typed(rill_stream *s, rill_tensor *out, const rill_tensor *x, c
     bool x_vec = aligned16(xp) && (x->stride * (int64_t)sizeof(TX)) % 16 == 0 && w->cols % 8 == 0;
     bool fused = w->kind == WEIGHT_AFFINE && (w->bits == 4 || w->bits == 8) && w->group_size >= 128 / w->bits &&
                  x_vec && aligned16(w->packed) && (w->cols * w->bits / 32) % 4 == 0;
-    if (fused && w->bits == 4 && sizeof(TX) == 2 && !float_only()) {
-        int64_t n_blk = w->cols / 32 * nt;
-        char *buf = (char *)cuda_scratch(s, (size_t)n_blk * 72, "matmul (gemv)");
-        if (!buf) return;
-        int8_t *xq = (int8_t *)buf; // [2][n_blk][32]
-        float *xs = (float *)(buf + n_blk * 64), *xsum = xs + n_blk;
-        quant_x_kernel<TX><<<(unsigned)((n_blk + 7) / 8), 256, 0, s->cs>>>(xq, xs, xsum, xp, x->stride, w->cols, nt);
-        // warps per row: enough rows x warps to fill the SMs several times over (H100/H200: 132 SMs)
-        // measured (H200): 1024 x 4096 10.0 -> 8.8 us with 4; a split of 2 made 4096 x 14336 slower (16.2 ->
-        // 19.6 us) and SmolLM2 (576-1536 columns) lost 10% with 4. Large matrices: 2 or 4 rows per warp.
-        int split = w->rows < 2048 && w->cols >= 2048 ? 4 : 1, rows = w->rows >= 2048 ? gemv_rows(nt) : 1;
-        unsigned per_block = (unsigned)(GEMV_WARPS / split * rows);
-        unsigned g = (unsigned)((w->rows + per_block - 1) / per_block);
-#define Q4_LAUNCH(SPL, RW, MT)                                                                                         \
-    CUDA_DISPATCH(s, "matmul", w->dtype, TS,                                                                           \
-                  gemv_q4_dp4a_kernel<TX, TS, SPL, RW, MT><<<g, block, 0, s->cs>>>(                                    \
-                      o, out->stride, (const uint4 *)xq, xs, xsum, (const uint4 *)w->packed, (const TS *)w->scales,    \
-                      (const TS *)w->biases, w->bias, w->rows, w->cols, w->group_size, nt))
-        if (split == 4 && nt == 1)
-            Q4_LAUNCH(4, 1, 1);
-        else if (split == 4)
-            Q4_LAUNCH(4, 1, CUDA_GEMV_MAX_TOK);
-        else if (rows == 4 && nt == 1)
-            Q4_LAUNCH(1, 4, 1);
-        else if (rows == 4)
-            Q4_LAUNCH(1, 4, CUDA_GEMV_MAX_TOK);
-        else if (rows == 2 && nt == 1)
-            Q4_LAUNCH(1, 2, 1);
-        else if (rows == 2)
-            Q4_LAUNCH(1, 2, CUDA_GEMV_MAX_TOK);
-        else if (nt == 1)
-            Q4_LAUNCH(1, 1, 1);
-        else
-            Q4_LAUNCH(1, 1, CUDA_GEMV_MAX_TOK);
-#undef Q4_LAUNCH
-    } else if (fused) {
+    if constexpr (sizeof(TX) == 2) { // (the dp4a kernels exist for 16-bit activations only)
+        if (fused && w->bits == 4 && w->cols < ((int64_t)1 << 26) && w->rows * (w->cols / 32) < ((int64_t)1 << 31) &&
+            !float_only()) {
+            gemv_q4<TX>(s, out, x, w);
+            return;
+        }
+    }
+    if (fused) {
         const uint4 *pk = (const uint4 *)w->packed;
         if (w->bits == 4)
             CUDA_DISPATCH(s, "matmul", w->dtype, TS,
-                          gemv_affine_kernel<TX, TS, 4><<<grid, block, 0, s->cs>>>(
-                              o, out->stride, xp, x->stride, pk, (const TS *)w->scales, (const TS *)w->biases, w->bias,
-                              w->rows, w->cols, w->group_size, nt));
+                          cuda_launch_pdl(s, gemv_affine_kernel<TX, TS, 4>, grid, block, 0, o, out->stride, xp,
+                                          x->stride, pk, (const TS *)w->scales, (const TS *)w->biases,
+                                          (const float *)w->bias, w->rows, w->cols, w->group_size, nt));
         else
             CUDA_DISPATCH(s, "matmul", w->dtype, TS,
-                          gemv_affine_kernel<TX, TS, 8><<<grid, block, 0, s->cs>>>(
-                              o, out->stride, xp, x->stride, pk, (const TS *)w->scales, (const TS *)w->biases, w->bias,
-                              w->rows, w->cols, w->group_size, nt));
+                          cuda_launch_pdl(s, gemv_affine_kernel<TX, TS, 8>, grid, block, 0, o, out->stride, xp,
+                                          x->stride, pk, (const TS *)w->scales, (const TS *)w->biases,
+                                          (const float *)w->bias, w->rows, w->cols, w->group_size, nt));
     } else if (w->kind == WEIGHT_DENSE && x_vec && aligned16(w->data) && w->cols % 8 == 0) {
         CUDA_DISPATCH(s, "matmul", w->dtype, TW,
-                      gemv_dense_kernel<TX, TW><<<grid, block, 0, s->cs>>>(
-                          o, out->stride, xp, x->stride, (const TW *)w->data, w->bias, w->rows, w->cols, nt));
+                      cuda_launch_pdl(s, gemv_dense_kernel<TX, TW>, grid, block, 0, o, out->stride, xp, x->stride,
+                                      (const TW *)w->data, (const float *)w->bias, w->rows, w->cols, nt));
     } else {
-        gemv_generic_kernel<TX><<<grid, block, 0, s->cs>>>(o, out->stride, xp, x->stride, *w, nt);
+        cuda_launch_pdl(s, gemv_generic_kernel<TX>, grid, block, 0, o, out->stride, xp, x->stride, *w, nt);
     }
     cuda_launched(s, "matmul (gemv)");
 }

@@ -1,49 +1,94 @@
 // cuda_rmsnorm.cu: RMSNorm, one block per row: the sum of squares in f32 (block reduction), then
 // out = x / sqrt(mean(x^2) + eps) * (w + add_one). Each thread rereads the elements it summed, so
-// out may alias x.
+// out may alias x. add_rmsnorm first adds the residual r into x (rounded to the dtype, as the add
+// op stores it) in the same pass: one launch instead of two per residual add of a decoder layer.
 #include "backend/cuda/cuda_common.cuh"
+
+// The sum of v over the block (every thread gets it); part: [32] shared floats.
+__device__ __forceinline__ float block_sum(float v, float *part) {
+    v = warp_sum(v);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float p = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0.0f;
+        p = warp_sum(p);
+        if (threadIdx.x == 0) part[0] = p;
+    }
+    __syncthreads();
+    return part[0];
+}
 
 // x, out: [rows][cols] (strides sx, so); w: [cols] f32
 template <typename T>
 __global__ void rmsnorm_kernel(T *out, int64_t so, const T *x, int64_t sx, const float *w, int64_t cols, float eps,
                                float add) {
     __shared__ float part[32]; // [warps] partial sums
+    pdl_wait();
+    pdl_trigger();
     const T *xr = x + blockIdx.x * sx;
     float ss = 0.0f;
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
         float v = to_f32(xr[c]);
         ss += v * v;
     }
-    ss = warp_sum(ss);
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        float v = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0.0f;
-        v = warp_sum(v);
-        if (threadIdx.x == 0) part[0] = v;
-    }
-    __syncthreads();
-    float inv = rsqrtf(part[0] / (float)cols + eps);
+    float inv = rsqrtf(block_sum(ss, part) / (float)cols + eps);
     T *outr = out + blockIdx.x * so;
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
         outr[c] = from_f32<T>(to_f32(xr[c]) * inv * (w[c] + add));
 }
 
+// x <- x + r, then out = rmsnorm(x)   x, r, out: [rows][cols] (strides sx, sr, so); w: [cols] f32
+template <typename T>
+__global__ void add_rmsnorm_kernel(T *out, int64_t so, T *x, int64_t sx, const T *r, int64_t sr, const float *w,
+                                   int64_t cols, float eps, float add) {
+    __shared__ float part[32]; // [warps] partial sums
+    pdl_wait();
+    pdl_trigger();
+    T *xr = x + blockIdx.x * sx;
+    const T *rr = r + blockIdx.x * sr;
+    float ss = 0.0f;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+        T v = from_f32<T>(to_f32(xr[c]) + to_f32(rr[c]));
+        xr[c] = v;
+        float f = to_f32(v);
+        ss += f * f;
+    }
+    float inv = rsqrtf(block_sum(ss, part) / (float)cols + eps);
+    T *outr = out + blockIdx.x * so;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) // (this thread's own stores above)
+        outr[c] = from_f32<T>(to_f32(xr[c]) * inv * (w[c] + add));
+}
+
+static bool norm_fits(rill_stream *s, const char *op, const rill_tensor *out, const rill_tensor *x) {
+    if (out->rows != x->rows || out->cols != x->cols || out->dtype != x->dtype) {
+        cuda_reject(s, RILL_EINVAL, op, "out and x differ in shape or dtype");
+        return false;
+    }
+    if (x->rows > 0x7fffffff) {
+        cuda_reject(s, RILL_ERANGE, op, "too many rows");
+        return false;
+    }
+    return true;
+}
+
+static int norm_threads(int64_t cols) { return cols >= 4096 ? 1024 : cols >= 1024 ? 512 : 256; }
+
 extern "C" void cuda_rmsnorm(rill_stream *s, rill_tensor *out, const rill_tensor *x, const float *w, float eps,
                              bool add_one) {
-    if (out->rows != x->rows || out->cols != x->cols || out->dtype != x->dtype) {
-        cuda_reject(s, RILL_EINVAL, "rmsnorm", "out and x differ in shape or dtype");
-        return;
-    }
-    if (x->rows == 0) return;
-    if (x->rows > 0x7fffffff) {
-        cuda_reject(s, RILL_ERANGE, "rmsnorm", "too many rows");
-        return;
-    }
-    int threads = x->cols >= 4096 ? 1024 : x->cols >= 1024 ? 512 : 256;
+    if (!norm_fits(s, "rmsnorm", out, x) || x->rows == 0) return;
     CUDA_DISPATCH(s, "rmsnorm", x->dtype, T,
-                  rmsnorm_kernel<T>
-                  <<<(unsigned)x->rows, threads, 0, s->cs>>>((T *)out->data, out->stride, (const T *)x->data, x->stride,
-                                                             w, x->cols, eps, add_one ? 1.0f : 0.0f));
+                  cuda_launch_pdl(s, rmsnorm_kernel<T>, (unsigned)x->rows, norm_threads(x->cols), 0, (T *)out->data,
+                                  out->stride, (const T *)x->data, x->stride, w, x->cols, eps, add_one ? 1.0f : 0.0f));
     cuda_launched(s, "rmsnorm");
+}
+
+extern "C" void cuda_add_rmsnorm(rill_stream *s, rill_tensor *out, rill_tensor *x, const rill_tensor *r, const float *w,
+                                 float eps, bool add_one) {
+    const char *op = "add_rmsnorm";
+    if (!norm_fits(s, op, out, x) || !norm_fits(s, op, r, x) || x->rows == 0) return;
+    CUDA_DISPATCH(s, op, x->dtype, T,
+                  cuda_launch_pdl(s, add_rmsnorm_kernel<T>, (unsigned)x->rows, norm_threads(x->cols), 0, (T *)out->data,
+                                  out->stride, (T *)x->data, x->stride, (const T *)r->data, r->stride, w, x->cols, eps,
+                                  add_one ? 1.0f : 0.0f));
+    cuda_launched(s, op);
 }

@@ -6,6 +6,8 @@
 // x: [n_tok][n_heads * head_dim] (row stride sx); pos: [n_tok] I32 (stride sp); inv_freq: [rot/2]
 template <typename T>
 __global__ void rope_kernel(T *x, int64_t sx, const int32_t *pos, int64_t sp, rill_rope_params p, int64_t n_tok) {
+    pdl_wait();
+    pdl_trigger();
     int half = p.rot_dims / 2;
     int64_t n = n_tok * p.n_heads * half;
     for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < n;
@@ -35,7 +37,7 @@ extern "C" void cuda_rope(rill_stream *s, rill_tensor *x, const rill_tensor *pos
     int64_t n = x->rows * p->n_heads * (p->rot_dims / 2);
     if (n == 0) return;
     CUDA_DISPATCH(s, "rope", x->dtype, T,
-                  rope_kernel<T><<<cuda_blocks(n, 256), 256, 0, s->cs>>>(
-                      (T *)x->data, x->stride, (const int32_t *)pos->data, pos->stride, *p, x->rows));
+                  cuda_launch_pdl(s, rope_kernel<T>, cuda_blocks(n, 256), 256, 0, (T *)x->data, x->stride,
+                                  (const int32_t *)pos->data, pos->stride, *p, x->rows));
     cuda_launched(s, "rope");
 }
