@@ -220,6 +220,16 @@ void decoder_release_scratch(rill_model *m) {
     memset(&m->scratch, 0, sizeof m->scratch);
 }
 
+// RILL_FUSE_ADD=0 keeps the residual add and the norm after it apart; read once per process.
+static bool fuse_add_allowed(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("RILL_FUSE_ADD");
+        on = !(e && !strcmp(e, "0"));
+    }
+    return on != 0;
+}
+
 rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, const rill_tensor *ids, bool all_logits,
                             rill_tensor *logits) {
     const rill_backend_ops *op = m->be->ops;
@@ -252,8 +262,7 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
     op->embed(s, &a.x, ids, &m->embed, m->embed_scale);
 
     // Residual adds go into the norm after them (add_rmsnorm), unless RILL_FUSE_ADD=0 (to measure).
-    const char *fa = getenv("RILL_FUSE_ADD");
-    bool fuse_add = op->add_rmsnorm != NULL && !(fa && !strcmp(fa, "0"));
+    bool fuse_add = op->add_rmsnorm != NULL && fuse_add_allowed();
     for (int l = 0; l < c->n_layers; l++) {
         const layer_weights *L = &m->layers[l];
         cache_layer *cl = cache->layers[l];

@@ -98,6 +98,9 @@ static inline float cpu_scalar(rill_dtype dt, const void *p, int64_t i) {
 // activation rounding (w->act_quant, groups of 32); false when it does not handle the case.
 bool cpu_matmul_q8(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w, int path);
 bool cpu_q8_supports(const rill_weight *w);
+// True for an 8-bit weight whose codes cpu_weight_load widened from 2-6 bits (so they are < 64):
+// the only storage the CPU's weight_load makes, and so the only weights with `owned` set.
+static inline bool cpu_codes_widened(const rill_weight *w) { return w->owned != NULL; }
 int cpu_q8_best_path(void);
 int cpu_gemm_best_path(void);
 // The prefill matmul (cpu_gemm.c): exact f32 GEMM on AVX2 + FMA builds; false without them.

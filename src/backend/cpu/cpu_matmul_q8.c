@@ -9,10 +9,10 @@
 // - 4-bit: byte j of a 64-element chunk holds elements 2j (low nibble) and 2j+1 (high). The
 //   activations are stored de-interleaved to match ([evens][odds] per chunk), so the codes need
 //   only a mask and a shift: maddubs(lo, x_even) + maddubs(hi, x_odd).
-// - 8-bit, one plane: codes recentred to signed (q - 128; the bias absorbs 128 * scale; not for
-//   codes the backend widened from 2-6 bits, which are < 128 already and would only lose precision
-//   to the cancellation), sign trick
-//   for maddubs. 8-bit with the default precision: the activations are one plane of int16 codes
+// - 8-bit, one plane: codes recentred to signed (q - 128; the bias absorbs 128 * scale), sign trick
+//   for maddubs; codes the backend widened from 2-6 bits are < 128 already and stay as they are
+//   (recentring them would only lose precision to the cancellation). 8-bit with the default
+//   precision: the activations are one plane of int16 codes
 //   (x ~ d * q, d = amax / 32767: the two int8 planes' ~15 bits), multiplied with the unsigned codes
 //   widened to int16 by madd: 10 instructions per 32 weights instead of the two planes' 18.
 // Paths: AVX2 (maddubs), VNNI (the 4-bit dots through dpbusd: 4 products summed into an int32 lane
@@ -353,7 +353,8 @@ static inline __attribute__((always_inline)) void row8(const q8_job *j, const ui
 #endif
 
 // sum a[i] * b[i] over a short vector (a row's groups): 8 lanes and two accumulators, so the sum
-// is not one chain of dependent adds.
+// is not one chain of dependent adds. Inline, unlike cpu_dot: the call per row cost 3-6% of a
+// matmul (same-process A/B, 2026-11-26).
 static inline float dot_f32(const float *a, const float *b, int64_t n) {
     int64_t i = 0;
     float r = 0;
@@ -546,12 +547,11 @@ int cpu_q8_best_path(void) {
 bool cpu_matmul_q8(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w, int path) {
     int planes = ((cpu_backend *)s->be->impl)->q8_planes == 1 ? 1 : 2;
     bool ggml = planes == 1 && w->act_quant != ACT_QUANT_NONE && w->group_size == QB;
-    if (!cpu_q8_supports(w) || (!ggml && x->rows > MAX_NT)) return false;
-    if (w->group_size % QB && !(planes == 2 && w->bits == 8)) return false; // groups of 16: the int16 kernel
+    bool wide = planes == 2 && w->bits == 8; // int16 activations, the only kernel for groups of 16
+    if (!cpu_q8_supports(w) || (!ggml && x->rows > MAX_NT) || (w->group_size % QB && !wide)) return false;
 #ifndef Q8_AVX2
     path = CPU_PATH_SCALAR;
 #endif
-    bool wide = planes == 2 && w->bits == 8;
     int64_t n = x->rows, cols = w->cols, blocks = cols / QB, groups = cols / w->group_size;
     // one scratch block: codes, block scales (once and 4 times), group sums, code sums
     size_t floats =
@@ -592,7 +592,7 @@ bool cpu_matmul_q8(rill_stream *s, rill_tensor *out, const rill_tensor *x, const
             for (int k = 0; k < 4; k++)
                 dx4[t * blocks * 4 + b * 4 + k] = d[b];
     }
-    int centre = w->bits == 8 && !wide && !w->owned ? 128 : 0; // (owned: codes the backend widened)
+    int centre = w->bits == 8 && !wide && !cpu_codes_widened(w) ? 128 : 0;
     q8_job j = {s, out, w, n, path, wide ? 1 : planes, wide, centre, qx, dx, dx4, xsum, 0};
     int64_t want = (int64_t)TASKS_PER_THREAD * threadpool_size(s->pool);
     j.rows_per_task = ((w->rows + want - 1) / want + ROW_TASK - 1) / ROW_TASK * ROW_TASK;
