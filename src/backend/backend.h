@@ -106,9 +106,11 @@ typedef struct {
 typedef struct rill_backend_ops {
     const char *name;
     // The model should hand this backend q/k/v and gate/up as one weight each (their rows stacked),
-    // so a decode step issues fewer, larger matmuls (a GPU, where each launch costs). Set only where
-    // weight_load copies the host data (the stacked host rows are freed after loading).
+    // so a decode step issues fewer, larger matmuls (each launch, or each parallel loop, costs).
     bool fuse_projections;
+    // weight_load uses the host arrays in place (the CPU) instead of copying them: the model then
+    // keeps the stacked rows it makes and releases the parts' own storage (weights.c).
+    bool weights_in_place;
 
     // Memory. alloc returns NULL (message set) on failure; memory is accounted (rule 7).
     void *(*alloc)(rill_backend *be, size_t bytes);

@@ -14,7 +14,8 @@ typedef struct {
     // rope parts of each head ([n * H][nope], [n * H][rope]), the nope part in latent space and
     // later the attention output ([n * H][kv_lora] both), head ids 0..H-1 per token ([n][H] I32)
     rill_tensor qa, qraw, qn, qpe, qlat, heads;
-    // stacked projections only (fuse_projections backends): [q | k | v] and [gate | up] outputs
+    // stacked projections only (fuse_projections backends): [q | k | v] and [gate | up] outputs,
+    // over the storage of q, k, v and of u (see layout)
     rill_tensor qkv, gu;
     // MoE only: router logits [n][E], routes [n][k] (I32 ids, F32 weights), expert activations
     // [n * k][moe_inter] x2 and [n * k][hidden], shared experts [n][shared_inter] x2
@@ -40,13 +41,14 @@ static size_t layout(const rill_model *m, int64_t n, int64_t n_logits, char *bas
     }
     int64_t E = c->n_routed_experts, moe_k = E ? c->num_experts_per_tok : 0;
     int64_t shared = (int64_t)c->moe_intermediate_size * (c->n_shared_experts > 0 ? c->n_shared_experts : 1);
-    bool fused = m->be->ops->fuse_projections; // (a layer whose weights did not stack leaves these unused)
+    // Stacked outputs share storage with the separate ones (a layer uses one form or the other): qkv
+    // lies over q, k and v; gu over u and one more [n][ffn] after it (g stays apart: act_mul writes
+    // it from gu's halves).
+    bool fused = m->be->ops->fuse_projections;
     struct {
         rill_tensor *t;
         int64_t cols;
-    } parts[] = {{&a->qkv, fused && !mla ? q_dim + 2 * kv_dim : 0},
-                 {&a->gu, fused ? 2 * c->intermediate_size : 0},
-                 {&a->x, c->hidden_size},
+    } parts[] = {{&a->x, c->hidden_size},
                  {&a->h, c->hidden_size},
                  {&a->q, q_dim},
                  {&a->k, kv_dim},
@@ -55,6 +57,7 @@ static size_t layout(const rill_model *m, int64_t n, int64_t n_logits, char *bas
                  {&a->o, c->hidden_size},
                  {&a->g, c->intermediate_size},
                  {&a->u, c->intermediate_size},
+                 {&a->gu, fused ? c->intermediate_size : 0}, // (gu's second half; laid over u below)
                  {&a->logits, c->vocab_size},
                  {&a->qa, mla ? c->q_lora_rank : 0},
                  {&a->qraw, mla ? H * (c->qk_nope_head_dim + rope) : 0},
@@ -72,6 +75,8 @@ static size_t layout(const rill_model *m, int64_t n, int64_t n_logits, char *bas
         *parts[i].t = rill_tensor_2d(dt, rows, parts[i].cols, base ? base + at : NULL);
         at += align64((size_t)(rows * parts[i].cols) * es);
     }
+    a->qkv = rill_tensor_2d(dt, n, fused && !mla && v_dim == kv_dim ? q_dim + 2 * kv_dim : 0, a->q.data);
+    a->gu = rill_tensor_2d(dt, n, fused ? 2 * c->intermediate_size : 0, a->u.data);
     a->pos = rill_tensor_2d(DTYPE_I32, n, 1, base ? base + at : NULL);
     at += align64((size_t)n * sizeof(int32_t));
     a->ridx = rill_tensor_2d(DTYPE_I32, n, moe_k, base ? base + at : NULL);

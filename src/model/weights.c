@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/half.h"
@@ -384,8 +386,60 @@ static void stack_array(void *dst, const rill_weight *parts, int n, size_t row_b
     }
 }
 
-// One backend weight with the rows of parts[n] stacked in order (the backend copies it; the host
-// rows made here are freed at once). RILL_EUNSUPPORTED when the parts cannot be stacked.
+// Host bytes of w's arrays: its codes, scales and biases, or its dense data.
+static size_t host_bytes(const rill_weight *w) {
+    size_t es = dtype_size(w->dtype);
+    if (w->kind == WEIGHT_DENSE) return (size_t)(w->rows * w->cols) * es;
+    return (size_t)(w->rows * w->cols * w->bits / 8) + 2 * (size_t)(w->rows * (w->cols / w->group_size)) * es;
+}
+
+// Drops the whole pages of [p, p + n) from the process (a read-only file mapping: a later read
+// would fetch them again from the file).
+static void drop_pages(const void *p, size_t n) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || !p) return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1),
+              e = ((uintptr_t)p + n) & ~((uintptr_t)page - 1);
+    if (e > a) madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
+// Once the rows of parts[n] live on in a stacked copy the model keeps (a backend that uses weights
+// in place), the parts' own storage goes: arrays loading made (GGUF blocks repacked or decoded) are
+// freed, mapped ones stop counting as resident and their pages are dropped.
+static void release_parts(rill_model *m, const rill_weight *parts, int n) {
+    affine_tensor *owned_affine = m->affine_owned;
+    for (int i = 0; i < n; i++) {
+        const rill_weight *w = &parts[i];
+        bool freed = false;
+        for (int k = 0; k < m->n_affine && !freed; k++)
+            if (w->kind == WEIGHT_AFFINE && owned_affine[k].packed == w->packed) {
+                affine_free(&owned_affine[k]);
+                owned_affine[k] = owned_affine[--m->n_affine];
+                freed = true;
+            }
+        for (int k = 0; k < m->n_owned && !freed; k++)
+            if (w->kind == WEIGHT_DENSE && m->owned[k] == w->data) {
+                rill_free(m->owned[k]);
+                m->owned[k] = m->owned[--m->n_owned];
+                freed = true;
+            }
+        if (freed) continue;
+        m->mapped_bytes -= host_bytes(w); // (what loading it added)
+        if (w->kind == WEIGHT_DENSE)
+            drop_pages(w->data, host_bytes(w));
+        else {
+            size_t groups = (size_t)(w->rows * (w->cols / w->group_size)) * dtype_size(w->dtype);
+            drop_pages(w->packed, (size_t)(w->rows * w->cols * w->bits / 8));
+            drop_pages(w->scales, groups);
+            drop_pages(w->biases, groups);
+        }
+    }
+}
+
+// One backend weight with the rows of parts[n] stacked in order. A backend that copies weights
+// gets the stacked host rows, which are freed at once; one that uses them in place keeps them
+// (with the model's blocks) and the parts' storage is released. RILL_EUNSUPPORTED when the parts
+// cannot be stacked.
 static rill_status load_stacked(rill_model *m, const rill_weight *parts, int n, rill_weight *out) {
     if (!stackable(parts, n)) return RILL_EUNSUPPORTED;
     rill_weight w = parts[0];
@@ -419,8 +473,13 @@ static rill_status load_stacked(rill_model *m, const rill_weight *parts, int n, 
         }
         st = m->be->ops->weight_load(m->be, &w, out);
     }
+    bool keep = st == RILL_OK && m->be->ops->weights_in_place;
+    for (int a = 0; keep && a < n_arrays; a++)
+        if ((st = weights_keep(m, bufs[a])) == RILL_OK) bufs[a] = NULL;
+    if (keep && st != RILL_OK) m->be->ops->weight_free(m->be, out);
     for (int a = 0; a < 3; a++)
         rill_free(bufs[a]);
+    if (keep && st == RILL_OK) release_parts(m, parts, n);
     return st;
 }
 

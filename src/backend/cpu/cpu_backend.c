@@ -205,6 +205,8 @@ static void cpu_add_rmsnorm(rill_stream *s, rill_tensor *out, rill_tensor *x, co
 
 static const rill_backend_ops cpu_ops = {
     .name = "cpu",
+    .fuse_projections = true,
+    .weights_in_place = true,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_upload,
