@@ -36,11 +36,12 @@
 #endif
 #endif
 
-#define QB               32 // activation block
-#define ROW_TASK         16 // output rows whose scales are converted together
-#define TASKS_PER_THREAD 6  // a matmul's rows are split into about this many tasks per thread
-#define MAX_NT           4  // tokens dotted against one weight row at a time
-#define TOK_CHUNK        16 // tokens run over a task's rows before the next ones (activations stay in L1)
+#define QB               32   // activation block
+#define ROW_TASK         16   // output rows whose scales are converted together
+#define PREFETCH_AHEAD   2048 // bytes past a row's codes that are prefetched as the row starts
+#define TASKS_PER_THREAD 6    // a matmul's rows are split into about this many tasks per thread
+#define MAX_NT           4    // tokens dotted against one weight row at a time
+#define TOK_CHUNK        16   // tokens run over a task's rows before the next ones (activations stay in L1)
 
 typedef struct {
     rill_stream *s;
@@ -511,6 +512,15 @@ static void q8_rows(q8_job *j, int64_t o0, int64_t o1, int thread) {
             int r = (int)(o - o0);
             const uint8_t *p = (const uint8_t *)(w->packed + o * (cols * bits / 32));
             float b = w->bias ? w->bias[o] : 0.0f;
+#ifdef Q8_AVX2
+            // the codes PREFETCH_AHEAD bytes on, one row's worth: the hardware prefetcher alone lets a
+            // thread stream a cold [49152 x 576] 8-bit weight at ~2/3 of the rate of plain loads
+            // (same-process A/B: 0.77-0.82x the time with it; 1024 / 4096 / 8192 bytes measured worse
+            // or equal; 4-bit weights 0.97-1.0x)
+            if (c0 == 0)
+                for (int64_t off = 0; off < cols * bits / 8; off += 64)
+                    _mm_prefetch((const char *)p + PREFETCH_AHEAD + off, _MM_HINT_T0);
+#endif
             for (int64_t t0 = c0; t0 < c1; t0 += MAX_NT) {
                 int nt = c1 - t0 < MAX_NT ? (int)(c1 - t0) : MAX_NT;
                 float res[MAX_NT];
