@@ -4,8 +4,10 @@
 # CUDA with bf16, f16 and f32 activations; compute-sanitizer with RILL_GPU_SANITIZER=1), the CUDA
 # tests and the tiny models against the CPU, the op benchmarks, then `rill synth` models with real
 # shapes through `rill generate --device cuda`, each speed-up also with its switch off (RILL_CUDA_PDL=0,
-# RILL_CUDA_GEMV_DEPTH=1,1,1, RILL_FUSE_ADD=0, ...); prints a table last. Logs go to $OUT (<= 8 files).
-# Run it from the repo root: `bash bench/gpu.sh` (device: carry [".debs"]).
+# RILL_CUDA_GEMV_DEPTH=1,1,1, RILL_FUSE_ADD=0, RILL_CUDA_ATTENTION=cores, ...);
+# prints a table last. Logs go to $OUT (<= 8 files). With RILL_GPU_HEAD=1 it also builds the committed
+# tree (git archive HEAD) in /tmp/head and runs its Llama decode alternately with this tree's (A/B
+# on one card). Run it from the repo root: `bash bench/gpu.sh` (device: carry [".debs"]).
 set -u
 OUT=${OUT:-/tmp/rill-gpu-out}
 mkdir -p "$OUT"
@@ -44,6 +46,12 @@ if ! { cmake -S . -B build-gpu $GEN -DRILL_WERROR=ON -DRILL_CUDA=ON &&
     exit 1
 fi
 stamp "built"
+if [ "${RILL_GPU_HEAD:-0}" = 1 ]; then # the committed tree, built while the checks run
+    rm -rf /tmp/head && mkdir -p /tmp/head && git archive HEAD | tar -x -C /tmp/head &&
+        (cd /tmp/head && cmake -S . -B build $GEN -DRILL_CUDA=ON && cmake --build build -j 8 --target rill-cli) \
+            > "$OUT/head.log" 2>&1 &
+    HEAD_PID=$!
+fi
 
 # 4. correctness: the op harness per activation dtype, the CUDA tests, the tiny models
 declare -A RES
@@ -58,9 +66,13 @@ if [ "${RILL_GPU_SANITIZER:-0}" = 1 ]; then
     RILL_CUDA_DTYPE=bf16 timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 \
         build-gpu/bin/test_backend_ops > "$OUT/sanitizer.log" 2>&1
     RES[sanitizer]=$?
+    timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/bin/test_cuda >> "$OUT/sanitizer.log" 2>&1
+    RES[sanitizer_cuda]=$?
 fi
 timeout 300 build-gpu/bin/test_cuda > "$OUT/test_cuda.log" 2>&1
 RES[test_cuda]=$?
+RILL_CUDA_DTYPE=f16 timeout 300 build-gpu/bin/test_cuda >> "$OUT/test_cuda.log" 2>&1
+RES[test_cuda_f16]=$?
 timeout 300 build-gpu/bin/test_cuda_model > "$OUT/model.log" 2>&1
 RES[tiny_models]=$?
 stamp "cuda tests done"
@@ -68,8 +80,14 @@ stamp "cuda tests done"
 # 5. op benchmarks (not tests): decode GEMV bandwidth, prefill GEMM (the bf16 peak), attention
 timeout 300 build-gpu/bin/test_cuda bench > "$OUT/bench.log" 2>&1
 RES[op_bench]=$?
-RILL_CUDA_ATTENTION=warp timeout 300 build-gpu/bin/test_cuda bench 2>&1 | grep "attention decode" |
-    sed "s/^bench /bench warp-attn /" >> "$OUT/bench.log"
+# decode attention: the warp-per-key kernel, the CUDA-core GQA kernel (before 2026-11-26 16:00Z), and it
+# with the serial split merge (the committed code before then)
+for v in warp-attn:RILL_CUDA_ATTENTION=warp cores-attn:RILL_CUDA_ATTENTION=cores \
+    cores-serial:RILL_CUDA_ATTENTION=cores+RILL_CUDA_ATTN_MERGE=serial; do
+    e=${v#*:}
+    env ${e//+/ } timeout 300 build-gpu/bin/test_cuda bench attention 2>&1 | grep "attention decode" |
+        sed "s/^bench /bench ${v%%:*} /" >> "$OUT/bench.log"
+done
 for r in 1 4; do # rows per warp of the large 4-bit GEMVs against the default (2 for one token)
     RILL_CUDA_GEMV_ROWS=$r timeout 300 build-gpu/bin/test_cuda bench 2>&1 | grep "gemv 4-bit" |
         sed "s/^bench /bench rows=$r /" >> "$OUT/bench.log"
@@ -78,7 +96,7 @@ done
 # shape: the loop before 2026-11-26), and both
 for v in pdl=0:RILL_CUDA_PDL=0 depth=111:RILL_CUDA_GEMV_DEPTH=1,1,1 neither:RILL_CUDA_PDL=0+RILL_CUDA_GEMV_DEPTH=1,1,1; do
     e=${v#*:}
-    env ${e//+/ } timeout 300 build-gpu/bin/test_cuda bench 2>&1 | grep "gemv 4-bit" |
+    env ${e//+/ } timeout 300 build-gpu/bin/test_cuda bench gemv 2>&1 | grep "gemv 4-bit" |
         sed "s/^bench /bench ${v%%:*} /" >> "$OUT/bench.log"
 done
 stamp "op bench done"
@@ -88,11 +106,11 @@ RILL=build-gpu/bin/rill
 E2E="$OUT/e2e.log"
 : > "$E2E"
 ids() { seq -s, 1000 $((999 + $1)); } # n prompt ids
-run() { # name, model, prompt length, max tokens [, env]
+run() { # name, model, prompt length, max tokens [, env]; BIN=... runs another build's rill
     local name=$1 model=$2 n=$3 m=$4
     local t0=$(date +%s)
     local j
-    j=$(env ${5:-} timeout 300 $RILL generate --device cuda --model "$model" --prompt-ids "$(ids "$n")" \
+    j=$(env ${5:-} timeout 300 ${BIN:-$RILL} generate --device cuda --model "$model" --prompt-ids "$(ids "$n")" \
         --max-tokens "$m" --json 2>> "$E2E")
     local rc=$?
     echo "$name rc=$rc wall=$(($(date +%s) - t0))s $j" >> "$E2E"
@@ -113,6 +131,7 @@ if timeout 200 $RILL synth --preset smollm2-135m --bits 4 --out /tmp/sm >> "$E2E
     run "smollm2-135m 4-bit, graphs, unfused" /tmp/sm 16 1024 RILL_FUSE=0
     run "smollm2-135m 4-bit, graphs, no PDL" /tmp/sm 16 1024 RILL_CUDA_PDL=0
     run "smollm2-135m 4-bit, graphs, no fused add" /tmp/sm 16 1024 RILL_FUSE_ADD=0
+    run "smollm2-135m 4-bit, graphs, no mma attention" /tmp/sm 16 1024 RILL_CUDA_ATTENTION=cores
 fi
 stamp "smollm2 done"
 if timeout 300 $RILL synth --preset llama3-8b --bits 4 --out /tmp/l8 >> "$E2E" 2>&1; then
@@ -127,11 +146,31 @@ if timeout 300 $RILL synth --preset llama3-8b --bits 4 --out /tmp/l8 >> "$E2E" 2
     run "llama3-8b 4-bit short ctx, no fused add" /tmp/l8 16 256 RILL_FUSE_ADD=0
     run "llama3-8b 4-bit short ctx, PDL attention" /tmp/l8 16 256 RILL_CUDA_PDL_ATTENTION=1
     run "llama3-8b 4-bit short ctx, none of the three" /tmp/l8 16 256 "RILL_CUDA_PDL=0 RILL_CUDA_GEMV_DEPTH=1,1,1 RILL_FUSE_ADD=0"
+    run "llama3-8b 4-bit short ctx, warp attention" /tmp/l8 16 256 RILL_CUDA_ATTN_MIN_KEYS=2048
     run "llama3-8b 4-bit prefill 2048" /tmp/l8 2049 1
     run "llama3-8b 4-bit 16k ctx, graphs" /tmp/l8 16384 128
     run "llama3-8b 4-bit 16k ctx, warp attention" /tmp/l8 16384 128 RILL_CUDA_ATTENTION=warp
+    run "llama3-8b 4-bit 16k ctx, cores attention" /tmp/l8 16384 128 RILL_CUDA_ATTENTION=cores
+    run "llama3-8b 4-bit 16k ctx, cores, serial merge" /tmp/l8 16384 128 "RILL_CUDA_ATTENTION=cores RILL_CUDA_ATTN_MERGE=serial"
+    run "llama3-8b 4-bit 16k ctx, serial merge" /tmp/l8 16384 128 RILL_CUDA_ATTN_MERGE=serial
+    run "llama3-8b 4-bit 16k ctx, merge not PDL" /tmp/l8 16384 128 RILL_CUDA_PDL_MERGE=0
     run "llama3-8b 4-bit 16k ctx, no PDL" /tmp/l8 16384 128 RILL_CUDA_PDL=0
     run "llama3-8b 4-bit 16k ctx, PDL attention" /tmp/l8 16384 128 RILL_CUDA_PDL_ATTENTION=1
+    if [ -n "${HEAD_PID:-}" ] && wait "$HEAD_PID" && [ -x /tmp/head/build/bin/rill ]; then
+        stamp "HEAD built; alternating runs"
+        for i in 1 2; do
+            BIN=/tmp/head/build/bin/rill run "HEAD: llama3-8b short ctx ($i)" /tmp/l8 16 256
+            run "new: llama3-8b short ctx ($i)" /tmp/l8 16 256
+            BIN=/tmp/head/build/bin/rill run "HEAD: llama3-8b 16k ctx ($i)" /tmp/l8 16384 128
+            run "new: llama3-8b 16k ctx ($i)" /tmp/l8 16384 128
+            BIN=/tmp/head/build/bin/rill run "HEAD: smollm2-135m ($i)" /tmp/sm 16 1024
+            run "new: smollm2-135m ($i)" /tmp/sm 16 1024
+        done
+        BIN=/tmp/head/build/bin/rill run "HEAD: smollm2-135m 4k ctx" /tmp/sm 4096 256
+        run "new: smollm2-135m 4k ctx" /tmp/sm 4096 256
+    elif [ -n "${HEAD_PID:-}" ]; then
+        echo "HEAD build failed (head.log)"
+    fi
 fi
 stamp "e2e done"
 cat /tmp/rill-card.txt "$OUT/bench.log" > /tmp/rill-bench.log && mv /tmp/rill-bench.log "$OUT/bench.log"
@@ -143,12 +182,12 @@ grep -h -E "relative error [0-9.e-]+ >|FAILED|ERROR SUMMARY: [1-9]|Invalid|error
     "$OUT/test_cuda.log" "$OUT/model.log" 2>/dev/null | head -30
 echo
 echo "== rill GPU checks: $(head -1 /tmp/rill-card.txt) =="
-for k in ops_bf16 ops_f16 ops_f32 test_cuda tiny_models op_bench; do
-    printf "%-12s exit %s\n" "$k" "${RES[$k]}"
+for k in ops_bf16 ops_f16 ops_f32 test_cuda test_cuda_f16 tiny_models op_bench sanitizer sanitizer_cuda; do
+    [ -n "${RES[$k]:-}" ] && printf "%-14s exit %s\n" "$k" "${RES[$k]}"
 done
 grep -h -E "relative error|greedy|sampled" "$OUT/model.log" | cut -c1-150
 echo
-grep -E '^bench (rows=. |warp-attn |pdl=0 |depth=111 |neither )?(gemm dense|gemv 4-bit g64|attention)' "$OUT/bench.log" |
+grep -E '^bench (rows=. |warp-attn |cores-attn |cores-serial |pdl=0 |depth=111 |neither )?(gemm dense|gemv 4-bit g64|attention)' "$OUT/bench.log" |
     cut -c1-120
 echo
 cat /tmp/rill-e2e.txt

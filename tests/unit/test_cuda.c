@@ -126,14 +126,17 @@ static void test_open_without_device_names_the_reason(void **state) {
 
 static void test_weights_from_host_are_uploaded_once_and_released(void **state) {
     need_gpu();
+    // n_out 0: 1032 rows of 4096 (the 4-bit GEMV's column split); 2056 x 4096 and 6150 x 2048: 2 rows
+    // per warp, the last rows past a whole block
     static const struct {
         int bits, group;
         rill_dtype dt;
-        int n_tok;
-    } cases[] = {{4, 64, DTYPE_BF16, 1}, {4, 32, DTYPE_F16, 4},   {8, 64, DTYPE_BF16, 2},
-                 {4, 128, DTYPE_F32, 8}, {4, 64, DTYPE_BF16, 40}, {3, 64, DTYPE_F16, 1}};
+        int n_tok, n_out, n_in;
+    } cases[] = {{4, 64, DTYPE_BF16, 1, 0, 0},       {4, 32, DTYPE_F16, 4, 0, 0},      {8, 64, DTYPE_BF16, 2, 0, 0},
+                 {4, 128, DTYPE_F32, 8, 0, 0},       {4, 64, DTYPE_BF16, 40, 0, 0},    {3, 64, DTYPE_F16, 1, 0, 0},
+                 {4, 64, DTYPE_BF16, 1, 2056, 4096}, {4, 32, DTYPE_F16, 1, 6150, 2048}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        int64_t n_out = 1024 + 8, n_in = 4096;
+        int64_t n_out = cases[k].n_out ? cases[k].n_out : 1024 + 8, n_in = cases[k].n_in ? cases[k].n_in : 4096;
         rill_weight hw = host_affine(n_out, n_in, cases[k].bits, cases[k].group, cases[k].dt);
         hw.bias = malloc((size_t)n_out * 4);
         for (int64_t i = 0; i < n_out; i++)
@@ -163,35 +166,66 @@ static void test_weights_from_host_are_uploaded_once_and_released(void **state) 
     }
 }
 
+// A host tensor of NaN rows past `valid` (rows a decode step must not read), and its device copy.
+static rill_tensor host_rand_tail_nan(rill_dtype dt, int64_t rows, int64_t cols, int64_t valid) {
+    rill_tensor t = host_rand(dt, rows, cols);
+    for (int64_t r = valid; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            ref_store(&t, r, c, NAN);
+    return t;
+}
+
+// Decode attention (few queries): the tensor-core kernel where q, K and V share an f16/bf16 dtype and
+// head dims are 64 or 128 (any cache length; GQA groups 1 to 8), the CUDA-core one over 2,048 keys
+// or more for the rest (head dim 256, f32 or mixed caches), with the keys split and the splits
+// merged. kvt 0: the activation dtype. dev_pos: the query's position read from the device (a
+// replayed decode step) over a cache whose rows past it are NaN.
 static void test_long_cache_attention_splits_keys_and_matches(void **state) {
     need_gpu();
     static const struct {
         int n_q, n_k, window;
         float softcap;
-        int heads, kv, hd; // GQA groups 4, 1, 2 and 8 (the decode kernel's four)
-    } cases[] = {{1, 5000, 0, 0, 32, 8, 128},     {1, 5000, 1000, 0, 32, 8, 128}, {3, 4099, 0, 30.0f, 32, 8, 128},
-                 {2, 20000, 0, 0, 32, 8, 128},    {1, 3000, 0, 0, 8, 8, 64},      {4, 2500, 700, 0, 6, 3, 256},
-                 {1, 9000, 0, 50.0f, 16, 2, 64}};
+        int heads, kv, hd; // GQA groups 1 to 8 (the CUDA-core kernel: 1, 2, 4, 8)
+        rill_dtype kvt;
+        int dev_pos; // > 0: the query position on the device; the cache holds n_k rows
+    } cases[] = {{1, 5000, 0, 0, 32, 8, 128, 0, 0},         {1, 5000, 1000, 0, 32, 8, 128, 0, 0},
+                 {3, 4099, 0, 30.0f, 32, 8, 128, 0, 0},     {2, 20000, 0, 0, 32, 8, 128, 0, 0},
+                 {1, 3000, 0, 0, 8, 8, 64, 0, 0},           {4, 2500, 700, 0, 6, 3, 256, 0, 0},
+                 {1, 9000, 0, 50.0f, 16, 2, 64, 0, 0},      {1, 16400, 0, 0, 32, 8, 128, DTYPE_F16, 0},
+                 {2, 6001, 0, 0, 16, 4, 128, DTYPE_F16, 0}, {1, 4000, 0, 0, 32, 8, 128, DTYPE_F32, 0},
+                 {1, 6000, 0, 0, 32, 8, 128, 0, 4500},      {1, 17000, 0, 0, 16, 2, 64, 0, 2051},
+                 {1, 3000, 0, 0, 32, 4, 128, 0, 2999},      {1, 2100, 0, 0, 9, 3, 64, 0, 0},
+                 {2, 2500, 300, 0, 12, 2, 128, 0, 0},       {1, 300, 0, 0, 9, 3, 64, 0, 0}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        int heads = cases[k].heads, kv = cases[k].kv, hd = cases[k].hd;
+        int heads = cases[k].heads, kv = cases[k].kv, hd = cases[k].hd, n_k = cases[k].n_k;
+        int dev_pos = cases[k].dev_pos, valid = dev_pos > 0 ? dev_pos + 1 : n_k; // rows the query may see
+        rill_dtype kvt = cases[k].kvt ? cases[k].kvt : be->act_dtype;
         rill_tensor qh = host_rand(be->act_dtype, cases[k].n_q, heads * hd), q = to_dev(&qh);
-        rill_tensor kh = host_rand(be->act_dtype, cases[k].n_k, kv * hd), kd = to_dev(&kh);
-        rill_tensor vh = host_rand(be->act_dtype, cases[k].n_k, kv * hd), vd = to_dev(&vh);
+        rill_tensor kh = host_rand_tail_nan(kvt, n_k, kv * hd, valid), kd = to_dev(&kh);
+        rill_tensor vh = host_rand_tail_nan(kvt, n_k, kv * hd, valid), vd = to_dev(&vh);
         rill_tensor out = dev_poisoned(be->act_dtype, cases[k].n_q, heads * hd);
         rill_tensor ref = rill_tensor_2d(be->act_dtype, cases[k].n_q, heads * hd, malloc(tensor_bytes(&out)));
-        rill_attn_params p = {heads,
-                              kv,
-                              hd,
-                              hd,
-                              1.0f / sqrtf((float)hd),
-                              cases[k].softcap,
-                              {cases[k].n_k - cases[k].n_q, 0, cases[k].window}};
+        rill_attn_params p = {
+            heads, kv, hd, hd, 1.0f / sqrtf((float)hd), cases[k].softcap, {valid - cases[k].n_q, 0, cases[k].window}};
+        int32_t *pos = NULL;
+        if (dev_pos > 0) { // the device position; the host's q_pos0 says something else
+            int32_t hp = dev_pos;
+            pos = be->ops->alloc(be, sizeof hp);
+            be->ops->upload(st, pos, &hp, sizeof hp);
+            p.mask.q_pos_dev = pos;
+            p.mask.q_pos0 = 7;
+        }
         be->ops->attention(st, &out, &q, &kd, &vd, &p);
-        ref_attention(&ref, &qh, &kh, &vh, &p);
+        rill_tensor kr = kh, vr = vh; // the reference sees the valid rows only
+        kr.rows = vr.rows = valid;
+        p.mask.q_pos_dev = NULL;
+        p.mask.q_pos0 = valid - cases[k].n_q;
+        ref_attention(&ref, &qh, &kr, &vr, &p);
         double e = rel_err(&out, &ref);
         if (!(e <= bound()))
-            fail_msg("attention n_k %d window %d: relative error %.3g", cases[k].n_k, cases[k].window, e);
+            fail_msg("attention case %zu (n_k %d window %d): relative error %.3g", k, n_k, cases[k].window, e);
         assert_int_equal(st->status, RILL_OK);
+        if (pos) be->ops->free(be, pos);
         be->ops->free(be, q.data);
         be->ops->free(be, kd.data);
         be->ops->free(be, vd.data);
@@ -223,6 +257,12 @@ static void test_bad_shapes_name_the_op_and_stick_to_the_stream(void **state) {
 }
 
 // ---- bench mode: not a test; prints one line per measurement ----
+
+// `test_cuda bench` times everything; `test_cuda bench attention` (or gemv, gemm) only the lines
+// whose name holds that word, to compare variants (RILL_CUDA_* switches) in one device call.
+static const char *bench_only;
+
+static bool bench_wanted(const char *what) { return !bench_only || strstr(what, bench_only); }
 
 static float time_ms(void (*fn)(void *), void *arg, int reps) {
     cudaEvent_t a, b;
@@ -263,6 +303,7 @@ static void run_attention(void *arg) {
 }
 
 static void bench_matmul(const char *what, int64_t n_out, int64_t n_in, int bits, int n_tok, double copy_tbs) {
+    if (!bench_wanted(what)) return;
     bench_case c = {0};
     rill_weight hw = bits ? host_affine(n_out, n_in, bits, 64, DTYPE_BF16) : (rill_weight){0};
     if (!bits) { // dense bf16 weights
@@ -298,6 +339,7 @@ static void bench_matmul(const char *what, int64_t n_out, int64_t n_in, int bits
 }
 
 static void bench_attention(int n_k, double copy_tbs) {
+    if (!bench_wanted("attention decode")) return;
     bench_case c = {0};
     int heads = 32, kv = 8, hd = 128;
     rill_tensor qh = host_rand(be->act_dtype, 1, heads * hd), kh = host_rand(be->act_dtype, n_k, kv * hd);
@@ -372,13 +414,18 @@ static int bench(void) {
     bench_matmul("gemm 4-bit g64 prefill (gate/up)", 14336, 4096, 4, 2048, bw);
     bench_matmul("gemm dense bf16 prefill (gate/up)", 14336, 4096, 0, 2048, bw);
     bench_attention(1024, bw);
+    bench_attention(4096, bw);
     bench_attention(16384, bw);
+    bench_attention(32768, bw);
     teardown(NULL);
     return 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc > 1 && !strcmp(argv[1], "bench")) return bench();
+    if (argc > 1 && !strcmp(argv[1], "bench")) {
+        bench_only = argc > 2 ? argv[2] : NULL;
+        return bench();
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_without_device_names_the_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(test_weights_from_host_are_uploaded_once_and_released, setup, teardown),

@@ -4,12 +4,13 @@
 // queries) a second kernel merges the splits' (max, sum, acc) partials. Scores and sums in f32.
 // Keys and values come through a loader: plain rows of a dtype, or a quantized cache (rill_qkv,
 // MLX affine groups) read element by element from its packed words, never dequantized whole;
-// kv_quantize fills such a cache bit for bit as the reference does.
+// kv_quantize fills such a cache bit for bit as the reference does. Decode over long f16/bf16
+// caches goes to the tensor-core kernel of cuda_attention_decode.cu where its shapes allow.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_attention.cuh"
 
 enum { ATT_WARPS = 4, ATT_MAX_DIM = 512, ATT_VPL = ATT_MAX_DIM / 32 };
 
@@ -23,15 +24,40 @@ static bool getenv_is(const char *name, const char *value) {
 // decode at 16k keys: 212 tok/s with them as programmatic dependent launches, 229 without).
 static bool attention_pdl(void) { return cuda_pdl_on() && getenv_is("RILL_CUDA_PDL_ATTENTION", "1"); }
 
-typedef struct {
-    rill_attn_params p;
-    const void *q; // [n_q][n_heads * head_dim] of q_dt (stride sq)
-    void *out;     // [n_q][n_heads * v_head_dim] of q_dt (stride so)
-    rill_dtype q_dt;
-    int64_t sq, so, n_k;
-    int n_splits, split_len;
-    float *part; // [n_q][n_heads][n_splits][v_head_dim + 2]: acc..., max, sum (n_splits > 1)
-} att_args;
+// Decode kernels for long caches: the tensor-core one (cuda_attention_decode.cu) or the CUDA-core one
+// below (RILL_CUDA_ATTENTION=cores).
+enum { DECODE_CORES = 1, DECODE_MMA = 2 };
+
+// Splits per (kv head, query) of the tensor-core decode kernel: one split (no merge) for caches of up
+// to 512 keys (H200, Llama-3-8B decode at 272 keys: 411 tok/s vs 410 with 5 splits), else one wave
+// of its blocks (4 per SM) in splits of at least 64 keys (H200, 32/8 heads, 32k keys: 51 us with
+// splits of 256 keys, two waves; 43 us with 512, one wave). RILL_CUDA_ATTN_SPLIT=N (64..8192) asks
+// for splits of N keys.
+static int64_t mma_splits(int64_t n_k, int64_t groups) {
+    static int sms = 0;
+    if (!sms) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms < 1)
+            sms = 132;
+    }
+    const char *e = getenv("RILL_CUDA_ATTN_SPLIT");
+    int per = e ? atoi(e) : 0;
+    if (per >= 64 && per <= 8192) return (n_k + per - 1) / per;
+    if (n_k <= 512) return 1;
+    int64_t want = (n_k + 63) / 64, wave = 4 * (int64_t)sms / groups;
+    return want < wave ? want : wave > 1 ? wave : 1;
+}
+
+// Decode (at most 8 queries) takes the tensor-core kernel at any cache length where its shapes fit;
+// the CUDA-core GQA kernel only over caches of 2,048 keys or more (below that it lost to the
+// warp-per-key kernel: H200, 272 keys, Llama-3-8B decode 15% slower), or RILL_CUDA_ATTN_MIN_KEYS
+// for both (the tensor-core kernel from 2,048 keys: Llama-3-8B short-context decode 398 tok/s
+// against 409-411 from 0).
+static int64_t decode_min_keys(bool mma) {
+    const char *e = getenv("RILL_CUDA_ATTN_MIN_KEYS");
+    return e ? atoll(e) : mma ? 0 : 2048;
+}
 
 // Keys or values stored as plain rows: [n_k][stride] of T.
 template <typename T> struct plain_kv {
@@ -57,30 +83,6 @@ template <int BITS, typename TS> struct quant_kv {
         return fmaf(to_f32(scales[g]), q, to_f32(biases[g]));
     }
 };
-
-// Keys [lo, hi] that query qi sees within key split `split` (causal end, window start). With the
-// query position on the device, k and v may be a whole cache: only the keys the last query sees are
-// split (gridDim.z queries).
-__device__ __forceinline__ void visible_keys(const att_args &a, int64_t qi, int split, int64_t *lo_out,
-                                             int64_t *hi_out) {
-    const rill_attn_params &p = a.p;
-    int64_t q0 = p.mask.q_pos_dev ? (int64_t)*p.mask.q_pos_dev : p.mask.q_pos0;
-    int64_t hi = q0 + qi - p.mask.k_pos0, lo = 0;
-    if (p.mask.window > 0) lo = hi - p.mask.window + 1;
-    int64_t split_len = a.split_len;
-    if (p.mask.q_pos_dev) {
-        int64_t n_eff = q0 + gridDim.z - p.mask.k_pos0;
-        if (n_eff > a.n_k) n_eff = a.n_k;
-        if (n_eff < 1) n_eff = 1;
-        split_len = (n_eff + a.n_splits - 1) / a.n_splits;
-    }
-    int64_t s0 = (int64_t)split * split_len;
-    if (lo < s0) lo = s0;
-    if (hi > s0 + split_len - 1) hi = s0 + split_len - 1;
-    if (hi > a.n_k - 1) hi = a.n_k - 1;
-    *lo_out = lo;
-    *hi_out = hi;
-}
 
 template <typename KV> __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(att_args a, KV k, KV v) {
     extern __shared__ float sm[]; // q [head_dim], then per warp [v_head_dim + 2]
@@ -145,8 +147,10 @@ template <typename KV> __global__ void __launch_bounds__(ATT_WARPS * 32) attenti
     }
 }
 
-// out[qi][h][e] = sum_s acc_s[e] e^(m_s - M) / sum_s l_s e^(m_s - M); grid (n_heads, n_q)
-__global__ void attention_merge_kernel(att_args a) {
+// out[qi][h][e] = sum_s acc_s[e] e^(m_s - M) / sum_s l_s e^(m_s - M); grid (n_heads, n_q). The
+// serial merge: each thread walks every split for its dims (RILL_CUDA_ATTN_MERGE=serial; 32 blocks
+// for Llama-3-8B decode, 40 us at 66 splits on an H200).
+__global__ void attention_merge_serial_kernel(att_args a) {
     pdl_wait();
     pdl_trigger();
     int h = blockIdx.x, vd = a.p.v_head_dim;
@@ -163,6 +167,70 @@ __global__ void attention_merge_kernel(att_args a) {
             if (pt[sp * (vd + 2) + vd + 1] > 0.0f) r += pt[sp * (vd + 2) + e] * __expf(pt[sp * (vd + 2) + vd] - mx);
         store_dt(a.out, a.q_dt, qi * a.so + (int64_t)h * vd + e, sum > 0.0f ? r / sum : 0.0f);
     }
+}
+
+// The same merge with the splits spread over the block, in one pass: warp w folds splits w, w + 8,
+// ... into a running (max, sum, acc) as the online softmax does (each lane a 32-strided share of
+// the dims; a split's loads do not wait on the fold before), then the block combines its warps.
+enum { MERGE_WARPS = 8, MERGE_THREADS = MERGE_WARPS * 32 };
+
+__global__ void __launch_bounds__(MERGE_THREADS) attention_merge_kernel(att_args a) {
+    extern __shared__ float msm[]; // [MERGE_WARPS][vd + 2]: acc..., max, sum
+    pdl_wait();
+    pdl_trigger();
+    int h = blockIdx.x, vd = a.p.v_head_dim, ns = a.n_splits, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int64_t qi = blockIdx.y;
+    const float *pt = a.part + (qi * a.p.n_heads + h) * ns * (vd + 2);
+    float m = -INFINITY, l = 0.0f, acc[ATT_VPL];
+#pragma unroll
+    for (int i = 0; i < ATT_VPL; i++)
+        acc[i] = 0.0f;
+#pragma unroll 2
+    for (int sp = warp; sp < ns; sp += MERGE_WARPS) {
+        const float *ps = pt + (int64_t)sp * (vd + 2);
+        float ms = ps[vd], ls = ps[vd + 1], v[ATT_VPL];
+#pragma unroll
+        for (int i = 0; i < ATT_VPL; i++)
+            v[i] = lane + 32 * i < vd ? ps[lane + 32 * i] : 0.0f;
+        if (!(ls > 0.0f)) continue; // a split that saw no key (the same in every lane)
+        float mn = fmaxf(m, ms), c = __expf(m - mn), f = __expf(ms - mn);
+        l = l * c + ls * f;
+#pragma unroll
+        for (int i = 0; i < ATT_VPL; i++)
+            acc[i] = fmaf(acc[i], c, v[i] * f);
+        m = mn;
+    }
+    float *mine = msm + warp * (vd + 2);
+#pragma unroll
+    for (int i = 0; i < ATT_VPL; i++)
+        if (lane + 32 * i < vd) mine[lane + 32 * i] = acc[i];
+    if (lane == 0) mine[vd] = m, mine[vd + 1] = l;
+    __syncthreads();
+    float mx = -INFINITY, sum = 0.0f;
+    for (int w = 0; w < MERGE_WARPS; w++)
+        if (msm[w * (vd + 2) + vd + 1] > 0.0f) mx = fmaxf(mx, msm[w * (vd + 2) + vd]);
+    for (int w = 0; w < MERGE_WARPS; w++)
+        if (msm[w * (vd + 2) + vd + 1] > 0.0f) sum += msm[w * (vd + 2) + vd + 1] * __expf(msm[w * (vd + 2) + vd] - mx);
+    for (int e = threadIdx.x; e < vd; e += MERGE_THREADS) {
+        float r = 0.0f;
+        for (int w = 0; w < MERGE_WARPS; w++)
+            if (msm[w * (vd + 2) + vd + 1] > 0.0f) r += msm[w * (vd + 2) + e] * __expf(msm[w * (vd + 2) + vd] - mx);
+        store_dt(a.out, a.q_dt, qi * a.so + (int64_t)h * vd + e, sum > 0.0f ? r / sum : 0.0f);
+    }
+}
+
+// The merge is a programmatic dependent launch (its launch overlaps the attention kernel) unless
+// RILL_CUDA_PDL_MERGE=0 or RILL_CUDA_PDL=0.
+void attention_merge(rill_stream *s, const att_args &a, int64_t n_q, bool pdl) {
+    dim3 grid((unsigned)a.p.n_heads, (unsigned)n_q);
+    pdl = pdl || (cuda_pdl_on() && !getenv_is("RILL_CUDA_PDL_MERGE", "0"));
+    if (getenv_is("RILL_CUDA_ATTN_MERGE", "serial")) {
+        cuda_launch_as(s, pdl, attention_merge_serial_kernel, grid, 128, 0, a);
+    } else {
+        size_t smem = (size_t)(MERGE_WARPS * (a.p.v_head_dim + 2)) * sizeof(float);
+        cuda_launch_as(s, pdl, attention_merge_kernel, grid, MERGE_THREADS, smem, a);
+    }
+    cuda_launched(s, "attention (merge)");
 }
 
 // Decode attention (few queries) over plain K/V rows, flash-decoding style: one block per (kv head,
@@ -257,37 +325,12 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
         if (lane == 0) mine[vd] = m[g], mine[vd + 1] = l[g];
     }
     __syncthreads();
-    for (int g = 0; g < G; g++) {
-        int h = kh * G + g;
-        float mx = -INFINITY, sum = 0.0f;
-        for (int w = 0; w < DEC_WARPS; w++) {
-            const float *o = ws + (w * G + g) * (vd + 2);
-            if (o[vd + 1] > 0.0f) mx = fmaxf(mx, o[vd]);
-        }
-        for (int w = 0; w < DEC_WARPS; w++) {
-            const float *o = ws + (w * G + g) * (vd + 2);
-            if (o[vd + 1] > 0.0f) sum += o[vd + 1] * __expf(o[vd] - mx);
-        }
-        for (int e = threadIdx.x; e < vd; e += blockDim.x) {
-            float r = 0.0f;
-            for (int w = 0; w < DEC_WARPS; w++) {
-                const float *o = ws + (w * G + g) * (vd + 2);
-                if (o[vd + 1] > 0.0f) r += o[e] * __expf(o[vd] - mx);
-            }
-            if (a.n_splits == 1) {
-                store_dt(a.out, a.q_dt, qi * a.so + (int64_t)h * vd + e, sum > 0.0f ? r / sum : 0.0f);
-            } else {
-                float *pt = a.part + ((qi * p.n_heads + h) * a.n_splits + split) * (vd + 2);
-                pt[e] = r;
-                if (e == 0) pt[vd] = mx, pt[vd + 1] = sum;
-            }
-        }
-    }
+    decode_block_store<DEC_WARPS, G>(a, ws, kh, qi, split);
 }
 
 // Checks the shapes (false: rejected, message set) and fills a's split plan and scratch.
 static bool attention_plan(rill_stream *s, const char *op, const rill_tensor *out, const rill_tensor *q, int64_t n_k,
-                           const rill_attn_params *p, att_args *a, bool decode_kernel = false) {
+                           const rill_attn_params *p, att_args *a, int decode_kernel = 0) {
     if (p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads || p->head_dim > ATT_MAX_DIM || p->v_head_dim > ATT_MAX_DIM ||
         p->head_dim <= 0 || p->v_head_dim <= 0) {
         cuda_reject(s, RILL_EUNSUPPORTED, op, "heads must divide evenly and head dims lie in 1..512");
@@ -308,7 +351,10 @@ static bool attention_plan(rill_stream *s, const char *op, const rill_tensor *ou
     // Each warp walks its keys one dependent load after another (latency-bound), so short splits
     // (64 keys) and many blocks in flight pay; past 32 splits the merge and the GQA re-reads cost
     // more than they save (H100, 16k keys: 32 splits 174 us, 128 splits 218 us).
-    if (decode_kernel) { // blocks per (kv head, query) walk 128 keys per step: splits of >= 128 keys, ~528 blocks
+    if (decode_kernel == DECODE_MMA) {
+        want = mma_splits(n_k, q->rows * p->n_kv_heads);
+    } else if (decode_kernel ==
+               DECODE_CORES) { // blocks per (kv head, query) walk 128 keys per step: splits of >= 128 keys, ~528 blocks
         int64_t groups = q->rows * p->n_kv_heads;
         want = (n_k + 127) / 128;
         int64_t fill = (528 + groups - 1) / groups;
@@ -338,8 +384,7 @@ static void attention_launch(rill_stream *s, const char *op, const att_args &a, 
     size_t smem = (size_t)(p.head_dim + ATT_WARPS * (p.v_head_dim + 2)) * sizeof(float);
     cuda_launch_as(s, attention_pdl(), attention_kernel<KV>, grid, ATT_WARPS * 32, smem, a, k, v);
     if (!cuda_launched(s, op) || a.n_splits == 1) return;
-    cuda_launch_as(s, attention_pdl(), attention_merge_kernel, dim3((unsigned)p.n_heads, (unsigned)n_q), 128, 0, a);
-    cuda_launched(s, "attention (merge)");
+    attention_merge(s, a, n_q, attention_pdl());
 }
 
 extern "C" void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k,
@@ -356,13 +401,19 @@ extern "C" void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tens
     att_args a;
     int group = p->n_kv_heads > 0 ? p->n_heads / p->n_kv_heads : 0;
     size_t es = k->dtype == DTYPE_F32 ? 4 : 2; // (F32, F16 or BF16; CUDA_DISPATCH rejects others)
-    // (short caches stay on the warp-per-key kernel: with few keys, few blocks; H200, 272 keys: Llama-3-8B
-    // decode 15% slower on this one)
-    bool decode = q->rows <= 8 && k->rows >= 2048 && (group == 1 || group == 2 || group == 4 || group == 8) &&
-                  p->head_dim % 8 == 0 && p->head_dim <= DEC_MAX_DIM && p->v_head_dim <= DEC_MAX_DIM &&
-                  ((uintptr_t)k->data & 15) == 0 && (k->stride * es) % 16 == 0 && (p->head_dim * es) % 16 == 0 &&
-                  !getenv_is("RILL_CUDA_ATTENTION", "warp");
-    if (!attention_plan(s, op, out, q, k->rows, p, &a, decode) || q->rows == 0) return;
+    bool few = q->rows <= 8 && group >= 1 && group <= 8 && !getenv_is("RILL_CUDA_ATTENTION", "warp");
+    bool mma = few && !getenv_is("RILL_CUDA_ATTENTION", "cores") && attention_decode_mma_fits(p, q, k, v) &&
+               k->rows >= decode_min_keys(true);
+    bool decode = !mma && few && (group == 1 || group == 2 || group == 4 || group == 8) &&
+                  k->rows >= decode_min_keys(false) && p->head_dim % 8 == 0 && p->head_dim <= DEC_MAX_DIM &&
+                  p->v_head_dim <= DEC_MAX_DIM && ((uintptr_t)k->data & 15) == 0 && (k->stride * es) % 16 == 0 &&
+                  (p->head_dim * es) % 16 == 0;
+    if (!attention_plan(s, op, out, q, k->rows, p, &a, mma ? DECODE_MMA : decode ? DECODE_CORES : 0) || q->rows == 0)
+        return;
+    if (mma) {
+        attention_decode_mma(s, a, q->rows, k, v, attention_pdl());
+        return;
+    }
     if (!decode) {
         CUDA_DISPATCH(s, op, k->dtype, TKV,
                       attention_launch(s, op, a, q->rows, plain_kv<TKV>{(const TKV *)k->data, k->stride},
@@ -393,9 +444,7 @@ extern "C" void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tens
 #undef DEC_LAUNCH_G
 #undef DEC_LAUNCH
     if (!cuda_launched(s, op) || a.n_splits == 1) return;
-    cuda_launch_as(s, attention_pdl(), attention_merge_kernel, dim3((unsigned)p->n_heads, (unsigned)q->rows), 128, 0,
-                   a);
-    cuda_launched(s, "attention (merge)");
+    attention_merge(s, a, q->rows, attention_pdl());
 }
 
 template <int BITS, typename TS> static quant_kv<BITS, TS> quant_view(const rill_qkv *t) {

@@ -1,0 +1,89 @@
+// cuda_attention.cuh: what the attention kernels of cuda_attention.cu and cuda_attention_decode.cu
+// share: the launch arguments and split plan (att_args), the keys a query sees within its key
+// split, the end of a decode block (its warps' partial softmax states merged, then the output or the
+// split's partial written), and the launch of the kernel that merges the key splits.
+#pragma once
+#include <math.h>
+
+#include "backend/cuda/cuda_common.cuh"
+
+typedef struct {
+    rill_attn_params p;
+    const void *q; // [n_q][n_heads * head_dim] of q_dt (stride sq)
+    void *out;     // [n_q][n_heads * v_head_dim] of q_dt (stride so)
+    rill_dtype q_dt;
+    int64_t sq, so, n_k;
+    int n_splits, split_len;
+    float *part; // [n_q][n_heads][n_splits][v_head_dim + 2]: acc..., max, sum (n_splits > 1)
+} att_args;
+
+// Keys [lo, hi] that query qi sees within key split `split` (causal end, window start). With the
+// query position on the device, k and v may be a whole cache: only the keys the last query sees are
+// split (gridDim.z queries).
+__device__ __forceinline__ void visible_keys(const att_args &a, int64_t qi, int split, int64_t *lo_out,
+                                             int64_t *hi_out) {
+    const rill_attn_params &p = a.p;
+    int64_t q0 = p.mask.q_pos_dev ? (int64_t)*p.mask.q_pos_dev : p.mask.q_pos0;
+    int64_t hi = q0 + qi - p.mask.k_pos0, lo = 0;
+    if (p.mask.window > 0) lo = hi - p.mask.window + 1;
+    int64_t split_len = a.split_len;
+    if (p.mask.q_pos_dev) {
+        int64_t n_eff = q0 + gridDim.z - p.mask.k_pos0;
+        if (n_eff > a.n_k) n_eff = a.n_k;
+        if (n_eff < 1) n_eff = 1;
+        split_len = (n_eff + a.n_splits - 1) / a.n_splits;
+    }
+    int64_t s0 = (int64_t)split * split_len;
+    if (lo < s0) lo = s0;
+    if (hi > s0 + split_len - 1) hi = s0 + split_len - 1;
+    if (hi > a.n_k - 1) hi = a.n_k - 1;
+    *lo_out = lo;
+    *hi_out = hi;
+}
+
+// The end of a decode block of W warps serving the G query heads of kv head kh: ws [W][G][vd + 2]
+// holds each warp's (acc[vd], max, sum) per head (sum 0: the warp saw no key); they are merged, then
+// written as the output (one split) or as this split's partial. Call after a __syncthreads().
+template <int W, int G>
+__device__ __forceinline__ void decode_block_store(const att_args &a, const float *ws, int kh, int64_t qi, int split) {
+    const rill_attn_params &p = a.p;
+    int vd = p.v_head_dim;
+    for (int g = 0; g < G; g++) {
+        int h = kh * G + g;
+        float mx = -INFINITY, sum = 0.0f;
+        for (int w = 0; w < W; w++) {
+            const float *o = ws + (w * G + g) * (vd + 2);
+            if (o[vd + 1] > 0.0f) mx = fmaxf(mx, o[vd]);
+        }
+        for (int w = 0; w < W; w++) {
+            const float *o = ws + (w * G + g) * (vd + 2);
+            if (o[vd + 1] > 0.0f) sum += o[vd + 1] * __expf(o[vd] - mx);
+        }
+        for (int e = threadIdx.x; e < vd; e += blockDim.x) {
+            float r = 0.0f;
+            for (int w = 0; w < W; w++) {
+                const float *o = ws + (w * G + g) * (vd + 2);
+                if (o[vd + 1] > 0.0f) r += o[e] * __expf(o[vd] - mx);
+            }
+            if (a.n_splits == 1) {
+                store_dt(a.out, a.q_dt, qi * a.so + (int64_t)h * vd + e, sum > 0.0f ? r / sum : 0.0f);
+            } else {
+                float *pt = a.part + ((qi * p.n_heads + h) * a.n_splits + split) * (vd + 2);
+                pt[e] = r;
+                if (e == 0) pt[vd] = mx, pt[vd + 1] = sum;
+            }
+        }
+    }
+}
+
+// Merges a.n_splits > 1 key splits' partials into a.out for n_q queries (cuda_attention.cu).
+void attention_merge(rill_stream *s, const att_args &a, int64_t n_q, bool pdl);
+
+// The decode attention on the tensor cores (cuda_attention_decode.cu): whether it takes these q, K
+// and V (f16/bf16 rows of one dtype, K and V 16-byte aligned; head dims 64 or 128, v_head_dim =
+// head_dim; GQA groups 1 to 8), and its launch over a's split plan (then attention_merge when a
+// has several splits).
+bool attention_decode_mma_fits(const rill_attn_params *p, const rill_tensor *q, const rill_tensor *k,
+                               const rill_tensor *v);
+void attention_decode_mma(rill_stream *s, const att_args &a, int64_t n_q, const rill_tensor *k, const rill_tensor *v,
+                          bool pdl);

@@ -1,0 +1,210 @@
+// cuda_attention_decode.cu: decode attention (few queries, long caches) on the tensor cores. One
+// block per (kv head, key split, query) serves the G query heads of the GQA group, so each key and
+// value is read once for all of them; each warp takes 16 keys at a time with mma.sync m16n8k16
+// (f16/bf16 operands, f32 accumulators):
+//   S[16][16] = Q[16 rows: the G heads, the rest zero][d] . K[16 keys][d]^T
+//   O^T[d][8 cols: the G heads] += V[16 keys][d]^T . P^T[16 keys][8 heads]
+// S's accumulator layout is P^T's operand layout, so P stays in registers. Every load is 16 bytes:
+// the order of the d terms of Q.K^T and of the 16 keys of P.V is free as long as both operands use
+// the same one, so each lane reads 8 consecutive dims of a key row (K: as they are; V: two keys'
+// halves paired with byte permutes). Online softmax per 16 keys in f32; the block merges its warps
+// and, with several key splits, attention_merge the splits.
+#include "backend/cuda/cuda_attention.cuh"
+
+enum { MMA_WARPS = 4 };
+
+// Two f32 as one register of two f16/bf16 (lo in the low half).
+template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t pack2<bf16>(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+template <> __device__ __forceinline__ uint32_t pack2<f16>(float lo, float hi) {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+
+// c += A . B for one m16n8k16 tile: a [4] and b [2] registers in the PTX fragment layouts.
+template <typename T>
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
+template <> __device__ __forceinline__ void mma16816<bf16>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <> __device__ __forceinline__ void mma16816<f16>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t word(const uint4 &v, int i) {
+    return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+// Lane (r = lane / 4, t = lane % 4). Dims: k-step 2s + u of Q.K^T takes, in lane (r, t), dims
+// 32s + 8t + 4u + {0,1} as the fragment's columns 2t, 2t+1 and + {2,3} as 2t+8, 2t+9; so a key's
+// 16-byte word at dims 32s + 8t serves two k-steps. Keys: P's 16 columns are keys j0 + 0..15 as S
+// left them; in P.V lane (r, t) supplies keys 2t, 2t+1, 2t+8, 2t+9 at output rows r (dim
+// 64h + 8r + 2i) and r + 8 (that dim + 1) of m-tile 4h + i: the low and high halves of the words
+// at dims 64h + 8r of two keys, paired.
+template <typename T, int G, int HD>
+__global__ void __launch_bounds__(MMA_WARPS * 32, 4)
+    attention_decode_mma_kernel(att_args a, const T *K, int64_t sk, const T *V, int64_t sv) {
+    __shared__ float ws[MMA_WARPS * G * (HD + 2)]; // per warp and head: acc [HD], max, sum
+    pdl_wait();
+    pdl_trigger();
+    const rill_attn_params &p = a.p;
+    const int kh = blockIdx.x, split = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int r = lane >> 2, t = lane & 3;
+    const int64_t qi = blockIdx.z;
+    uint32_t qa[HD / 16][2]; // Q's rows r < G (rows r + 8 are zero): fragment registers 0 and 2 per k-step
+#pragma unroll
+    for (int s = 0; s < HD / 32; s++)
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            float f[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            if (r < G) {
+                int64_t at = qi * a.sq + (int64_t)(kh * G + r) * HD + 32 * s + 8 * t + 4 * u;
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                    f[i] = load_dt(a.q, a.q_dt, at + i);
+            }
+            qa[2 * s + u][0] = pack2<T>(f[0], f[1]);
+            qa[2 * s + u][1] = pack2<T>(f[2], f[3]);
+        }
+    int64_t lo, hi;
+    visible_keys(a, qi, split, &lo, &hi);
+    const T *kb = K + (int64_t)kh * HD, *vb = V + (int64_t)kh * HD;
+    float m = -INFINITY, l = 0.0f; // head r's running max (same in its 4 lanes) and this lane's share of the sum
+    float o[HD / 16][4];           // O^T m-tiles: rows as above, columns heads 2t, 2t+1
+#pragma unroll
+    for (int i = 0; i < HD / 16; i++)
+        o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    for (int64_t j0 = lo + warp * 16; j0 <= hi; j0 += MMA_WARPS * 16) {
+        uint4 kw[2][HD / 32], vw[4][HD / 64]; // keys j0 + 8n + r; keys j0 + 2t + {0, 1, 8, 9}
+#pragma unroll
+        for (int n = 0; n < 2; n++) {
+            int64_t j = min(j0 + 8 * n + r, hi); // (keys past hi: a valid row, masked below)
+#pragma unroll
+            for (int s = 0; s < HD / 32; s++)
+                kw[n][s] = __ldcs((const uint4 *)(kb + j * sk + 32 * s + 8 * t));
+        }
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            int64_t j = min(j0 + 2 * t + (c & 1) + 8 * (c >> 1), hi);
+#pragma unroll
+            for (int h = 0; h < HD / 64; h++)
+                vw[c][h] = __ldcs((const uint4 *)(vb + j * sv + 64 * h + 8 * r));
+        }
+        float sc[2][4]; // S tiles of 8 keys: [0], [1] are head r's keys 8n + 2t, 8n + 2t + 1
+#pragma unroll
+        for (int n = 0; n < 2; n++) {
+            sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.0f;
+#pragma unroll
+            for (int s = 0; s < HD / 32; s++) {
+                uint32_t a0[4] = {qa[2 * s][0], 0u, qa[2 * s][1], 0u},
+                         a1[4] = {qa[2 * s + 1][0], 0u, qa[2 * s + 1][1], 0u};
+                mma16816<T>(sc[n], a0, kw[n][s].x, kw[n][s].y);
+                mma16816<T>(sc[n], a1, kw[n][s].z, kw[n][s].w);
+            }
+        }
+        float x[4], mx = -INFINITY;
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float v = sc[e >> 1][e & 1] * p.scale;
+            if (p.softcap > 0.0f) v = p.softcap * tanhf(v / p.softcap);
+            x[e] = j0 + 8 * (e >> 1) + 2 * t + (e & 1) <= hi ? v : -INFINITY;
+            mx = fmaxf(mx, x[e]);
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        float mn = fmaxf(m, mx), corr = __expf(m - mn); // (key j0 is always seen: mn is finite)
+        float pr[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            pr[e] = __expf(x[e] - mn);
+        l = l * corr + (pr[0] + pr[1]) + (pr[2] + pr[3]);
+        m = mn;
+        float c0 = __shfl_sync(0xffffffffu, corr, 8 * t), c1 = __shfl_sync(0xffffffffu, corr, 8 * t + 4);
+        uint32_t b0 = pack2<T>(pr[0], pr[1]), b1 = pack2<T>(pr[2], pr[3]);
+#pragma unroll
+        for (int h = 0; h < HD / 64; h++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float *oi = o[4 * h + i];
+                oi[0] *= c0, oi[1] *= c1, oi[2] *= c0, oi[3] *= c1;
+                uint32_t w0 = word(vw[0][h], i), w1 = word(vw[1][h], i), w2 = word(vw[2][h], i), w3 = word(vw[3][h], i);
+                uint32_t av[4] = {__byte_perm(w0, w1, 0x5410), __byte_perm(w0, w1, 0x7632), __byte_perm(w2, w3, 0x5410),
+                                  __byte_perm(w2, w3, 0x7632)};
+                mma16816<T>(oi, av, b0, b1);
+            }
+    }
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    // this warp's state into ws, then the block's merge
+    float *mine = ws + warp * G * (HD + 2);
+#pragma unroll
+    for (int h = 0; h < HD / 64; h++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int d = 64 * h + 8 * r + 2 * i;
+#pragma unroll
+            for (int c = 0; c < 2; c++)
+                if (2 * t + c < G) {
+                    mine[(2 * t + c) * (HD + 2) + d] = o[4 * h + i][c];
+                    mine[(2 * t + c) * (HD + 2) + d + 1] = o[4 * h + i][2 + c];
+                }
+        }
+    if (t == 0 && r < G) mine[r * (HD + 2) + HD] = m, mine[r * (HD + 2) + HD + 1] = l;
+    __syncthreads();
+    decode_block_store<MMA_WARPS, G>(a, ws, kh, qi, split);
+}
+
+template <typename T, int G>
+static void launch_g(rill_stream *s, const att_args &a, dim3 grid, int hd, const rill_tensor *k, const rill_tensor *v,
+                     bool pdl) {
+    if (hd == 64)
+        cuda_launch_as(s, pdl, attention_decode_mma_kernel<T, G, 64>, grid, MMA_WARPS * 32, 0, a, (const T *)k->data,
+                       k->stride, (const T *)v->data, v->stride);
+    else
+        cuda_launch_as(s, pdl, attention_decode_mma_kernel<T, G, 128>, grid, MMA_WARPS * 32, 0, a, (const T *)k->data,
+                       k->stride, (const T *)v->data, v->stride);
+}
+
+template <typename T>
+static void launch_t(rill_stream *s, const att_args &a, dim3 grid, int group, int hd, const rill_tensor *k,
+                     const rill_tensor *v, bool pdl) {
+    switch (group) {
+    case 1: launch_g<T, 1>(s, a, grid, hd, k, v, pdl); break;
+    case 2: launch_g<T, 2>(s, a, grid, hd, k, v, pdl); break;
+    case 3: launch_g<T, 3>(s, a, grid, hd, k, v, pdl); break;
+    case 4: launch_g<T, 4>(s, a, grid, hd, k, v, pdl); break;
+    case 5: launch_g<T, 5>(s, a, grid, hd, k, v, pdl); break;
+    case 6: launch_g<T, 6>(s, a, grid, hd, k, v, pdl); break;
+    case 7: launch_g<T, 7>(s, a, grid, hd, k, v, pdl); break;
+    default: launch_g<T, 8>(s, a, grid, hd, k, v, pdl);
+    }
+}
+
+static bool aligned_rows(const rill_tensor *t) { return ((uintptr_t)t->data & 15) == 0 && (t->stride * 2) % 16 == 0; }
+
+bool attention_decode_mma_fits(const rill_attn_params *p, const rill_tensor *q, const rill_tensor *k,
+                               const rill_tensor *v) {
+    int group = p->n_kv_heads > 0 && p->n_heads % p->n_kv_heads == 0 ? p->n_heads / p->n_kv_heads : 0;
+    return q->dtype == k->dtype && k->dtype == v->dtype && (k->dtype == DTYPE_BF16 || k->dtype == DTYPE_F16) &&
+           (p->head_dim == 64 || p->head_dim == 128) && p->v_head_dim == p->head_dim && group >= 1 && group <= 8 &&
+           aligned_rows(k) && aligned_rows(v);
+}
+
+void attention_decode_mma(rill_stream *s, const att_args &a, int64_t n_q, const rill_tensor *k, const rill_tensor *v,
+                          bool pdl) {
+    const rill_attn_params &p = a.p;
+    dim3 grid((unsigned)p.n_kv_heads, (unsigned)a.n_splits, (unsigned)n_q);
+    int group = p.n_heads / p.n_kv_heads;
+    if (k->dtype == DTYPE_BF16)
+        launch_t<bf16>(s, a, grid, group, p.head_dim, k, v, pdl);
+    else
+        launch_t<f16>(s, a, grid, group, p.head_dim, k, v, pdl);
+    if (cuda_launched(s, "attention") && a.n_splits > 1) attention_merge(s, a, n_q, pdl);
+}
