@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/simd_exp.h"
 
 sampler_params sampler_defaults(void) {
     sampler_params p = {0};
@@ -134,15 +135,40 @@ void logits_process(sampler *s, const logits_params *p, const int32_t *history, 
     }
 }
 
+// On the decode loop's critical path (the next step waits for the sampled token): with a 262,144-token
+// vocabulary (Gemma 3) one exp() in double per entry took ~4 ms per token. The vector path takes the
+// exponentials 8 at a time in f32 (~2 ulp each) and sums them in f32 over 256 entries, then in double.
 void log_softmax(const float *logits, int vocab, float *logprobs) {
+    int i = 0;
     float mx = -INFINITY;
-    for (int i = 0; i < vocab; i++)
-        if (logits[i] > mx) mx = logits[i];
     double sum = 0;
-    for (int i = 0; i < vocab; i++)
+#ifdef SIMD_EXP
+    __m256 vmx = _mm256_set1_ps(-INFINITY);
+    for (; i + 8 <= vocab; i += 8)
+        vmx = _mm256_max_ps(vmx, _mm256_loadu_ps(logits + i));
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vmx);
+    for (int k = 0; k < 8; k++)
+        mx = lanes[k] > mx ? lanes[k] : mx;
+#endif
+    for (; i < vocab; i++)
+        if (logits[i] > mx) mx = logits[i];
+    i = 0;
+#ifdef SIMD_EXP
+    vmx = _mm256_set1_ps(mx);
+    while (i + 8 <= vocab) {
+        __m256 part = _mm256_setzero_ps();
+        for (int end = i + 256 < vocab ? i + 256 : vocab; i + 8 <= end; i += 8)
+            part = _mm256_add_ps(part, simd_exp8(_mm256_sub_ps(_mm256_loadu_ps(logits + i), vmx)));
+        _mm256_storeu_ps(lanes, part);
+        for (int k = 0; k < 8; k++)
+            sum += lanes[k];
+    }
+#endif
+    for (; i < vocab; i++)
         sum += exp((double)logits[i] - mx);
     float lse = mx + (float)log(sum);
-    for (int i = 0; i < vocab; i++)
+    for (i = 0; i < vocab; i++)
         logprobs[i] = logits[i] - lse;
 }
 

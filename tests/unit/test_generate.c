@@ -252,6 +252,36 @@ static void test_processors_follow_mlx_lm(void **state) {
     sampler_free(&s);
 }
 
+// log_softmax (vector exponentials in f32, summed per 256 entries) against the formula in double, on
+// a Gemma-sized vocabulary plus a tail past the vectors, with a -inf entry.
+static void test_log_softmax_matches_double_precision(void **state) {
+    (void)state;
+    int n = 262144 + 5;
+    float *x = malloc((size_t)n * sizeof(float)), *lp = malloc((size_t)n * sizeof(float));
+    assert_non_null(x);
+    assert_non_null(lp);
+    test_fill_normal(x, (size_t)n, 4.0f);
+    x[17] = -INFINITY;
+    x[n - 2] = -INFINITY; // (in the scalar tail)
+    x[1000] = 30.0f;      // a clear maximum
+    double mx = -INFINITY, sum = 0;
+    for (int i = 0; i < n; i++)
+        if (x[i] > mx) mx = x[i];
+    for (int i = 0; i < n; i++)
+        sum += exp((double)x[i] - mx);
+    double lse = mx + log(sum);
+    for (int i = 0; i < n; i++)
+        lp[i] = NAN; // poisoned: every entry must be written
+    log_softmax(x, n, lp);
+    for (int i = 0; i < n; i++) {
+        if (i == n - 2 || i == 17) continue; // -inf: checked below
+        assert_true(fabs(lp[i] - (x[i] - lse)) <= 4e-6 * (1 + fabs(x[i] - lse)));
+    }
+    assert_true(isinf(lp[17]) && lp[17] < 0 && isinf(lp[n - 2]) && lp[n - 2] < 0);
+    free(x);
+    free(lp);
+}
+
 // Samples at temp 0.8 after top-k 3 follow softmax(lp / 0.8) over the kept set (chi-square).
 static void test_samples_follow_the_filtered_softmax(void **state) {
     float logits[6] = {1.0f, 0.2f, 0.7f, -0.5f, 0.9f, -2}, lp[6];
@@ -288,6 +318,7 @@ int main(void) {
         cmocka_unit_test(test_filters_keep_mlx_lm_sets),
         cmocka_unit_test(test_processors_follow_mlx_lm),
         cmocka_unit_test(test_samples_follow_the_filtered_softmax),
+        cmocka_unit_test(test_log_softmax_matches_double_precision),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -11,7 +11,7 @@
 #include <math.h>
 
 #include "backend/cpu/cpu.h"
-#include "backend/cpu/cpu_vexp.h"
+#include "base/simd_exp.h"
 #include "backend/ref.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -67,7 +67,7 @@ static float exp_block(const float *s, float m, int n, float *p) {
 #ifdef ATTN_AVX2
     __m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
     for (; j + 8 <= n; j += 8) {
-        __m256 e = cpu_exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
+        __m256 e = simd_exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
         _mm256_storeu_ps(p + j, e);
         acc = _mm256_add_ps(acc, e);
     }

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
-#include "backend/cpu/cpu_vexp.h"
+#include "base/simd_exp.h"
 #include "backend/ref.h"
 
 static bool f32(const rill_tensor *t) { return t->dtype == DTYPE_F32; }
@@ -96,14 +96,14 @@ static void act_task(void *arg, int task, int thread) {
         const float *g = row(j->gate, t), *u = row(j->up, t);
         float *o = row(j->out, t);
         int64_t c = 0;
-#ifdef CPU_VEXP
+#ifdef SIMD_EXP
         const __m256 one = _mm256_set1_ps(1.0f);
         if (j->act == ACT_GELU_TANH) // (SiLU: expf per element, below; see the comment above)
             for (; c + 8 <= j->out->cols; c += 8) {
                 __m256 gv = _mm256_loadu_ps(g + c), gu = _mm256_mul_ps(gv, _mm256_loadu_ps(u + c));
                 __m256 g3 = _mm256_mul_ps(_mm256_mul_ps(gv, gv), gv);
                 __m256 y = _mm256_mul_ps(_mm256_set1_ps(k), _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), g3, gv));
-                __m256 e = cpu_exp8(_mm256_add_ps(y, y)); // 1 + tanh y = 2 - 2 / (e^2y + 1)
+                __m256 e = simd_exp8(_mm256_add_ps(y, y)); // 1 + tanh y = 2 - 2 / (e^2y + 1)
                 __m256 half1p = _mm256_sub_ps(one, _mm256_div_ps(one, _mm256_add_ps(e, one)));
                 _mm256_storeu_ps(o + c, _mm256_mul_ps(gu, half1p));
             }

@@ -1,15 +1,15 @@
-// cpu_vexp.h: e^x for 8 f32 lanes (AVX2 + FMA builds), shared by the CPU kernels that exponentiate
-// many values at once (attention's softmax, the SiLU and GELU-tanh activations).
+// simd_exp.h: e^x for 8 f32 lanes (AVX2 + FMA builds), shared by the code that exponentiates many
+// values at once (the CPU's attention softmax and GELU-tanh activation, the sampler's log-softmax).
 #pragma once
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
-#define CPU_VEXP 1
+#define SIMD_EXP 1
 
 // x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two so that r is exact), e^r by a degree-6
 // polynomial, 2^n through the exponent bits. Relative error ~2 ulp; 0 below -87.3 (e^x is then under
 // f32's normal range); inputs above 88.3 give e^88.3.
-static inline __m256 cpu_exp8(__m256 x) {
+static inline __m256 simd_exp8(__m256 x) {
     const __m256 lo = _mm256_set1_ps(-87.3f), hi = _mm256_set1_ps(88.3f);
     __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
     x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
