@@ -103,6 +103,7 @@ static rill_status gguf_linear(binder *b, const char *name, int64_t rows, int64_
         w->kind = repack ? WEIGHT_AFFINE : WEIGHT_DENSE;
         w->dtype = DTYPE_F32;
         if (repack) gguf_repack_format(t->type, &w->bits, &w->group_size); // (for the backend's weight_load_bytes)
+        w->act_quant = gguf_act_quant(t->type);                            // (names the narrowable types)
         return RILL_OK;
     }
     if (gguf_repack_supported(t->type)) {
@@ -308,10 +309,34 @@ static rill_status dev_vector(binder *b, const float *host, int64_t n, float **o
     return RILL_OK;
 }
 
+// Weights repacked from GGUF Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 blocks (act_quant names them) keep the file's
+// f16 factors, exactly, as f16 when they go to the backend (affine_narrow_to_f16): 4 bytes per 32
+// weights instead of 8, which decode reads at every token. The backends compute scale * q + bias in
+// f32, so the weight's values are unchanged. (Host-only weights, such as MLA's kv_b, stay f32.)
+static rill_status narrow_factors(rill_model *m, rill_weight *w) {
+    if (w->kind != WEIGHT_AFFINE || w->dtype != DTYPE_F32 || w->act_quant == ACT_QUANT_NONE) return RILL_OK;
+    affine_tensor *owned = m->affine_owned;
+    for (int k = 0; k < m->n_affine; k++) {
+        if (owned[k].packed != w->packed) continue;
+        bool narrowed;
+        rill_status st = affine_narrow_to_f16(&owned[k], &narrowed);
+        if (st == RILL_OK && narrowed) {
+            w->dtype = DTYPE_F16;
+            w->scales = owned[k].scales;
+            w->biases = owned[k].biases;
+        }
+        return st;
+    }
+    return RILL_OK;
+}
+
 // Measuring: the host bytes the backend's weight_load would allocate for w (the CPU widens codes of
-// 2-6 bits to one byte each).
+// 2-6 bits to one byte each), less what narrow_factors will save.
 static void plan_weight_load(rill_model *m, const rill_weight *w) {
     if (m->be->ops->weight_load_bytes) m->planned_bytes += m->be->ops->weight_load_bytes(m->be, w);
+    if (w->kind == WEIGHT_AFFINE && w->act_quant != ACT_QUANT_NONE)
+        m->planned_bytes -=
+            2 * ((size_t)(w->rows * (w->cols / w->group_size)) + 1) * (sizeof(float) - sizeof(uint16_t));
 }
 
 // A linear layer (+ optional bias) by its GGUF name and HF module path, in host memory (the
@@ -357,6 +382,7 @@ static rill_status linear(binder *b, const char *gguf_name, const char *hf_modul
         *out = host;
         return RILL_OK;
     }
+    if ((st = narrow_factors(b->m, &host)) != RILL_OK) return st;
     return b->m->be->ops->weight_load(b->m->be, &host, out);
 }
 
@@ -493,6 +519,10 @@ static rill_status load_parts(binder *b, rill_weight *parts, int n, rill_weight 
         return RILL_OK;
     }
     memset(stacked, 0, sizeof *stacked);
+    for (int i = 0; i < n; i++) {
+        rill_status st = narrow_factors(m, &parts[i]);
+        if (st != RILL_OK) return st;
+    }
     const char *env = getenv("RILL_FUSE"); // "0": load the parts apart (to measure one way against the other)
     if (m->be->ops->fuse_projections && n > 1 && !(env && !strcmp(env, "0"))) {
         rill_status st = load_stacked(m, parts, n, stacked);

@@ -104,6 +104,35 @@ void affine_free(affine_tensor *t) {
     memset(t, 0, sizeof *t);
 }
 
+rill_status affine_narrow_to_f16(affine_tensor *t, bool *narrowed) {
+    *narrowed = false;
+    if (!t->owned || t->scale_dtype != DTYPE_F32) return RILL_OK;
+    size_t n = (size_t)t->rows * affine_groups_per_row(t);
+    const float *arrays[2] = {t->scales, t->biases};
+    for (int a = 0; a < 2; a++)
+        for (size_t i = 0; i < n; i++)
+            if (f32_bits(f16_to_f32(f32_to_f16(arrays[a][i]))) != f32_bits(arrays[a][i])) return RILL_OK;
+    uint16_t *h[2] = {rill_malloc((n + 1) * sizeof(uint16_t)), rill_malloc((n + 1) * sizeof(uint16_t))};
+    if (!h[0] || !h[1]) {
+        rill_free(h[0]);
+        rill_free(h[1]);
+        return rill_fail(RILL_ENOMEM, "affine: cannot allocate f16 factors for [%llu][%llu]",
+                         (unsigned long long)t->rows, (unsigned long long)t->cols);
+    }
+    for (int a = 0; a < 2; a++) {
+        for (size_t i = 0; i < n; i++)
+            h[a][i] = f32_to_f16(arrays[a][i]);
+        h[a][n] = 0;
+    }
+    rill_free(t->scales);
+    rill_free(t->biases);
+    t->scales = h[0];
+    t->biases = h[1];
+    t->scale_dtype = DTYPE_F16;
+    *narrowed = true;
+    return RILL_OK;
+}
+
 // ---- values of the scale dtype ----
 
 static float load_scalar(rill_dtype dt, const void *a, size_t i) {

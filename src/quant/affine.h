@@ -35,6 +35,12 @@ size_t affine_alloc_bytes(uint64_t rows, uint64_t cols, int bits, int group_size
 rill_status affine_wrap(affine_tensor *t, uint64_t rows, uint64_t cols, int bits, int group_size,
                         rill_dtype scale_dtype, const uint32_t *packed, const void *scales, const void *biases);
 void affine_free(affine_tensor *t); // frees owned arrays; zeroes t either way
+// Owned f32 scales and biases that are all exactly f16 values (those repacked from GGUF Q4_0, Q4_1,
+// Q5_0, Q5_1 and Q8_0 blocks: the file's f16 factors, times 8, 16 or 128) are stored again in f16,
+// half the bytes; *narrowed says whether they were (false: t unchanged). Note that an f16 scale
+// dtype means MLX's arithmetic to affine_level (the product rounded to f16); the backends compute
+// scale * q + bias in f32, which for these factors gives the f32 tensor's values exactly.
+rill_status affine_narrow_to_f16(affine_tensor *t, bool *narrowed);
 
 size_t affine_words_per_row(const affine_tensor *t);  // cols * bits / 32
 size_t affine_groups_per_row(const affine_tensor *t); // cols / group_size

@@ -191,13 +191,53 @@ static void test_repack_reproduces_decode_on_random_blocks(void **state) {
     }
 }
 
+// The simple block types' factors narrow to f16 exactly (each f16 factor equals the f32 one, codes
+// untouched); a factor that is not an f16 value (here one set by hand; in a file, -128 d past f16's
+// range) leaves the tensor as it was.
+static void test_repack_factors_narrow_to_f16_exactly(void **state) {
+    (void)state;
+    static const gguf_dtype simple[] = {GGUF_DTYPE_Q4_0, GGUF_DTYPE_Q4_1, GGUF_DTYPE_Q5_0, GGUF_DTYPE_Q5_1,
+                                        GGUF_DTYPE_Q8_0};
+    for (size_t t = 0; t < sizeof simple / sizeof simple[0]; t++) {
+        const gguf_dtype_traits *tr = gguf_dtype_info(simple[t]);
+        uint64_t rows = 3, cols = 6 * tr->block_size;
+        uint8_t *src = malloc(rows * 6 * tr->block_bytes);
+        random_blocks(simple[t], src, rows * 6);
+        const block_layout *lay = layout_of(simple[t]); // factors of a real model's size (|d| < 1: -128 d fits f16)
+        for (uint64_t k = 0; k < rows * 6; k++)
+            for (int f = 0; f < 2; f++)
+                if (lay->f16_fields[f] >= 0) {
+                    uint16_t h = f32_to_f16(test_rand_uniform(-1.0f, 1.0f));
+                    memcpy(src + k * tr->block_bytes + lay->f16_fields[f], &h, 2);
+                }
+        affine_tensor a, b;
+        assert_int_equal(gguf_repack_affine(simple[t], src, rows * 6 * tr->block_bytes, rows, cols, &a), RILL_OK);
+        assert_int_equal(gguf_repack_affine(simple[t], src, rows * 6 * tr->block_bytes, rows, cols, &b), RILL_OK);
+        bool narrowed = false;
+        assert_int_equal(affine_narrow_to_f16(&b, &narrowed), RILL_OK);
+        assert_true(narrowed);
+        assert_int_equal(b.scale_dtype, DTYPE_F16);
+        for (size_t i = 0; i < rows * cols / (size_t)a.group_size; i++) {
+            assert_true(f32_bits(f16_to_f32(((uint16_t *)b.scales)[i])) == f32_bits(((float *)a.scales)[i]));
+            assert_true(f32_bits(f16_to_f32(((uint16_t *)b.biases)[i])) == f32_bits(((float *)a.biases)[i]));
+        }
+        assert_memory_equal(a.packed, b.packed, rows * affine_words_per_row(&a) * sizeof(uint32_t));
+        affine_free(&b);
+        ((float *)a.scales)[4] = 1.0f + 1.0f / 4096; // 13 significant bits: not an f16
+        assert_int_equal(affine_narrow_to_f16(&a, &narrowed), RILL_OK);
+        assert_false(narrowed);
+        assert_int_equal(a.scale_dtype, DTYPE_F32);
+        affine_free(&a);
+        free(src);
+    }
+}
+
 static void test_repack_chooses_bits_and_groups_per_type(void **state) {
     static const struct {
         gguf_dtype type;
         int bits, group;
-    } want[] = {{GGUF_DTYPE_Q4_0, 4, 32}, {GGUF_DTYPE_Q4_1, 4, 32}, {GGUF_DTYPE_Q5_0, 5, 32},
-                {GGUF_DTYPE_Q5_1, 5, 32}, {GGUF_DTYPE_Q8_0, 8, 32},
-                {GGUF_DTYPE_Q4_K, 4, 32}, {GGUF_DTYPE_Q5_K, 5, 32}, {GGUF_DTYPE_Q6_K, 6, 16}};
+    } want[] = {{GGUF_DTYPE_Q4_0, 4, 32}, {GGUF_DTYPE_Q4_1, 4, 32}, {GGUF_DTYPE_Q5_0, 5, 32}, {GGUF_DTYPE_Q5_1, 5, 32},
+                {GGUF_DTYPE_Q8_0, 8, 32}, {GGUF_DTYPE_Q4_K, 4, 32}, {GGUF_DTYPE_Q5_K, 5, 32}, {GGUF_DTYPE_Q6_K, 6, 16}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const gguf_dtype_traits *tr = gguf_dtype_info(want[i].type);
         uint8_t *src = malloc(2 * tr->block_bytes);
@@ -255,6 +295,7 @@ int main(void) {
         cmocka_unit_test(test_decode_rejects_bad_sizes_and_names_unsupported_types),
         cmocka_unit_test(test_repack_reproduces_decode_on_random_blocks),
         cmocka_unit_test(test_repack_chooses_bits_and_groups_per_type),
+        cmocka_unit_test(test_repack_factors_narrow_to_f16_exactly),
         cmocka_unit_test(test_repack_rejects_other_types_bad_shapes_and_infinite_scales),
         cmocka_unit_test(test_repack_reproduces_decode_on_smollm2),
     };
