@@ -4,7 +4,8 @@
 # CUDA with bf16, f16 and f32 activations; compute-sanitizer with RILL_GPU_SANITIZER=1), the CUDA
 # tests and the tiny models against the CPU, the op benchmarks, then `rill synth` models with real
 # shapes through `rill generate --device cuda`, each speed-up also with its switch off (RILL_CUDA_PDL=0,
-# RILL_CUDA_GEMV_DEPTH=1,1,1, RILL_FUSE_ADD=0, RILL_CUDA_ATTENTION=cores, ...);
+# RILL_CUDA_GEMV_DEPTH=1,1,1, RILL_FUSE_ADD=0, RILL_CUDA_ATTENTION=cores, RILL_CUDA_PREFILL_ATTN=gemm,
+# RILL_CUDA_WARMUP=0, ...), and Llama-3-8B prefill both cold (a process's first) and warm (`rill bench`);
 # prints a table last. Logs go to $OUT (<= 8 files). With RILL_GPU_HEAD=1 it also builds the committed
 # tree (git archive HEAD) in /tmp/head and runs its Llama decode alternately with this tree's (A/B
 # on one card). Run it from the repo root: `bash bench/gpu.sh` (device: carry [".debs"]).
@@ -99,6 +100,9 @@ for v in pdl=0:RILL_CUDA_PDL=0 depth=111:RILL_CUDA_GEMV_DEPTH=1,1,1 neither:RILL
     env ${e//+/ } timeout 300 build-gpu/bin/test_cuda bench gemv 2>&1 | grep "gemv 4-bit" |
         sed "s/^bench /bench ${v%%:*} /" >> "$OUT/bench.log"
 done
+# prefill attention through cuBLAS with S and P in memory (before 2026-11-26 17:00Z) against the flash kernel
+RILL_CUDA_PREFILL_ATTN=gemm timeout 300 build-gpu/bin/test_cuda bench prefill 2>&1 | grep "attention prefill" |
+    sed "s/^bench /bench gemm-attn /" >> "$OUT/bench.log"
 stamp "op bench done"
 
 # 6. end to end: synthetic models with real shapes (rill synth), `rill generate --device cuda`
@@ -120,6 +124,21 @@ name, n, j = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 try:
     s = json.loads(j)["stats"]
     print(f"{name:34s} prompt {s['prompt_tokens']:6d} tok {s['prompt_tps']:10.1f} tok/s   decode {s['generation_tokens']:4d} tok {s['generation_tps']:8.1f} tok/s   peak {s['peak_memory_gb']:.2f} GB")
+except Exception as e:
+    print(f"{name:34s} FAILED ({e})")
+PY
+}
+pbench() { # name, prompt tokens, trials [, env]: `rill bench` (one warm-up prefill, then the trials' mean)
+    local name=$1 n=$2 t=$3
+    local j
+    j=$(env ${4:-} timeout 300 ${BIN:-$RILL} bench --model /tmp/l8 --device cuda -p "$n" -g 1 -n "$t" --json 2>> "$E2E")
+    echo "$name rc=$? $j" >> "$E2E"
+    python3 - "$name" "$n" "$j" <<'PY' >> /tmp/rill-e2e.txt
+import json, sys
+name, n, j = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+try:
+    s = json.loads(j)
+    print(f"{name:34s} prompt {n:6d} tok {s['prompt_tps']:10.1f} tok/s   (rill bench: warm, mean of {s['trials']})")
 except Exception as e:
     print(f"{name:34s} FAILED ({e})")
 PY
@@ -148,6 +167,11 @@ if timeout 300 $RILL synth --preset llama3-8b --bits 4 --out /tmp/l8 >> "$E2E" 2
     run "llama3-8b 4-bit short ctx, none of the three" /tmp/l8 16 256 "RILL_CUDA_PDL=0 RILL_CUDA_GEMV_DEPTH=1,1,1 RILL_FUSE_ADD=0"
     run "llama3-8b 4-bit short ctx, warp attention" /tmp/l8 16 256 RILL_CUDA_ATTN_MIN_KEYS=2048
     run "llama3-8b 4-bit prefill 2048" /tmp/l8 2049 1
+    run "llama3-8b 4-bit prefill 2048, no cuBLAS warm-up" /tmp/l8 2049 1 RILL_CUDA_WARMUP=0
+    run "llama3-8b 4-bit prefill 2048, gemm attention" /tmp/l8 2049 1 RILL_CUDA_PREFILL_ATTN=gemm
+    pbench "llama3-8b 4-bit prefill 2048, warm" 2048 3
+    pbench "llama3-8b 4-bit prefill 2048, warm, gemm attn" 2048 3 RILL_CUDA_PREFILL_ATTN=gemm
+    pbench "llama3-8b 4-bit prefill 16k, warm" 16384 1
     run "llama3-8b 4-bit 16k ctx, graphs" /tmp/l8 16384 128
     run "llama3-8b 4-bit 16k ctx, warp attention" /tmp/l8 16384 128 RILL_CUDA_ATTENTION=warp
     run "llama3-8b 4-bit 16k ctx, cores attention" /tmp/l8 16384 128 RILL_CUDA_ATTENTION=cores
@@ -166,6 +190,13 @@ if timeout 300 $RILL synth --preset llama3-8b --bits 4 --out /tmp/l8 >> "$E2E" 2
             BIN=/tmp/head/build/bin/rill run "HEAD: smollm2-135m ($i)" /tmp/sm 16 1024
             run "new: smollm2-135m ($i)" /tmp/sm 16 1024
         done
+        for i in 1 2; do
+            BIN=/tmp/head/build/bin/rill pbench "HEAD: llama3-8b prefill 2048 ($i)" 2048 3
+            pbench "new: llama3-8b prefill 2048 ($i)" 2048 3
+        done
+        BIN=/tmp/head/build/bin/rill run "HEAD: llama3-8b prefill 2048, cold" /tmp/l8 2049 1
+        run "new: llama3-8b prefill 2048, cold" /tmp/l8 2049 1
+        BIN=/tmp/head/build/bin/rill pbench "HEAD: llama3-8b prefill 16k" 16384 1
         BIN=/tmp/head/build/bin/rill run "HEAD: smollm2-135m 4k ctx" /tmp/sm 4096 256
         run "new: smollm2-135m 4k ctx" /tmp/sm 4096 256
     elif [ -n "${HEAD_PID:-}" ]; then
@@ -187,7 +218,7 @@ for k in ops_bf16 ops_f16 ops_f32 test_cuda test_cuda_f16 tiny_models op_bench s
 done
 grep -h -E "relative error|greedy|sampled" "$OUT/model.log" | cut -c1-150
 echo
-grep -E '^bench (rows=. |warp-attn |cores-attn |cores-serial |pdl=0 |depth=111 |neither )?(gemm dense|gemv 4-bit g64|attention)' "$OUT/bench.log" |
+grep -E '^bench (rows=. |warp-attn |cores-attn |cores-serial |gemm-attn |pdl=0 |depth=111 |neither )?(gemm|gemv 4-bit g64|attention)' "$OUT/bench.log" |
     cut -c1-120
 echo
 cat /tmp/rill-e2e.txt

@@ -1,6 +1,7 @@
 // test_cuda.c: what the CUDA backend adds beyond the op harness (test_backend_ops covers every op):
 // the message when no device is present, weights uploaded from host memory and released, Llama-sized
-// decode matmuls and long-cache split-K attention against the reference, and errors that name the op.
+// decode matmuls, long-cache split-K attention, prefill attention and RoPE over many tokens against
+// the reference, and errors that name the op.
 // Without a GPU (CI) the device tests skip. `test_cuda bench` times the decode GEMV and friends on
 // the GPU (bench/gpu.sh runs it); ctest never times anything.
 #include <math.h>
@@ -179,6 +180,16 @@ static rill_tensor host_rand_tail_nan(rill_dtype dt, int64_t rows, int64_t cols,
 // head dims are 64 or 128 (any cache length; GQA groups 1 to 8), the CUDA-core one over 2,048 keys
 // or more for the rest (head dim 256, f32 or mixed caches), with the keys split and the splits
 // merged. kvt 0: the activation dtype. dev_pos: the query's position read from the device (a
+
+// Frees one attention case's device tensors (q, k, v, out) and host ones (q, k, v, reference).
+static void free_attention_case(rill_tensor *q, rill_tensor *k, rill_tensor *v, rill_tensor *out, rill_tensor *qh,
+                                rill_tensor *kh, rill_tensor *vh, rill_tensor *ref) {
+    rill_tensor *dev[] = {q, k, v, out}, *host[] = {qh, kh, vh, ref};
+    for (int i = 0; i < 4; i++) {
+        be->ops->free(be, dev[i]->data);
+        free(host[i]->data);
+    }
+}
 // replayed decode step) over a cache whose rows past it are NaN.
 static void test_long_cache_attention_splits_keys_and_matches(void **state) {
     need_gpu();
@@ -226,14 +237,91 @@ static void test_long_cache_attention_splits_keys_and_matches(void **state) {
             fail_msg("attention case %zu (n_k %d window %d): relative error %.3g", k, n_k, cases[k].window, e);
         assert_int_equal(st->status, RILL_OK);
         if (pos) be->ops->free(be, pos);
-        be->ops->free(be, q.data);
-        be->ops->free(be, kd.data);
-        be->ops->free(be, vd.data);
-        be->ops->free(be, out.data);
-        free(qh.data);
-        free(kh.data);
-        free(vh.data);
-        free(ref.data);
+        free_attention_case(&q, &kd, &vd, &out, &qh, &kh, &vh, &ref);
+    }
+}
+
+// Prefill attention (more than 8 queries): the flash kernel of cuda_attention_prefill.cu where q, K,
+// V share an f16/bf16 dtype and head dims are 64 or 128 (cuda_attention_gemm.cu otherwise, or with
+// RILL_CUDA_PREFILL_ATTN=gemm): query counts off the 64-query block, chunks after a prefix, GQA
+// groups 1 to 4 and MQA, windows, softcap, keys that start past the first queries (their rows are
+// zero), and cache rows past the last query's position that are NaN (never read).
+static void test_prefill_attention_matches(void **state) {
+    need_gpu();
+    static const struct {
+        int n_q, n_k, heads, kv, hd, window, nan_tail; // nan_tail: cache rows past the last query's key
+        int64_t q_pos0, k_pos0;
+        float softcap;
+    } cases[] = {{300, 500, 8, 2, 128, 0, 0, 200, 0, 0},  {130, 130, 6, 3, 64, 77, 0, 0, 0, 0},
+                 {70, 90, 4, 4, 128, 0, 0, 20, 0, 30.0f}, {65, 40, 4, 1, 64, 0, 0, 0, 25, 0},
+                 {1000, 1000, 4, 1, 128, 0, 0, 0, 0, 0},  {200, 333, 8, 2, 128, 50, 64, 69, 0, 0},
+                 {9, 9, 2, 1, 64, 0, 0, 0, 0, 0}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int heads = cases[k].heads, kv = cases[k].kv, hd = cases[k].hd, n_k = cases[k].n_k;
+        int valid = n_k - cases[k].nan_tail;
+        rill_tensor qh = host_rand(be->act_dtype, cases[k].n_q, heads * hd), q = to_dev(&qh);
+        rill_tensor kh = host_rand_tail_nan(be->act_dtype, n_k, kv * hd, valid), kd = to_dev(&kh);
+        rill_tensor vh = host_rand_tail_nan(be->act_dtype, n_k, kv * hd, valid), vd = to_dev(&vh);
+        rill_tensor out = dev_poisoned(be->act_dtype, cases[k].n_q, heads * hd);
+        rill_tensor ref = rill_tensor_2d(be->act_dtype, cases[k].n_q, heads * hd, malloc(tensor_bytes(&out)));
+        rill_attn_params p = {heads,
+                              kv,
+                              hd,
+                              hd,
+                              1.0f / sqrtf((float)hd),
+                              cases[k].softcap,
+                              {cases[k].q_pos0, cases[k].k_pos0, cases[k].window}};
+        be->ops->attention(st, &out, &q, &kd, &vd, &p);
+        rill_tensor kr = kh, vr = vh; // the reference sees the valid rows only
+        kr.rows = vr.rows = valid;
+        ref_attention(&ref, &qh, &kr, &vr, &p);
+        double e = rel_err(&out, &ref);
+        if (!(e <= bound()))
+            fail_msg("prefill attention case %zu (%d queries, %d keys, hd %d): relative error %.3g", k, cases[k].n_q,
+                     n_k, hd, e);
+        assert_int_equal(st->status, RILL_OK);
+        free_attention_case(&q, &kd, &vd, &out, &qh, &kh, &vh, &ref);
+    }
+}
+
+// RoPE over many tokens (prefill: one sincos serves 8 heads of a thread) and few (decode: a thread
+// per head and pair), head counts on and off the group of 8 (Llama's q + k: 40), both layouts.
+static void test_rope_prefill_and_decode_match(void **state) {
+    need_gpu();
+    static const struct {
+        int n_tok, heads, hd, rot;
+        rill_rope_layout layout;
+    } cases[] = {{100, 40, 128, 128, ROPE_NEOX},
+                 {300, 12, 64, 64, ROPE_INTERLEAVED},
+                 {65, 5, 128, 64, ROPE_NEOX},
+                 {8, 40, 128, 128, ROPE_NEOX},
+                 {3, 9, 64, 32, ROPE_INTERLEAVED}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int n = cases[k].n_tok, half = cases[k].rot / 2;
+        rill_tensor xh = host_rand(be->act_dtype, n, cases[k].heads * cases[k].hd), x = to_dev(&xh);
+        rill_tensor ph = rill_tensor_2d(DTYPE_I32, n, 1, malloc((size_t)n * 4));
+        for (int i = 0; i < n; i++)
+            ((int32_t *)ph.data)[i] = (int32_t)(test_rand_u64() % 40000);
+        rill_tensor pd = to_dev(&ph);
+        float *inv = malloc((size_t)half * 4);
+        for (int i = 0; i < half; i++)
+            inv[i] = (float)pow(500000.0, -2.0 * i / cases[k].rot);
+        float *inv_d = be->ops->alloc(be, (size_t)half * 4);
+        be->ops->upload(st, inv_d, inv, (size_t)half * 4);
+        rill_rope_params p = {cases[k].heads, cases[k].hd, cases[k].rot, cases[k].layout, inv_d, 1.0f};
+        be->ops->rope(st, &x, &pd, &p);
+        p.inv_freq = inv;
+        ref_rope(&xh, &ph, &p);
+        double e = rel_err(&x, &xh);
+        if (!(e <= bound()))
+            fail_msg("rope case %zu (%d tokens, %d heads): relative error %.3g", k, n, cases[k].heads, e);
+        assert_int_equal(st->status, RILL_OK);
+        be->ops->free(be, x.data);
+        be->ops->free(be, pd.data);
+        be->ops->free(be, inv_d);
+        free(xh.data);
+        free(ph.data);
+        free(inv);
     }
 }
 
@@ -363,6 +451,31 @@ static void bench_attention(int n_k, double copy_tbs) {
     free(kh.data);
 }
 
+// One Llama-3-8B layer of prefill attention: n causal queries over themselves (32/8 heads, d 128).
+// TFLOP/s counts the causal half of S = QK^T and O = PV (4 n^2 d flops per head, halved).
+static void bench_prefill_attention(int n) {
+    if (!bench_wanted("attention prefill")) return;
+    bench_case c = {0};
+    int heads = 32, kv = 8, hd = 128;
+    rill_tensor qh = host_rand(be->act_dtype, n, heads * hd), kh = host_rand(be->act_dtype, n, kv * hd);
+    c.x = to_dev(&qh);
+    rill_tensor k = to_dev(&kh), v = to_dev(&kh);
+    c.k = &k;
+    c.v = &v;
+    c.out = dev_poisoned(be->act_dtype, n, heads * hd);
+    c.ap = (rill_attn_params){heads, kv, hd, hd, 0.088f, 0, {0, 0, 0}};
+    float ms = time_ms(run_attention, &c, 20);
+    double tflops = 2.0 * (double)n * n * hd * heads / (ms * 1e-3) / 1e12;
+    printf("bench %-34s n %6d (32/8 heads, d 128): %9.2f us  %7.1f TFLOP/s  [%s]\n", "attention prefill (one layer)", n,
+           ms * 1e3, tflops, st->status == RILL_OK ? "ok" : rill_last_error());
+    be->ops->free(be, c.x.data);
+    be->ops->free(be, k.data);
+    be->ops->free(be, v.data);
+    be->ops->free(be, c.out.data);
+    free(qh.data);
+    free(kh.data);
+}
+
 // Device-to-device copy bandwidth, counting bytes read and written (the KINDS.md convention).
 static double copy_tbs(void) {
     size_t n = (size_t)1 << 30;
@@ -413,6 +526,8 @@ static int bench(void) {
     bench_matmul("gemv dense bf16 (gate/up)", 14336, 4096, 0, 1, bw);
     bench_matmul("gemm 4-bit g64 prefill (gate/up)", 14336, 4096, 4, 2048, bw);
     bench_matmul("gemm dense bf16 prefill (gate/up)", 14336, 4096, 0, 2048, bw);
+    bench_prefill_attention(2048);
+    bench_prefill_attention(8192);
     bench_attention(1024, bw);
     bench_attention(4096, bw);
     bench_attention(16384, bw);
@@ -430,6 +545,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_open_without_device_names_the_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(test_weights_from_host_are_uploaded_once_and_released, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_cache_attention_splits_keys_and_matches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prefill_attention_matches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rope_prefill_and_decode_match, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_shapes_name_the_op_and_stick_to_the_stream, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

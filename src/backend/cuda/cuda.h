@@ -58,6 +58,11 @@ void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tensor *q, cons
 // when it fits (more than 8 queries, host positions, q/k/v/out all f16 or all bf16); else false.
 bool cuda_attention_gemm(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k,
                          const rill_tensor *v, const rill_attn_params *p);
+// Prefill attention in one flash-attention kernel (cuda_attention_prefill.cu): takes the call and
+// returns true when it fits (more than 8 queries, host positions, q/k/v/out all f16 or all bf16,
+// head_dim = v_head_dim = 64 or 128, aligned rows) unless RILL_CUDA_PREFILL_ATTN=gemm; else false.
+bool cuda_attention_prefill(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k,
+                            const rill_tensor *v, const rill_attn_params *p);
 void cuda_attention_q(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_qkv *k, const rill_qkv *v,
                       const rill_attn_params *p);
 void cuda_kv_quantize(rill_stream *s, rill_qkv *out, const rill_tensor *x);

@@ -396,7 +396,7 @@ extern "C" void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tens
         return;
     }
     if (!getenv_is("RILL_CUDA_ATTENTION", "warp") && p->n_kv_heads > 0 && p->n_heads % p->n_kv_heads == 0 &&
-        cuda_attention_gemm(s, out, q, k, v, p))
+        (cuda_attention_prefill(s, out, q, k, v, p) || cuda_attention_gemm(s, out, q, k, v, p)))
         return;
     att_args a;
     int group = p->n_kv_heads > 0 ? p->n_heads / p->n_kv_heads : 0;

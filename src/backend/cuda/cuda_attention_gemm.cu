@@ -4,7 +4,9 @@
 // softmax kernel that writes P = softmax(mask(scale * S)) normalized in the activation dtype, then
 // O = P V straight into the output rows. S is f32; P is f16/bf16 as flash attention keeps it. Only
 // the keys some query of the chunk sees take part (causal end, sliding-window start). Chunks are
-// sized so that S and P stay under ATT_GEMM_SCRATCH bytes.
+// sized so that S and P stay under ATT_GEMM_SCRATCH bytes. Since the flash kernel
+// (cuda_attention_prefill.cu) this path takes the head dims it does not (not 64 or 128), or every
+// prefill with RILL_CUDA_PREFILL_ATTN=gemm.
 #include <math.h>
 
 #include "backend/cuda/cuda_common.cuh"

@@ -8,6 +8,7 @@
 
 #include "backend/cuda/cuda.h"
 #include "base/alloc.h"
+#include "base/progress.h"
 
 bool cuda_ok(rill_stream *s, cudaError_t err, const char *op) {
     if (err == cudaSuccess) return true;
@@ -44,6 +45,34 @@ static void cuda_stream_destroy(rill_stream *s) {
     rill_free(s);
 }
 
+// cuBLAS's first GEMM in a process holds the host for 75-100 ms (library start and kernel loading;
+// seen with RILL_CUDA_TRACE=1 on an H200): the process's first stream runs one n x n x n GEMM in
+// the activation dtype, so that cost falls on backend start (like loading the weights) rather than
+// on the first prefill. n = 2048 also loads the kernel that prefill's large GEMMs use (n = 256
+// leaves 3-4 ms on the first of them). RILL_CUDA_WARMUP=N sets n; 0 skips the warm-up.
+static void blas_warmup(rill_stream *s) {
+    static bool done = false;
+    const char *e = getenv("RILL_CUDA_WARMUP");
+    int n = e && *e ? atoi(e) : 2048;
+    if (done || n <= 0) return;
+    done = true;
+    rill_dtype dt = s->be->act_dtype;
+    cudaDataType t = dt == DTYPE_F32 ? CUDA_R_32F : dt == DTYPE_F16 ? CUDA_R_16F : CUDA_R_16BF;
+    size_t bytes = (size_t)n * (size_t)n * dtype_size(dt);
+    char *buf = cuda_alloc(s->be, 3 * bytes);
+    if (!buf) return;
+    double t0 = rill_now();
+    const float one = 1.0f, zero = 0.0f;
+    cudaMemsetAsync(buf, 0, 3 * bytes, s->cs);
+    cublasGemmEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, buf, t, n, buf + bytes, t, n, &zero, buf + 2 * bytes,
+                 t, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    cudaStreamSynchronize(s->cs);
+    cuda_free(s->be, buf);
+    const char *tr = getenv("RILL_CUDA_TRACE");
+    if (tr && *tr && *tr != '0')
+        fprintf(stderr, "cuda trace: cuBLAS warm-up (%d x %d x %d) took %.1f ms\n", n, n, n, (rill_now() - t0) * 1e3);
+}
+
 static rill_status cuda_stream_create(rill_backend *be, rill_stream **out) {
     *out = NULL;
     rill_stream *s = rill_calloc(1, sizeof *s);
@@ -60,6 +89,7 @@ static rill_status cuda_stream_create(rill_backend *be, rill_stream **out) {
         cuda_stream_destroy(s);
         return st;
     }
+    blas_warmup(s);
     *out = s;
     return RILL_OK;
 }

@@ -9,41 +9,47 @@ template <typename TO> __global__ void dequant_kernel(TO *dst, rill_weight w, in
         dst[i] = from_f32<TO>(weight_at(w, r0 + i / w.cols, i % w.cols));
 }
 
-// 4- or 8-bit affine rows, one 16-byte word of codes (128 / BITS values) per thread: wpr words per
-// row, groups of gs >= 128 / BITS values (one scale and bias per word); dst rows as above, written 16
-// bytes at a time. Same value as weight_at: scale * q + bias in f32, rounded once to TO.
+// 4- or 8-bit affine rows, 8 values per thread: BITS bytes of codes in, one 16-byte word of TO out,
+// so a warp's loads and stores are both contiguous. vpr = cols / 8 words per row, groups of gs
+// values (a multiple of 8; one scale and bias per word); dst rows as above. Same value as weight_at:
+// scale * q + bias in f32, rounded once to TO.
 template <typename TO, typename TS, int BITS>
-__global__ void dequant_affine_kernel(uint4 *dst, const uint4 *packed, const TS *scales, const TS *biases, int wpr,
+__global__ void dequant_affine_kernel(uint4 *dst, const uint32_t *packed, const TS *scales, const TS *biases, int vpr,
                                       int groups, int words_per_group, int total) {
-    constexpr int VALS = 128 / BITS;
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
-    int row = i / wpr, g = row * groups + (i - row * wpr) / words_per_group;
-    uint4 q4 = __ldcs(packed + i);
-    unsigned qw[4] = {q4.x, q4.y, q4.z, q4.w};
+    int row = i / vpr, g = row * groups + (i - row * vpr) / words_per_group;
+    unsigned qw[BITS / 4]; // 8 codes
+    if (BITS == 4)
+        qw[0] = __ldcs(packed + i);
+    else {
+        uint2 q2 = __ldcs((const uint2 *)packed + i);
+        qw[0] = q2.x, qw[BITS / 4 - 1] = q2.y;
+    }
     float sc = to_f32(scales[g]), bi = to_f32(biases[g]);
-    alignas(16) TO vals[VALS];
+    alignas(16) TO vals[8];
 #pragma unroll
-    for (int k = 0; k < VALS; k++)
+    for (int k = 0; k < 8; k++)
         vals[k] = from_f32<TO>(
             fmaf(sc, (float)((qw[k / (32 / BITS)] >> ((k % (32 / BITS)) * BITS)) & ((1u << BITS) - 1u)), bi));
-    const uint4 *src = (const uint4 *)vals;
-    uint4 *out = dst + (int64_t)i * (VALS * sizeof(TO) / 16);
-#pragma unroll
-    for (int k = 0; k < (int)(VALS * sizeof(TO) / 16); k++)
-        out[k] = src[k];
+    if (sizeof(TO) == 2)
+        dst[i] = *(const uint4 *)vals;
+    else {
+        dst[2 * (int64_t)i] = ((const uint4 *)vals)[0];
+        dst[2 * (int64_t)i + 1] = ((const uint4 *)vals)[1];
+    }
 }
 
 extern "C" void cuda_dequant_rows(rill_stream *s, void *dst, rill_dtype dt, const rill_weight *w, int64_t r0,
                                   int64_t n) {
     if (n * w->cols == 0) return;
-    int64_t wpr = w->kind == WEIGHT_AFFINE ? w->cols * w->bits / 128 : 0, vals = w->bits ? 128 / w->bits : 0;
-    bool fast = w->kind == WEIGHT_AFFINE && (w->bits == 4 || w->bits == 8) && (w->cols * w->bits) % 128 == 0 &&
-                w->group_size % vals == 0 && ((uintptr_t)w->packed & 15) == 0 && ((uintptr_t)dst & 15) == 0 &&
-                n * wpr < ((int64_t)1 << 31);
+    int64_t vpr = w->cols / 8; // 8-value words per row
+    bool fast = w->kind == WEIGHT_AFFINE && (w->bits == 4 || w->bits == 8) && w->cols % 8 == 0 &&
+                w->group_size % 8 == 0 && ((uintptr_t)w->packed & 7) == 0 && ((uintptr_t)dst & 15) == 0 &&
+                n * vpr < ((int64_t)1 << 31);
     if (fast) {
-        int total = (int)(n * wpr), groups = (int)(w->cols / w->group_size), wpg = (int)(w->group_size / vals);
-        const uint4 *pk = (const uint4 *)w->packed + r0 * wpr;
+        int total = (int)(n * vpr), groups = (int)(w->cols / w->group_size), wpg = (int)(w->group_size / 8);
+        const uint32_t *pk = w->packed + r0 * w->cols * w->bits / 32;
         size_t ses = w->dtype == DTYPE_F32 ? 4 : 2;
         const char *sc = (const char *)w->scales + (size_t)(r0 * groups) * ses;
         const char *bi = (const char *)w->biases + (size_t)(r0 * groups) * ses;
@@ -52,7 +58,7 @@ extern "C" void cuda_dequant_rows(rill_stream *s, void *dst, rill_dtype dt, cons
     CUDA_DISPATCH(s, "matmul (dequantize)", dt, TO,                                                                    \
                   CUDA_DISPATCH(s, "matmul (dequantize)", w->dtype, TS,                                                \
                                 dequant_affine_kernel<TO, TS, BITS><<<grid, 256, 0, s->cs>>>(                          \
-                                    (uint4 *)dst, pk, (const TS *)sc, (const TS *)bi, (int)wpr, groups, wpg, total)))
+                                    (uint4 *)dst, pk, (const TS *)sc, (const TS *)bi, (int)vpr, groups, wpg, total)))
         if (w->bits == 4)
             DQ(4);
         else

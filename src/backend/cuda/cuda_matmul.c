@@ -1,10 +1,14 @@
 // cuda_matmul.c: the matmul op. A few tokens (decode) go to the fused GEMV (cuda_gemv.cu), which
 // reads each weight once; more tokens (prefill) go to cuBLAS in the activation dtype with f32
 // accumulation, after affine or other-dtype weights are dequantized into a scratch tile of rows.
+// RILL_CUDA_TRACE=1 names the cuBLAS calls that hold the host (first-call kernel loading).
 #ifdef RILL_CUDA
 #include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "backend/cuda/cuda.h"
+#include "base/progress.h"
 
 enum { TILE_BYTES = 128 << 20 }; // most scratch a dequantized weight tile takes
 
@@ -12,15 +16,30 @@ static cudaDataType blas_type(rill_dtype dt) {
     return dt == DTYPE_F32 ? CUDA_R_32F : dt == DTYPE_F16 ? CUDA_R_16F : CUDA_R_16BF;
 }
 
+// RILL_CUDA_TRACE=1: each cuBLAS call that holds the host for more than 1 ms (its first call for a
+// shape loads kernels and picks one) is named on stderr, to see where a process's first prefill goes.
+static bool trace_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("RILL_CUDA_TRACE");
+        on = e && *e && *e != '0';
+    }
+    return on != 0;
+}
+
 // out[:, r0 : r0 + n] = x . W[r0 : r0 + n]^T   with W rows of dtype dt: [n][k] contiguous
 static bool gemm(rill_stream *s, rill_tensor *out, const rill_tensor *x, const void *wrows, int64_t r0, int64_t n) {
     const float one = 1.0f, zero = 0.0f;
     size_t es = dtype_size(out->dtype);
     cudaDataType t = blas_type(x->dtype);
+    double t0 = trace_on() ? rill_now() : 0.0;
     // column-major view: C [n][n_tok] = W [k][n]^T . x [k][n_tok]
     cublasStatus_t st = cublasGemmEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)x->rows, (int)x->cols, &one, wrows,
                                      t, (int)x->cols, x->data, t, (int)x->stride, &zero, (char *)out->data + r0 * es, t,
                                      (int)out->stride, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (trace_on() && rill_now() - t0 > 1e-3)
+        fprintf(stderr, "cuda trace: cublasGemmEx %lld x %lld x %lld held the host %.1f ms\n", (long long)x->rows,
+                (long long)n, (long long)x->cols, (rill_now() - t0) * 1e3);
     if (st == CUBLAS_STATUS_SUCCESS) return true;
     cuda_reject(s, RILL_EIO, "matmul (cuBLAS)", cublasGetStatusString(st));
     return false;

@@ -2,6 +2,7 @@
 // out = x / sqrt(mean(x^2) + eps) * (w + add_one). Each thread rereads the elements it summed, so
 // out may alias x. add_rmsnorm first adds the residual r into x (rounded to the dtype, as the add
 // op stores it) in the same pass: one launch instead of two per residual add of a decoder layer.
+// f16/bf16 rows of whole 16-byte words take 8 values per thread (rmsnorm8_kernel).
 #include "backend/cuda/cuda_common.cuh"
 
 // The sum of v over the block (every thread gets it); part: [32] shared floats.
@@ -59,6 +60,59 @@ __global__ void add_rmsnorm_kernel(T *out, int64_t so, T *x, int64_t sx, const T
         outr[c] = from_f32<T>(to_f32(xr[c]) * inv * (w[c] + add));
 }
 
+// Both norms for 16-bit T on rows of whole 16-byte words (cols % 8 == 0, every row 16-byte aligned):
+// one word of 8 values per thread and step, loaded and stored 16 bytes at a time. ADD: x <- x + r
+// first (rounded to T), as add_rmsnorm_kernel; otherwise r is unused and out may alias x.
+template <typename T, bool ADD>
+__global__ void rmsnorm8_kernel(T *out, int64_t so, T *x, int64_t sx, const T *r, int64_t sr, const float *w, int cols,
+                                float eps, float add) {
+    __shared__ float part[32]; // [warps] partial sums
+    pdl_wait();
+    pdl_trigger();
+    T *xr = x + blockIdx.x * sx;
+    float ss = 0.0f;
+    for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) {
+        float f[8];
+        load8(xr + c, f);
+        if (ADD) {
+            float g[8];
+            alignas(16) T v[8];
+            load8(r + blockIdx.x * sr + c, g);
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                v[e] = from_f32<T>(f[e] + g[e]);
+                f[e] = to_f32(v[e]);
+            }
+            *(uint4 *)(xr + c) = *(const uint4 *)v;
+        }
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            ss += f[e] * f[e];
+    }
+    float inv = rsqrtf(block_sum(ss, part) / (float)cols + eps);
+    T *outr = out + blockIdx.x * so;
+    for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) { // (this thread's own words above)
+        float f[8];
+        alignas(16) T v[8];
+        load8(xr + c, f);
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            v[e] = from_f32<T>(f[e] * inv * (w[c + e] + add));
+        *(uint4 *)(outr + c) = *(const uint4 *)v;
+    }
+}
+
+static bool rows16(const rill_tensor *t) {
+    return t->dtype != DTYPE_F32 && ((uintptr_t)t->data & 15) == 0 && t->stride % 8 == 0 && t->cols % 8 == 0 &&
+           t->cols < 0x7fffffff;
+}
+
+// Threads for rows of cols values, 8 per thread: a multiple of 32, at most 1024.
+static int norm8_threads(int64_t cols) {
+    int64_t words = (cols / 8 + 31) / 32 * 32;
+    return words > 1024 ? 1024 : words < 32 ? 32 : (int)words;
+}
+
 static bool norm_fits(rill_stream *s, const char *op, const rill_tensor *out, const rill_tensor *x) {
     if (out->rows != x->rows || out->cols != x->cols || out->dtype != x->dtype) {
         cuda_reject(s, RILL_EINVAL, op, "out and x differ in shape or dtype");
@@ -76,6 +130,14 @@ static int norm_threads(int64_t cols) { return cols >= 4096 ? 1024 : cols >= 102
 extern "C" void cuda_rmsnorm(rill_stream *s, rill_tensor *out, const rill_tensor *x, const float *w, float eps,
                              bool add_one) {
     if (!norm_fits(s, "rmsnorm", out, x) || x->rows == 0) return;
+    if (rows16(out) && rows16(x)) {
+        CUDA_DISPATCH(s, "rmsnorm", x->dtype, T,
+                      cuda_launch_pdl(s, rmsnorm8_kernel<T, false>, (unsigned)x->rows, norm8_threads(x->cols), 0,
+                                      (T *)out->data, out->stride, (T *)x->data, x->stride, (const T *)NULL, (int64_t)0,
+                                      w, (int)x->cols, eps, add_one ? 1.0f : 0.0f));
+        cuda_launched(s, "rmsnorm");
+        return;
+    }
     CUDA_DISPATCH(s, "rmsnorm", x->dtype, T,
                   cuda_launch_pdl(s, rmsnorm_kernel<T>, (unsigned)x->rows, norm_threads(x->cols), 0, (T *)out->data,
                                   out->stride, (const T *)x->data, x->stride, w, x->cols, eps, add_one ? 1.0f : 0.0f));
@@ -86,6 +148,14 @@ extern "C" void cuda_add_rmsnorm(rill_stream *s, rill_tensor *out, rill_tensor *
                                  float eps, bool add_one) {
     const char *op = "add_rmsnorm";
     if (!norm_fits(s, op, out, x) || !norm_fits(s, op, r, x) || x->rows == 0) return;
+    if (rows16(out) && rows16(x) && rows16(r)) {
+        CUDA_DISPATCH(s, op, x->dtype, T,
+                      cuda_launch_pdl(s, rmsnorm8_kernel<T, true>, (unsigned)x->rows, norm8_threads(x->cols), 0,
+                                      (T *)out->data, out->stride, (T *)x->data, x->stride, (const T *)r->data,
+                                      r->stride, w, (int)x->cols, eps, add_one ? 1.0f : 0.0f));
+        cuda_launched(s, op);
+        return;
+    }
     CUDA_DISPATCH(s, op, x->dtype, T,
                   cuda_launch_pdl(s, add_rmsnorm_kernel<T>, (unsigned)x->rows, norm_threads(x->cols), 0, (T *)out->data,
                                   out->stride, (T *)x->data, x->stride, (const T *)r->data, r->stride, w, x->cols, eps,
