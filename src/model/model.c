@@ -38,7 +38,7 @@ static rill_status open_source(rill_model *m, const char *path) {
     return safetensors_set_open(dir, &m->st);
 }
 
-static rill_status upload_freqs(rill_model *m, const float *host, int n, float **out) {
+rill_status model_upload_vector(rill_model *m, const float *host, int64_t n, float **out) {
     float *d = m->be->ops->alloc(m->be, (size_t)n * sizeof(float));
     if (!d) return RILL_ENOMEM;
     if (m->n_dev == m->cap_dev) {
@@ -109,11 +109,11 @@ static rill_status setup(rill_model *m, const char *path) {
             freqs[i] /= d;
         }
     }
-    rill_status st = upload_freqs(m, freqs, half, &m->inv_freq_global);
+    rill_status st = model_upload_vector(m, freqs, half, &m->inv_freq_global);
     if (st != RILL_OK) return st;
     rope_inv_freq(c, c->rope_local_theta > 0 ? c->rope_local_theta : c->rope_theta, false, m->rope_dims, freqs,
                   &mscale_local);
-    if ((st = upload_freqs(m, freqs, half, &m->inv_freq_local)) != RILL_OK) return st;
+    if ((st = model_upload_vector(m, freqs, half, &m->inv_freq_local)) != RILL_OK) return st;
 
     m->layers = rill_calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->layers) return RILL_ENOMEM;
@@ -158,8 +158,9 @@ void model_free(rill_model *m) {
     if (m->layers && !m->measure_only) // (measured weights never went to the backend)
         for (int l = 0; l < m->cfg.n_layers; l++) {
             layer_weights *L = &m->layers[l];
-            rill_weight *ws[] = {&L->q,   &L->k,   &L->v,    &L->o,      &L->gate,    &L->up,    &L->down,
-                                 &L->q_a, &L->q_b, &L->kv_a, &L->router, &L->sh_gate, &L->sh_up, &L->sh_down, &L->qkv, &L->gate_up};
+            rill_weight *ws[] = {&L->q,     &L->k,       &L->v,   &L->o,      &L->gate,   &L->up,
+                                 &L->down,  &L->q_a,     &L->q_b, &L->kv_a,   &L->router, &L->sh_gate,
+                                 &L->sh_up, &L->sh_down, &L->qkv, &L->gate_up};
             for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
                 m->be->ops->weight_free(m->be, ws[i]);
             for (int h = 0; L->mla_embed_q && h < m->cfg.n_heads; h++) {

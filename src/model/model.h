@@ -20,8 +20,8 @@ typedef struct {
 } decoder_traits;
 
 typedef struct {
-    rill_weight q, k, v, o;      // [n_heads*hd][hidden], [n_kv*hd][hidden] x2, [hidden][n_heads*hd]
-    rill_weight gate, up, down;  // [ffn][hidden] x2, [hidden][ffn]
+    rill_weight q, k, v, o;     // [n_heads*hd][hidden], [n_kv*hd][hidden] x2, [hidden][n_heads*hd]
+    rill_weight gate, up, down; // [ffn][hidden] x2, [hidden][ffn]
     // Stacked rows (fuse_projections backends; rows 0 otherwise, and then q/k/v or gate/up are
     // shape only): qkv [n_heads*hd + 2*n_kv*hd][hidden], gate_up [2*ffn][hidden]
     rill_weight qkv, gate_up;
@@ -128,6 +128,8 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
 rill_status model_wire(const rill_model *m, size_t *bytes);
 // Loading internals shared by weights.c and mla_weights.c: keeps a host block for model_free.
 rill_status weights_keep(rill_model *m, void *p);
+// A copy of host [n] f32 on the model's backend, freed with the model (norm vectors, frequencies).
+rill_status model_upload_vector(rill_model *m, const float *host, int64_t n, float **out);
 // MLA's absorbed per-head projections from kv_b in host memory (host: shape only when m->measure_only,
 // which then only adds the bytes it would allocate to m->planned_bytes).
 rill_status mla_absorb(rill_model *m, const rill_weight *kv_b, layer_weights *L);

@@ -289,24 +289,7 @@ static rill_status dev_vector(binder *b, const float *host, int64_t n, float **o
         *out = NULL;
         return RILL_OK;
     }
-    if (m->n_dev == m->cap_dev) {
-        int cap = m->cap_dev ? 2 * m->cap_dev : 64;
-        void **nv = rill_realloc(m->dev_owned, (size_t)cap * sizeof *nv);
-        if (!nv) return RILL_ENOMEM;
-        m->dev_owned = nv;
-        m->cap_dev = cap;
-    }
-    float *d = m->be->ops->alloc(m->be, (size_t)n * sizeof(float));
-    if (!d) return RILL_ENOMEM;
-    m->dev_owned[m->n_dev++] = d;
-    rill_stream *s;
-    rill_status st = m->be->ops->stream_create(m->be, &s);
-    if (st != RILL_OK) return st;
-    m->be->ops->upload(s, d, host, (size_t)n * sizeof(float));
-    m->be->ops->sync(s);
-    m->be->ops->stream_destroy(s);
-    *out = d;
-    return RILL_OK;
+    return model_upload_vector(m, host, n, out);
 }
 
 // Weights repacked from GGUF Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 blocks (act_quant names them) keep the file's

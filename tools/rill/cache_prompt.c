@@ -56,17 +56,6 @@ static rill_status render(const char *model_path, const char *prompt, char **out
     return st;
 }
 
-static char *read_all(FILE *f) {
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-        n += got;
-        if (n + 1 == cap) buf = realloc(buf, cap *= 2);
-    }
-    if (buf) buf[n] = 0;
-    return buf;
-}
-
 int cmd_cache_prompt(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *file = NULL;
     long threads = 0, max_kv = 0, v;
@@ -105,7 +94,7 @@ int cmd_cache_prompt(int argc, char **argv) {
     if (!model_path || !prompt || !file)
         return cli_fail_usage(USAGE, "--model, --prompt and --prompt-cache-file are required");
     char *stdin_text = NULL, *templated = NULL;
-    if (!strcmp(prompt, "-")) prompt = stdin_text = read_all(stdin);
+    if (!strcmp(prompt, "-")) prompt = stdin_text = cli_read_all(stdin);
     rill_backend *be = NULL;
     rill_stream *s = NULL;
     rill_model *m = NULL;

@@ -2,6 +2,7 @@
 // exit 0 on success, 1 for bad input (the message from rill_last_error), 2 for bad usage.
 #pragma once
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "generate/generate.h"
 
@@ -43,6 +44,8 @@ void cli_wire_model(const rill_model *m, const char *device, bool verbose);
 int cli_gen_check_vocab(const cli_gen_opts *o, int vocab, const char *usage);
 bool cli_parse_long(const char *s, long lo, long hi, long *out);
 bool cli_parse_double(const char *s, double lo, double hi, double *out);
+// All of f (a prompt given as "-": stdin) as a NUL-terminated string to free(), or NULL when out of memory.
+char *cli_read_all(FILE *f);
 
 // Caches (cache_cli.c). The cache of a run: loaded from cache_file (checked against the model: its
 // path in the file's "model" metadata, the layer shapes, and kv_bits / kv_group_size for a quantized

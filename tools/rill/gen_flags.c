@@ -29,6 +29,21 @@ bool cli_parse_long(const char *s, long lo, long hi, long *out) {
     return true;
 }
 
+char *cli_read_all(FILE *f) {
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+        n += got;
+        if (n + 1 == cap) {
+            char *bigger = realloc(buf, cap *= 2);
+            if (!bigger) free(buf);
+            buf = bigger;
+        }
+    }
+    if (buf) buf[n] = 0;
+    return buf;
+}
+
 bool cli_parse_double(const char *s, double lo, double hi, double *out) {
     char *end;
     errno = 0;

@@ -88,17 +88,6 @@ static int on_response(void *v, const stream_response *r) {
     return 0;
 }
 
-static char *read_stdin(void) {
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, stdin)) > 0;) {
-        n += got;
-        if (n + 1 == cap) buf = realloc(buf, cap *= 2);
-    }
-    if (buf) buf[n] = 0;
-    return buf;
-}
-
 // "1,2,3" -> ids; false on a malformed list.
 static bool parse_ids(const char *s, int32_t **ids, int64_t *n) {
     int64_t cap = 16, k = 0;
@@ -211,7 +200,7 @@ int cmd_generate(int argc, char **argv) {
     if (st == RILL_OK && (prompt || !ids)) st = tokenizer_load(model_path, &tok);
     if (st != RILL_OK) goto out;
     if (prompt) {
-        if (!strcmp(prompt, "-")) prompt = stdin_text = read_stdin();
+        if (!strcmp(prompt, "-")) prompt = stdin_text = cli_read_all(stdin);
         const char *text = prompt;
         if (!ignore_template) {
             if ((st = apply_template(model_path, system, prompt, &templated)) != RILL_OK) goto out;
