@@ -104,6 +104,57 @@ static void test_llama_gguf_matches_transformers(void **state) {
     check_model("llama (GGUF)", "llama_gguf/model.gguf", "llama");
 }
 
+// The CPU stacks q/k/v and gate/up at load (fuse_projections): the stacked model gives the same
+// logits, bit for bit, as the parts loaded apart (RILL_FUSE=0), and holds no more memory (the
+// parts' storage is released), up to the bookkeeping of the blocks it keeps.
+static void check_stacking(const char *model) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", test_data_path("tiny"), model);
+    rill_backend *be;
+    rill_stream *s;
+    assert_int_equal(backend_open("cpu", 2, &be), RILL_OK);
+    assert_int_equal(be->ops->stream_create(be, &s), RILL_OK);
+    int32_t ids[7];
+    for (int i = 0; i < 7; i++)
+        ids[i] = (int32_t)(test_rand_u64() % 100);
+    float *logits[2] = {NULL, NULL};
+    size_t bytes[2], n_logits = 0;
+    for (int fused = 0; fused < 2; fused++) {
+        setenv("RILL_FUSE", fused ? "1" : "0", 1);
+        rill_model *m;
+        if (model_load(dir, be, &m) != RILL_OK) fail_msg("%s", rill_last_error());
+        const layer_weights *L = &m->layers[0]; // (qk-norm keeps q, k and v apart)
+        assert_true(fused ? L->gate_up.rows > 0 && (L->qkv.rows > 0) == !m->cfg.qk_norm
+                          : L->gate_up.rows == 0 && L->qkv.rows == 0);
+        bytes[fused] = m->weight_bytes;
+        rill_cache *cache;
+        assert_int_equal(model_make_cache(m, &cache), RILL_OK);
+        rill_tensor it = rill_tensor_2d(DTYPE_I32, 7, 1, ids), lg;
+        if (decoder_forward(m, cache, s, &it, true, &lg) != RILL_OK) fail_msg("%s", rill_last_error());
+        be->ops->sync(s);
+        n_logits = (size_t)(lg.rows * lg.cols);
+        logits[fused] = malloc(n_logits * sizeof(float));
+        for (int64_t r = 0; r < lg.rows; r++)
+            memcpy(logits[fused] + r * lg.cols, (float *)lg.data + r * lg.stride, (size_t)lg.cols * sizeof(float));
+        cache_free(cache);
+        model_free(m);
+    }
+    unsetenv("RILL_FUSE");
+    assert_memory_equal(logits[0], logits[1], n_logits * sizeof(float));
+    if (bytes[1] > bytes[0] + 4096) // (the list of kept blocks may grow by a few pointers)
+        fail_msg("%s: stacked %zu bytes, apart %zu", model, bytes[1], bytes[0]);
+    free(logits[0]);
+    free(logits[1]);
+    be->ops->stream_destroy(s);
+    backend_close(be);
+}
+
+static void test_stacked_projections_give_the_same_logits(void **state) {
+    check_stacking("llama");                 // f32 safetensors, mapped
+    check_stacking("llama_gguf/model.gguf"); // GGUF
+    check_stacking("gemma3");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_with_llama3_rope_matches_transformers),
@@ -113,6 +164,7 @@ int main(void) {
         cmocka_unit_test(test_gemma3_matches_transformers),
         cmocka_unit_test(test_deepseek_v3_mla_matches_transformers),
         cmocka_unit_test(test_llama_gguf_matches_transformers),
+        cmocka_unit_test(test_stacked_projections_give_the_same_logits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
