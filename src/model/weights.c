@@ -299,7 +299,7 @@ static rill_status dev_vector(binder *b, const float *host, int64_t n, float **o
 static rill_status narrow_factors(rill_model *m, rill_weight *w) {
     if (w->kind != WEIGHT_AFFINE || w->dtype != DTYPE_F32 || w->act_quant == ACT_QUANT_NONE) return RILL_OK;
     affine_tensor *owned = m->affine_owned;
-    for (int k = 0; k < m->n_affine; k++) {
+    for (int k = m->n_affine - 1; k >= 0; k--) { // (from the end: w was repacked last, or nearly)
         if (owned[k].packed != w->packed) continue;
         bool narrowed;
         rill_status st = affine_narrow_to_f16(&owned[k], &narrowed);
@@ -420,13 +420,13 @@ static void release_parts(rill_model *m, const rill_weight *parts, int n) {
     for (int i = 0; i < n; i++) {
         const rill_weight *w = &parts[i];
         bool freed = false;
-        for (int k = 0; k < m->n_affine && !freed; k++)
+        for (int k = m->n_affine - 1; k >= 0 && !freed; k--) // (the parts were repacked last)
             if (w->kind == WEIGHT_AFFINE && owned_affine[k].packed == w->packed) {
                 affine_free(&owned_affine[k]);
                 owned_affine[k] = owned_affine[--m->n_affine];
                 freed = true;
             }
-        for (int k = 0; k < m->n_owned && !freed; k++)
+        for (int k = m->n_owned - 1; k >= 0 && !freed; k--)
             if (w->kind == WEIGHT_DENSE && m->owned[k] == w->data) {
                 rill_free(m->owned[k]);
                 m->owned[k] = m->owned[--m->n_owned];

@@ -443,12 +443,8 @@ static void bench_attention(int n_k, double copy_tbs) {
     printf("bench %-34s ctx %6d (32/8 heads, d 128): %9.2f us  %6.3f TB/s (%5.1f%% of copy)  [%s]\n",
            "attention decode (one layer)", n_k, ms * 1e3, tbs, 100 * tbs / copy_tbs,
            st->status == RILL_OK ? "ok" : rill_last_error());
-    be->ops->free(be, c.x.data);
-    be->ops->free(be, k.data);
-    be->ops->free(be, v.data);
-    be->ops->free(be, c.out.data);
-    free(qh.data);
-    free(kh.data);
+    rill_tensor none = {0}; // (k and v share one host tensor; no reference)
+    free_attention_case(&c.x, &k, &v, &c.out, &qh, &kh, &none, &none);
 }
 
 // One Llama-3-8B layer of prefill attention: n causal queries over themselves (32/8 heads, d 128).
@@ -468,12 +464,8 @@ static void bench_prefill_attention(int n) {
     double tflops = 2.0 * (double)n * n * hd * heads / (ms * 1e-3) / 1e12;
     printf("bench %-34s n %6d (32/8 heads, d 128): %9.2f us  %7.1f TFLOP/s  [%s]\n", "attention prefill (one layer)", n,
            ms * 1e3, tflops, st->status == RILL_OK ? "ok" : rill_last_error());
-    be->ops->free(be, c.x.data);
-    be->ops->free(be, k.data);
-    be->ops->free(be, v.data);
-    be->ops->free(be, c.out.data);
-    free(qh.data);
-    free(kh.data);
+    rill_tensor none = {0}; // (k and v share one host tensor; no reference)
+    free_attention_case(&c.x, &k, &v, &c.out, &qh, &kh, &none, &none);
 }
 
 // Device-to-device copy bandwidth, counting bytes read and written (the KINDS.md convention).
