@@ -8,7 +8,9 @@
 # RILL_CUDA_WARMUP=0, ...), and Llama-3-8B prefill both cold (a process's first) and warm (`rill bench`);
 # prints a table last. Logs go to $OUT (<= 8 files). With RILL_GPU_HEAD=1 it also builds the committed
 # tree (git archive HEAD) in /tmp/head and runs its Llama decode alternately with this tree's (A/B
-# on one card). Run it from the repo root: `bash bench/gpu.sh` (device: carry [".debs"]).
+# on one card). RILL_GPU_QUICK=1 keeps the build, the checks and the main decode runs, alternated
+# with RILL_GPU_AB (an env setting, default RILL_CUDA_FUSE_QX=0), and skips the rest. Run it from the
+# repo root: `bash bench/gpu.sh` (device: carry [".debs"]).
 set -u
 OUT=${OUT:-/tmp/rill-gpu-out}
 mkdir -p "$OUT"
@@ -78,9 +80,12 @@ timeout 300 build-gpu/bin/test_cuda_model > "$OUT/model.log" 2>&1
 RES[tiny_models]=$?
 stamp "cuda tests done"
 
+QUICK=${RILL_GPU_QUICK:-0}
 # 5. op benchmarks (not tests): decode GEMV bandwidth, prefill GEMM (the bf16 peak), attention
-timeout 300 build-gpu/bin/test_cuda bench > "$OUT/bench.log" 2>&1
+[ "$QUICK" = 1 ] || timeout 300 build-gpu/bin/test_cuda bench > "$OUT/bench.log" 2>&1
 RES[op_bench]=$?
+[ "$QUICK" = 1 ] && : > "$OUT/bench.log"
+[ "$QUICK" = 1 ] || {
 # decode attention: the warp-per-key kernel, the CUDA-core GQA kernel (before 2026-11-26 16:00Z), and it
 # with the serial split merge (the committed code before then)
 for v in warp-attn:RILL_CUDA_ATTENTION=warp cores-attn:RILL_CUDA_ATTENTION=cores \
@@ -103,6 +108,7 @@ done
 # prefill attention through cuBLAS with S and P in memory (before 2026-11-26 17:00Z) against the flash kernel
 RILL_CUDA_PREFILL_ATTN=gemm timeout 300 build-gpu/bin/test_cuda bench prefill 2>&1 | grep "attention prefill" |
     sed "s/^bench /bench gemm-attn /" >> "$OUT/bench.log"
+}
 stamp "op bench done"
 
 # 6. end to end: synthetic models with real shapes (rill synth), `rill generate --device cuda`
@@ -144,8 +150,22 @@ except Exception as e:
 PY
 }
 : > /tmp/rill-e2e.txt
-if timeout 200 $RILL synth --preset smollm2-135m --bits 4 --out /tmp/sm >> "$E2E" 2>&1; then
+AB=${RILL_GPU_AB:-RILL_CUDA_FUSE_QX=0}
+if [ "$QUICK" = 1 ]; then # the main decode runs, alternated with the setting under test
+    timeout 200 $RILL synth --preset smollm2-135m --bits 4 --out /tmp/sm >> "$E2E" 2>&1
+    timeout 300 $RILL synth --preset llama3-8b --bits 4 --out /tmp/l8 >> "$E2E" 2>&1
+    for i in 1 2 3; do
+        run "smollm2-135m ($i)" /tmp/sm 16 1024
+        run "smollm2-135m, $AB ($i)" /tmp/sm 16 1024 "$AB"
+        run "llama3-8b short ctx ($i)" /tmp/l8 16 256
+        run "llama3-8b short ctx, $AB ($i)" /tmp/l8 16 256 "$AB"
+    done
+    run "llama3-8b 16k ctx" /tmp/l8 16384 128
+    run "llama3-8b 16k ctx, $AB" /tmp/l8 16384 128 "$AB"
+    pbench "llama3-8b prefill 2048, warm" 2048 3
+elif timeout 200 $RILL synth --preset smollm2-135m --bits 4 --out /tmp/sm >> "$E2E" 2>&1; then
     run "smollm2-135m 4-bit, graphs" /tmp/sm 16 1024
+    run "smollm2-135m 4-bit, graphs, x quantized apart" /tmp/sm 16 1024 RILL_CUDA_FUSE_QX=0
     run "smollm2-135m 4-bit, no graphs" /tmp/sm 16 1024 RILL_CUDA_GRAPHS=0
     run "smollm2-135m 4-bit, graphs, unfused" /tmp/sm 16 1024 RILL_FUSE=0
     run "smollm2-135m 4-bit, graphs, no PDL" /tmp/sm 16 1024 RILL_CUDA_PDL=0
@@ -153,9 +173,10 @@ if timeout 200 $RILL synth --preset smollm2-135m --bits 4 --out /tmp/sm >> "$E2E
     run "smollm2-135m 4-bit, graphs, no mma attention" /tmp/sm 16 1024 RILL_CUDA_ATTENTION=cores
 fi
 stamp "smollm2 done"
-if timeout 300 $RILL synth --preset llama3-8b --bits 4 --out /tmp/l8 >> "$E2E" 2>&1; then
+if [ "$QUICK" != 1 ] && timeout 300 $RILL synth --preset llama3-8b --bits 4 --out /tmp/l8 >> "$E2E" 2>&1; then
     stamp "llama3-8b synthesized"
     run "llama3-8b 4-bit short ctx, graphs" /tmp/l8 16 256
+    run "llama3-8b 4-bit short ctx, x quantized apart" /tmp/l8 16 256 RILL_CUDA_FUSE_QX=0
     run "llama3-8b 4-bit short ctx, no graphs" /tmp/l8 16 256 RILL_CUDA_GRAPHS=0
     run "llama3-8b 4-bit short ctx, unfused" /tmp/l8 16 256 RILL_FUSE=0
     run "llama3-8b 4-bit short ctx, 1 row per warp" /tmp/l8 16 256 RILL_CUDA_GEMV_ROWS=1

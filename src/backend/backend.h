@@ -152,6 +152,16 @@ typedef struct rill_backend_ops {
     // backend lacks it: the caller runs add, then rmsnorm, which compute the same.
     void (*add_rmsnorm)(rill_stream *s, rill_tensor *out, rill_tensor *x, const rill_tensor *r, const float *w,
                         float eps, bool add_one);
+    // Optional fusions of an op into the matmul after it (NULL where a backend lacks them: the caller
+    // runs the two ops, which compute the same but for the rounding of the matmul's input). On a GPU
+    // they save the launch that prepares x for a decode GEMV.
+    // norm_matmul: add_rmsnorm(h, x, r, norm_w, eps, add_one) (rmsnorm(h, x, ...) when r is NULL),
+    // then matmul(out, h, w). h is written too; out, h, x and r may not alias.
+    void (*norm_matmul)(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
+                        const float *norm_w, float eps, bool add_one, const rill_weight *w);
+    // act_matmul: matmul(out, act(gate) * up, w). gate may be overwritten (with act(gate) * up).
+    void (*act_matmul)(rill_stream *s, rill_tensor *out, rill_tensor *gate, const rill_tensor *up, rill_act act,
+                       const rill_weight *w);
     // In place on x [n_tok][n_heads * head_dim]; pos: [n_tok][1] I32 absolute positions.
     void (*rope)(rill_stream *s, rill_tensor *x, const rill_tensor *pos, const rill_rope_params *p);
     // out [n_q][n_heads * v_head_dim] = softmax(mask(scale * q k^T)) v, per head.
@@ -183,8 +193,10 @@ typedef struct rill_backend_ops {
     // Optional, for a device decode loop (NULL where a backend has none: the CPU's steps cost
     // nothing to issue). A captured graph replays a step with no host work, so whatever changes
     // from step to step is read from device memory when the stream gets there.
-    // Rows [*row, *row + x.rows) of out = x, converted to out's dtype. row: device I32 [1].
-    void (*copy_at)(rill_stream *s, rill_tensor *out, const rill_tensor *x, const int32_t *row);
+    // Rows [*row, *row + x.rows) of out = x, converted to out's dtype; the same for out2 = x2 unless
+    // they are NULL (a cache's keys and values in one op: one launch). row: device I32 [1].
+    void (*copy_at)(rill_stream *s, rill_tensor *out, const rill_tensor *x, rill_tensor *out2, const rill_tensor *x2,
+                    const int32_t *row);
     // x[0] += v on the device. x: device I32 [1].
     void (*add_i32)(rill_stream *s, int32_t *x, int32_t v);
     // token [1][1] I32 = argmax of logits [1][vocab] when temp == 0 (ties: the lowest id), else a

@@ -62,8 +62,7 @@ static rill_status kv_update(cache_layer *base, rill_stream *s, const rill_tenso
                          (long long)c->v_dim);
     if (c->dev_offset) { // a captured step: the row comes from the device counter
         rill_tensor dk = view(c, c->k, c->k_dim, c->capacity), dv = view(c, c->v, c->v_dim, c->capacity);
-        c->be->ops->copy_at(s, &dk, k, c->dev_offset);
-        if (c->v_dim) c->be->ops->copy_at(s, &dv, v, c->dev_offset);
+        c->be->ops->copy_at(s, &dk, k, c->v_dim ? &dv : NULL, c->v_dim ? v : NULL, c->dev_offset);
         *keys = dk;
         *values = c->v_dim ? dv : dk;
         return RILL_OK;

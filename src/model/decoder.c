@@ -271,9 +271,13 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
     for (int l = 0; l < c->n_layers; l++) {
         const layer_weights *L = &m->layers[l];
         cache_layer *cl = cache->layers[l];
-        if (l > 0 && fuse_add) // the previous layer's MLP output joins the residual here
-            op->add_rmsnorm(s, &a.h, &a.x, &a.o, L->attn_norm, eps, add1);
-        else
+        // the previous layer's MLP output joins the residual in this norm, which the backend may fuse
+        // into the stacked q/k/v matmul after it
+        const rill_tensor *res = l > 0 && fuse_add ? &a.o : NULL;
+        bool norm_in_qkv = op->norm_matmul && L->qkv.rows && !m->mla;
+        if (!norm_in_qkv && res)
+            op->add_rmsnorm(s, &a.h, &a.x, res, L->attn_norm, eps, add1);
+        else if (!norm_in_qkv)
             op->rmsnorm(s, &a.h, &a.x, L->attn_norm, eps, add1);
         rill_tensor q = a.q, k = a.k, v = a.v; // views of a.qkv when the projections are stacked
         if (m->mla)
@@ -285,7 +289,10 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
             rk.n_heads = c->n_kv_heads;
             if (L->qkv.rows) { // one matmul, and one rope over the adjacent q and k heads
                 int64_t qd = q.cols, kd = k.cols;
-                op->matmul(s, &a.qkv, &a.h, &L->qkv);
+                if (norm_in_qkv)
+                    op->norm_matmul(s, &a.qkv, &a.h, &a.x, res, L->attn_norm, eps, add1, &L->qkv);
+                else
+                    op->matmul(s, &a.qkv, &a.h, &L->qkv);
                 q = rill_tensor_cols(&a.qkv, 0, qd);
                 k = rill_tensor_cols(&a.qkv, qd, kd);
                 v = rill_tensor_cols(&a.qkv, qd + kd, kd);
@@ -328,25 +335,33 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
         if (m->mla) mla_out(m, s, L, &a);
         op->matmul(s, &a.o, &a.a, &L->o);
         if (L->post_attn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_attn_norm, eps, add1);
-        if (fuse_add)
-            op->add_rmsnorm(s, &a.h, &a.x, &a.o, L->ffn_norm, eps, add1);
-        else {
-            op->add(s, &a.x, &a.x, &a.o);
+        if (!fuse_add) op->add(s, &a.x, &a.x, &a.o);
+        res = fuse_add ? &a.o : NULL;
+        bool norm_in_gu = op->norm_matmul && !L->moe && L->gate_up.rows;
+        if (norm_in_gu)
+            op->norm_matmul(s, &a.gu, &a.h, &a.x, res, L->ffn_norm, eps, add1, &L->gate_up);
+        else if (res)
+            op->add_rmsnorm(s, &a.h, &a.x, res, L->ffn_norm, eps, add1);
+        else
             op->rmsnorm(s, &a.h, &a.x, L->ffn_norm, eps, add1);
-        }
         if (L->moe)
             moe_mlp(m, s, L, &a, act);
         else {
+            rill_tensor g = a.g, u = a.u;
             if (L->gate_up.rows) {
-                op->matmul(s, &a.gu, &a.h, &L->gate_up);
-                rill_tensor g = rill_tensor_cols(&a.gu, 0, a.g.cols), u = rill_tensor_cols(&a.gu, a.g.cols, a.g.cols);
-                op->act_mul(s, &a.g, &g, &u, act);
+                if (!norm_in_gu) op->matmul(s, &a.gu, &a.h, &L->gate_up);
+                g = rill_tensor_cols(&a.gu, 0, a.g.cols);
+                u = rill_tensor_cols(&a.gu, a.g.cols, a.g.cols);
             } else {
-                op->matmul(s, &a.g, &a.h, &L->gate);
-                op->matmul(s, &a.u, &a.h, &L->up);
-                op->act_mul(s, &a.g, &a.g, &a.u, act);
+                op->matmul(s, &g, &a.h, &L->gate);
+                op->matmul(s, &u, &a.h, &L->up);
             }
-            op->matmul(s, &a.o, &a.g, &L->down);
+            if (op->act_matmul) // (the backend may quantize act(g) * u for the matmul as it computes it)
+                op->act_matmul(s, &a.o, &g, &u, act, &L->down);
+            else {
+                op->act_mul(s, &a.g, &g, &u, act);
+                op->matmul(s, &a.o, &a.g, &L->down);
+            }
         }
         if (L->post_ffn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_ffn_norm, eps, add1);
         if (!fuse_add || l == c->n_layers - 1) op->add(s, &a.x, &a.x, &a.o); // (else: the next layer's norm adds it)
@@ -354,9 +369,13 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
 
     int64_t first = all_logits ? 0 : n - 1, rows = n - first;
     rill_tensor last = rill_tensor_rows(&a.x, first, rows), h = rill_tensor_rows(&a.h, 0, rows);
-    op->rmsnorm(s, &h, &last, m->final_norm, eps, add1);
     *logits = rill_tensor_rows(&a.logits, 0, rows);
-    op->matmul(s, logits, &h, &m->lm_head);
+    if (op->norm_matmul)
+        op->norm_matmul(s, logits, &h, &last, NULL, m->final_norm, eps, add1, &m->lm_head);
+    else {
+        op->rmsnorm(s, &h, &last, m->final_norm, eps, add1);
+        op->matmul(s, logits, &h, &m->lm_head);
+    }
     if (c->final_logit_softcapping > 0) op->softcap(s, logits, logits, (float)c->final_logit_softcapping);
     return RILL_OK;
 }

@@ -294,6 +294,79 @@ static void test_add_rmsnorm(void **state) {
         }
 }
 
+// Weights the fused ops meet: 4-bit (the GPU's quantized-input GEMV) with each scale dtype, and
+// others (where the backend runs the two ops apart).
+static const wkind fused_kinds[] = {
+    {4, 32, DTYPE_F16}, {4, 64, DTYPE_BF16}, {4, 128, DTYPE_F32}, {8, 64, DTYPE_BF16}, {0, 0, DTYPE_F16}};
+
+// norm_matmul against add_rmsnorm (or rmsnorm) then matmul: h, the updated residual x and out.
+static void test_norm_matmul(void **state) {
+    if (!be->ops->norm_matmul) {
+        print_message("%s: no norm_matmul (the decoder runs the two ops)\n", be_name);
+        return;
+    }
+    static const int64_t toks[] = {1, 3, 8, 12}; // 12: past the decode GEMV
+    for (size_t k = 0; k < N_OF(fused_kinds); k++)
+        for (size_t t = 0; t < N_OF(toks); t++)
+            for (int with_r = 0; with_r < 2; with_r++) {
+                const wkind *wk = &fused_kinds[k];
+                int64_t n = toks[t], cols = k % 2 ? 576 : 1024, n_out = 40 + (int64_t)(test_rand_u64() % 90);
+                bool add_one = (k + t) % 2, bias = (k + t + with_r) % 2;
+                wpair w = make_weight(n_out, cols, wk->bits, wk->group, wk->dt, bias);
+                pair x = make(be->act_dtype, n, cols, 3.0f), r = make(be->act_dtype, n, cols, 1.0f);
+                pair h = make_out(be->act_dtype, n, cols), out = make_out(be->act_dtype, n, n_out);
+                float *nw = fill_scalars(DTYPE_F32, (size_t)cols, -1.0f, 2.0f);
+                float *nwd = dev_copy(nw, (size_t)cols * 4);
+                be->ops->norm_matmul(st, &out.dev, &h.dev, &x.dev, with_r ? &r.dev : NULL, nwd, 1e-6f, add_one, &w.dev);
+                if (with_r)
+                    ref_add_rmsnorm(&h.host, &x.host, &r.host, nw, 1e-6f, add_one);
+                else
+                    ref_rmsnorm(&h.host, &x.host, nw, 1e-6f, add_one);
+                ref_matmul(&out.host, &h.host, &w.host);
+                CHECK(&x, "norm_matmul residual, %lld tokens, residual %d", (long long)n, with_r);
+                CHECK(&h, "norm_matmul norm, %lld tokens, residual %d", (long long)n, with_r);
+                CHECK(&out, "norm_matmul bits %d group %d %s, %lld x %lld x %lld, residual %d, bias %d", wk->bits,
+                      wk->group, dtype_name(wk->dt), (long long)n, (long long)cols, (long long)n_out, with_r, bias);
+                free(nw);
+                be->ops->free(be, nwd);
+                drop(&x);
+                drop(&r);
+                drop(&h);
+                drop(&out);
+                drop_weight(&w);
+            }
+}
+
+// act_matmul against act_mul then matmul, with gate and up the two halves of one tensor (as the
+// stacked gate/up projection leaves them).
+static void test_act_matmul(void **state) {
+    if (!be->ops->act_matmul) {
+        print_message("%s: no act_matmul (the decoder runs the two ops)\n", be_name);
+        return;
+    }
+    static const int64_t toks[] = {1, 2, 8, 12};
+    for (size_t k = 0; k < N_OF(fused_kinds); k++)
+        for (size_t t = 0; t < N_OF(toks); t++) {
+            const wkind *wk = &fused_kinds[k];
+            rill_act act = (k + t) % 2 ? ACT_GELU_TANH : ACT_SILU;
+            int64_t n = toks[t], inter = k % 2 ? 1536 : 512, n_out = 40 + (int64_t)(test_rand_u64() % 90);
+            wpair w = make_weight(n_out, inter, wk->bits, wk->group, wk->dt, k % 2 == 0);
+            pair gu = make(be->act_dtype, n, 2 * inter, 2.0f), out = make_out(be->act_dtype, n, n_out);
+            rill_tensor g = rill_tensor_cols(&gu.dev, 0, inter), u = rill_tensor_cols(&gu.dev, inter, inter);
+            be->ops->act_matmul(st, &out.dev, &g, &u, act, &w.dev);
+            rill_tensor hg = rill_tensor_cols(&gu.host, 0, inter), hu = rill_tensor_cols(&gu.host, inter, inter);
+            rill_tensor a = rill_tensor_2d(be->act_dtype, n, inter, malloc((size_t)(n * inter) * 4));
+            ref_act_mul(&a, &hg, &hu, act);
+            ref_matmul(&out.host, &a, &w.host);
+            CHECK(&out, "act_matmul %s bits %d group %d %s, %lld x %lld x %lld", act == ACT_SILU ? "silu" : "gelu_tanh",
+                  wk->bits, wk->group, dtype_name(wk->dt), (long long)n, (long long)inter, (long long)n_out);
+            free(a.data);
+            drop(&gu);
+            drop(&out);
+            drop_weight(&w);
+        }
+}
+
 static void test_rope(void **state) {
     NEED_OP(rope);
     static const struct {
@@ -791,6 +864,8 @@ int main(void) {
             cmocka_unit_test_prestate_setup_teardown(test_embed, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_rmsnorm, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_add_rmsnorm, setup, teardown, &name),
+            cmocka_unit_test_prestate_setup_teardown(test_norm_matmul, setup, teardown, &name),
+            cmocka_unit_test_prestate_setup_teardown(test_act_matmul, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_rope, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_attention, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_attention_q, setup, teardown, &name),

@@ -325,6 +325,42 @@ static void test_rope_prefill_and_decode_match(void **state) {
     }
 }
 
+// copy_at writes keys and values (column views of one stacked q/k/v row block, as a decode step
+// has them) into the rows of two caches that a device counter names, in one launch or, when the
+// pair's dtypes differ, in two; every other row keeps its values.
+static void test_copy_at_writes_both_caches_at_the_device_row(void **state) {
+    need_gpu();
+    for (int mixed = 0; mixed < 2; mixed++) {
+        int64_t cap = 11, n = 2, kd = 24, vd = 40;
+        rill_dtype vdt = mixed ? DTYPE_F32 : be->act_dtype;
+        rill_tensor qkvh = host_rand(be->act_dtype, n, 16 + kd + vd), qkv = to_dev(&qkvh);
+        rill_tensor kch = host_rand(be->act_dtype, cap, kd), kc = to_dev(&kch);
+        rill_tensor vch = host_rand(vdt, cap, vd), vc = to_dev(&vch);
+        int32_t row = 7, *rowd = be->ops->alloc(be, 4);
+        be->ops->upload(st, rowd, &row, 4);
+        rill_tensor k = rill_tensor_cols(&qkv, 16, kd), v = rill_tensor_cols(&qkv, 16 + kd, vd);
+        be->ops->copy_at(st, &kc, &k, &vc, &v, rowd);
+        rill_tensor hk = rill_tensor_cols(&qkvh, 16, kd), hv = rill_tensor_cols(&qkvh, 16 + kd, vd);
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t c = 0; c < kd + vd; c++) {
+                if (c < kd)
+                    ref_store(&kch, row + r, c, ref_load(&hk, r, c));
+                else
+                    ref_store(&vch, row + r, c - kd, ref_load(&hv, r, c - kd));
+            }
+        assert_true(rel_err(&kc, &kch) == 0.0);
+        assert_true(rel_err(&vc, &vch) == 0.0);
+        assert_int_equal(st->status, RILL_OK);
+        be->ops->free(be, qkv.data);
+        be->ops->free(be, kc.data);
+        be->ops->free(be, vc.data);
+        be->ops->free(be, rowd);
+        free(qkvh.data);
+        free(kch.data);
+        free(vch.data);
+    }
+}
+
 static void test_bad_shapes_name_the_op_and_stick_to_the_stream(void **state) {
     need_gpu();
     rill_weight hw = host_affine(64, 256, 4, 64, DTYPE_BF16), dw;
@@ -539,6 +575,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_long_cache_attention_splits_keys_and_matches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefill_attention_matches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rope_prefill_and_decode_match, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_at_writes_both_caches_at_the_device_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_shapes_name_the_op_and_stick_to_the_stream, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

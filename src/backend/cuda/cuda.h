@@ -77,7 +77,8 @@ void cuda_moe_matmul(rill_stream *s, rill_tensor *out, const rill_tensor *x, con
                      const rill_tensor *idx);
 void cuda_moe_combine(rill_stream *s, rill_tensor *out, const rill_tensor *y, const rill_tensor *weights);
 // The decode-loop ops (cuda_decode.cu).
-void cuda_copy_at(rill_stream *s, rill_tensor *out, const rill_tensor *x, const int32_t *row);
+void cuda_copy_at(rill_stream *s, rill_tensor *out, const rill_tensor *x, rill_tensor *out2, const rill_tensor *x2,
+                  const int32_t *row);
 void cuda_add_i32(rill_stream *s, int32_t *x, int32_t v);
 void cuda_sample(rill_stream *s, rill_tensor *token, const rill_tensor *logits, float temp, int top_k, uint64_t seed,
                  const int32_t *step);
@@ -87,6 +88,36 @@ void cuda_sample(rill_stream *s, rill_tensor *token, const rill_tensor *logits, 
 // weights read once per call (affine 4/8-bit fused, other bits generic, dense any dtype).
 #define CUDA_GEMV_MAX_TOK 8
 void cuda_gemv(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w);
+
+// x quantized for the 4-bit GEMV: per block of 32 values, int8 codes in two planes (x ~ d q1 +
+// d / 254 q2, d = amax / 127: ~15 bits), d / 254 and the block's f32 sum; in the stream's scratch.
+// The GEMV quantizes x itself (quant_x_kernel), or the op that produces x writes it this way
+// (cuda_norm_matmul, cuda_act_matmul), which saves that launch.
+typedef struct {
+    int8_t *codes; // [2][n_blk][32]: plane 1, then plane 2; each 8 values ordered (0,2,4,6),(1,3,5,7)
+    float *scale;  // [n_blk] d / 254
+    float *sum;    // [n_blk]
+    int64_t n_blk; // n_tok * n_in / 32, block b of token t at t * n_in / 32 + b
+} cuda_qx;
+// Whether the 4-bit GEMV takes n_tok rows of x in activation dtype dt for w.
+bool cuda_gemv_q4_fits(const rill_weight *w, rill_dtype dt, int64_t n_tok);
+// Scratch for n_tok x n_in values quantized (false: message and status set).
+bool cuda_qx_scratch(rill_stream *s, int64_t n_tok, int64_t n_in, cuda_qx *q, const char *op);
+// q = x [n_tok][n_in] quantized.
+void cuda_quantize_x(rill_stream *s, const cuda_qx *q, const rill_tensor *x);
+// q = act(gate) * up (rounded to the activation dtype, as act_mul stores it) quantized.
+void cuda_quantize_act(rill_stream *s, const cuda_qx *q, const rill_tensor *gate, const rill_tensor *up, rill_act act);
+// out [n_tok][w.rows] = x . W^T (+ bias) from x quantized in q (n_tok = out->rows); w fits (above).
+void cuda_gemv_q4(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w);
+// add_rmsnorm (rmsnorm when r is NULL) that also writes h quantized into q (cuda_rmsnorm.cu); false,
+// with nothing launched, when the rows do not fit its 8-wide kernel (then run the op apart).
+bool cuda_norm_quantize(rill_stream *s, rill_tensor *h, rill_tensor *x, const rill_tensor *r, const float *w, float eps,
+                        bool add_one, const cuda_qx *q);
+// The ops with the matmul after them fused in (cuda_matmul_fused.c; backend.h says what they compute).
+void cuda_norm_matmul(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
+                      const float *norm_w, float eps, bool add_one, const rill_weight *w);
+void cuda_act_matmul(rill_stream *s, rill_tensor *out, rill_tensor *gate, const rill_tensor *up, rill_act act,
+                     const rill_weight *w);
 // Rows [r0, r0 + n) of W dequantized to dt (the activation dtype): dst [n][w->cols].
 void cuda_dequant_rows(rill_stream *s, void *dst, rill_dtype dt, const rill_weight *w, int64_t r0, int64_t n);
 // out[t][o] += bias[o]   out [n_tok][n_out], bias [n_out] f32

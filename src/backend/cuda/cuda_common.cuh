@@ -97,6 +97,23 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// act(g) * u, as act_mul computes it: silu(g) = g / (1 + e^-g), or gelu with the tanh approximation.
+template <int ACT> __device__ __forceinline__ float act_times(float g, float u) {
+    if (ACT == ACT_SILU) return g / (1.0f + __expf(-g)) * u;
+    const float s = 0.7978845608028654f; // sqrt(2 / pi)
+    return 0.5f * g * (1.0f + tanhf(s * (g + 0.044715f * g * g * g))) * u;
+}
+
+// The two int8 codes of v in a block of x quantized for the 4-bit GEMV (cuda_qx in cuda.h), whose
+// largest magnitude is amax: x ~ d q1 + d / 254 q2 with d = amax / 127 (|v - d q1| <= d / 2, so q2
+// fits int8). A block of zeros gets zeros.
+__device__ __forceinline__ void qx_codes(float v, float amax, int &q1, int &q2) {
+    float d = amax / 127.0f;
+    q1 = d > 0.0f ? __float2int_rn(v * (127.0f / amax)) : 0;
+    q2 = d > 0.0f ? __float2int_rn(fmaf(-(float)q1, d, v) * (254.0f / d)) : 0;
+    q2 = max(-127, min(127, q2));
+}
+
 // Runs the trailing statement with T bound to the element type of dtype dt; other dtypes are rejected.
 #define CUDA_DISPATCH(s, op, dt, T, ...)                                                                               \
     do {                                                                                                               \

@@ -8,31 +8,53 @@
 
 enum { SAMPLE_THREADS = 1024 };
 
+// Rows [*row, *row + rows) of out = x, and of out2 = x2 when cols2 > 0 (one launch for a cache's
+// keys and values): element i < rows * cols is x's, the next rows * cols2 are x2's.
 template <typename TO, typename TI>
-__global__ void copy_at_kernel(TO *out, int64_t so, int64_t out_rows, const TI *x, int64_t sx, int64_t rows,
-                               int64_t cols, const int32_t *row) {
+__global__ void copy_at_kernel(TO *out, int64_t so, TO *out2, int64_t so2, int64_t out_rows, const TI *x, int64_t sx,
+                               const TI *x2, int64_t sx2, int64_t rows, int64_t cols, int64_t cols2,
+                               const int32_t *row) {
     pdl_wait();
     pdl_trigger();
-    int64_t r0 = *row, n = rows * cols;
+    int64_t r0 = *row, n1 = rows * cols, n = n1 + rows * cols2;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t r = i / cols, c = i % cols;
-        if (r0 + r >= 0 && r0 + r < out_rows) out[(r0 + r) * so + c] = from_f32<TO>(to_f32(x[r * sx + c]));
+        bool second = i >= n1;
+        int64_t j = second ? i - n1 : i, w = second ? cols2 : cols, r = j / w, c = j % w;
+        if (r0 + r < 0 || r0 + r >= out_rows) continue;
+        if (second)
+            out2[(r0 + r) * so2 + c] = from_f32<TO>(to_f32(x2[r * sx2 + c]));
+        else
+            out[(r0 + r) * so + c] = from_f32<TO>(to_f32(x[r * sx + c]));
     }
 }
 
-extern "C" void cuda_copy_at(rill_stream *s, rill_tensor *out, const rill_tensor *x, const int32_t *row) {
+static void copy_at_one(rill_stream *s, rill_tensor *out, const rill_tensor *x, rill_tensor *out2,
+                        const rill_tensor *x2, const int32_t *row) {
     const char *op = "copy_at";
-    if (out->cols != x->cols) {
-        cuda_reject(s, RILL_EINVAL, op, "out and x differ in columns");
-        return;
-    }
-    if (x->rows * x->cols == 0) return;
-    unsigned grid = cuda_blocks(x->rows * x->cols, 256);
+    int64_t cols2 = out2 ? x2->cols : 0;
+    if (x->rows * (x->cols + cols2) == 0) return;
+    unsigned grid = cuda_blocks(x->rows * (x->cols + cols2), 256);
     CUDA_DISPATCH(s, op, out->dtype, TO,
                   CUDA_DISPATCH(s, op, x->dtype, TI,
                                 cuda_launch_pdl(s, copy_at_kernel<TO, TI>, grid, 256, 0, (TO *)out->data, out->stride,
-                                                out->rows, (const TI *)x->data, x->stride, x->rows, x->cols, row)));
+                                                (TO *)(out2 ? out2->data : NULL), out2 ? out2->stride : 0, out->rows,
+                                                (const TI *)x->data, x->stride, (const TI *)(x2 ? x2->data : NULL),
+                                                x2 ? x2->stride : 0, x->rows, x->cols, cols2, row)));
     cuda_launched(s, op);
+}
+
+extern "C" void cuda_copy_at(rill_stream *s, rill_tensor *out, const rill_tensor *x, rill_tensor *out2,
+                             const rill_tensor *x2, const int32_t *row) {
+    if (out->cols != x->cols || (out2 && (!x2 || out2->cols != x2->cols || x2->rows != x->rows))) {
+        cuda_reject(s, RILL_EINVAL, "copy_at", "out and x differ in columns (or x2 in rows)");
+        return;
+    }
+    if (out2 && out2->dtype == out->dtype && x2->dtype == x->dtype && out2->rows == out->rows)
+        copy_at_one(s, out, x, out2, x2, row);
+    else {
+        copy_at_one(s, out, x, NULL, NULL, row);
+        if (out2) copy_at_one(s, out2, x2, NULL, NULL, row);
+    }
 }
 
 __global__ void add_i32_kernel(int32_t *x, int32_t v) {

@@ -17,12 +17,8 @@ __global__ void ew_kernel(ew_op op, T *out, int64_t so, const T *a, int64_t sa, 
         float x = to_f32(a[r * sa + c]), y;
         switch (op) {
         case EW_ADD: y = x + to_f32(b[r * sb + c]); break;
-        case EW_SILU_MUL: y = x / (1.0f + __expf(-x)) * to_f32(b[r * sb + c]); break;
-        case EW_GELU_MUL: {
-            const float s = 0.7978845608028654f; // sqrt(2 / pi)
-            y = 0.5f * x * (1.0f + tanhf(s * (x + 0.044715f * x * x * x))) * to_f32(b[r * sb + c]);
-            break;
-        }
+        case EW_SILU_MUL: y = act_times<ACT_SILU>(x, to_f32(b[r * sb + c])); break;
+        case EW_GELU_MUL: y = act_times<ACT_GELU_TANH>(x, to_f32(b[r * sb + c])); break;
         case EW_SCALE: y = x * k; break;
         default: y = k * tanhf(x / k); break; // EW_SOFTCAP
         }
@@ -48,12 +44,8 @@ __global__ void ew8_kernel(ew_op op, T *out, int64_t so, const T *a, int64_t sa,
             float v;
             switch (op) {
             case EW_ADD: v = x[e] + y[e]; break;
-            case EW_SILU_MUL: v = x[e] / (1.0f + __expf(-x[e])) * y[e]; break;
-            case EW_GELU_MUL: {
-                const float s = 0.7978845608028654f; // sqrt(2 / pi)
-                v = 0.5f * x[e] * (1.0f + tanhf(s * (x[e] + 0.044715f * x[e] * x[e] * x[e]))) * y[e];
-                break;
-            }
+            case EW_SILU_MUL: v = act_times<ACT_SILU>(x[e], y[e]); break;
+            case EW_GELU_MUL: v = act_times<ACT_GELU_TANH>(x[e], y[e]); break;
             case EW_SCALE: v = x[e] * k; break;
             default: v = k * tanhf(x[e] / k); break; // EW_SOFTCAP
             }

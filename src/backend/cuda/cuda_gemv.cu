@@ -72,13 +72,14 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     }
 }
 
-// x [n_tok][n_in] -> int8 blocks of 32 for the 4-bit dp4a kernel, one warp per block, two planes:
-// x ~ d * q1 + d / 254 * q2 (|x - d q1| <= d / 2, so q2 fits int8). xq [2][n_tok * n_in / 32][32]
-// bytes (plane 1, then plane 2), ordered per 8 values as (0,2,4,6),(1,3,5,7) to match the low and
-// high nibbles of a packed word; xs [n_tok][n_in / 32] = d / 254, the scale of 254 * s1 + s2;
-// xsum: the exact f32 sum of the block.
-template <typename TX>
-__global__ void quant_x_kernel(int8_t *xq, float *xs, float *xsum, const TX *x, int64_t sx, int64_t n_in, int n_tok) {
+// x [n_tok][n_in] -> int8 blocks of 32 for the 4-bit dp4a kernel (cuda_qx, cuda.h), one warp per
+// block, a value per lane; xq [2][n_tok * n_in / 32][32] bytes, ordered per 8 values as
+// (0,2,4,6),(1,3,5,7) to match the low and high nibbles of a packed word; xs: d / 254, the scale of
+// 254 * s1 + s2; xsum: the exact f32 sum of the block. ACT >= 0: x is act(x) * u, rounded to TX as
+// act_mul stores it (u: [n_tok][n_in], stride su); ACT < 0: x itself.
+template <typename TX, int ACT>
+__global__ void quant_x_kernel(int8_t *xq, float *xs, float *xsum, const TX *x, int64_t sx, const TX *u, int64_t su,
+                               int64_t n_in, int n_tok) {
     pdl_wait();
     pdl_trigger();
     int64_t blk = (int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5), n_blk = n_in / 32;
@@ -87,15 +88,14 @@ __global__ void quant_x_kernel(int8_t *xq, float *xs, float *xsum, const TX *x, 
     int lane = threadIdx.x & 31;
     int64_t t = blk / n_blk, b = blk % n_blk;
     float v = to_f32(x[t * sx + b * 32 + lane]);
+    if (ACT >= 0) v = to_f32(from_f32<TX>(act_times<ACT>(v, to_f32(u[t * su + b * 32 + lane]))));
     float amax = warp_max(fabsf(v)), sum = warp_sum(v);
-    float sc = amax / 127.0f;
-    int q1 = sc > 0.0f ? __float2int_rn(v * (127.0f / amax)) : 0;
-    int q2 = sc > 0.0f ? __float2int_rn(fmaf(-(float)q1, sc, v) * (254.0f / sc)) : 0;
-    q2 = max(-127, min(127, q2));
+    int q1, q2;
+    qx_codes(v, amax, q1, q2);
     int i = lane >> 3, k = lane & 7, at = (2 * i + (k & 1)) * 4 + (k >> 1);
     xq[blk * 32 + at] = (int8_t)q1;
     xq[(all + blk) * 32 + at] = (int8_t)q2;
-    if (lane == 0) xs[blk] = sc / 254.0f, xsum[blk] = sum;
+    if (lane == 0) xs[blk] = amax / 127.0f / 254.0f, xsum[blk] = sum;
 }
 
 // The dp4a dot of 32 4-bit codes (lo/hi nibble words) with one plane of x codes at a, b.
@@ -319,21 +319,49 @@ static bool float_only(void) {
     return e && !strcmp(e, "float");
 }
 
-// The 4-bit dp4a path: x quantized into the stream's scratch, then the GEMV (TX: f16 or bf16).
-template <typename TX>
-static void gemv_q4(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w) {
+extern "C" bool cuda_gemv_q4_fits(const rill_weight *w, rill_dtype dt, int64_t n_tok) {
+    return dt != DTYPE_F32 && n_tok >= 1 && n_tok <= CUDA_GEMV_MAX_TOK && w->kind == WEIGHT_AFFINE && w->bits == 4 &&
+           w->group_size >= 32 && w->group_size % 32 == 0 && w->cols % 32 == 0 && aligned16(w->packed) &&
+           w->cols < ((int64_t)1 << 26) && w->rows * (w->cols / 32) < ((int64_t)1 << 31) && !float_only();
+}
+
+extern "C" bool cuda_qx_scratch(rill_stream *s, int64_t n_tok, int64_t n_in, cuda_qx *q, const char *op) {
+    q->n_blk = n_in / 32 * n_tok;
+    char *buf = (char *)cuda_scratch(s, (size_t)q->n_blk * 72, op);
+    if (!buf) return false;
+    q->codes = (int8_t *)buf;
+    q->scale = (float *)(buf + q->n_blk * 64);
+    q->sum = q->scale + q->n_blk;
+    return true;
+}
+
+template <typename TX, int ACT>
+static void quantize(rill_stream *s, const cuda_qx *q, const rill_tensor *x, const rill_tensor *u) {
+    cuda_launch_pdl(s, quant_x_kernel<TX, ACT>, (unsigned)((q->n_blk + 7) / 8), 256, 0, q->codes, q->scale, q->sum,
+                    (const TX *)x->data, x->stride, (const TX *)(u ? u->data : NULL), u ? u->stride : 0, x->cols,
+                    (int)x->rows);
+    cuda_launched(s, "matmul (quantize x)");
+}
+
+extern "C" void cuda_quantize_x(rill_stream *s, const cuda_qx *q, const rill_tensor *x) {
+    CUDA_DISPATCH(s, "matmul (quantize x)", x->dtype, TX, quantize<TX, -1>(s, q, x, NULL));
+}
+
+extern "C" void cuda_quantize_act(rill_stream *s, const cuda_qx *q, const rill_tensor *gate, const rill_tensor *up,
+                                  rill_act act) {
+    if (act == ACT_SILU)
+        CUDA_DISPATCH(s, "act_matmul (quantize)", gate->dtype, TX, quantize<TX, ACT_SILU>(s, q, gate, up));
+    else
+        CUDA_DISPATCH(s, "act_matmul (quantize)", gate->dtype, TX, quantize<TX, ACT_GELU_TANH>(s, q, gate, up));
+}
+
+// The 4-bit dp4a GEMV from x quantized in q (TX: f16 or bf16, the dtype of out).
+template <typename TX> static void gemv_q4(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {
     dim3 block(GEMV_WARPS * 32);
     TX *o = (TX *)out->data;
-    const TX *xp = (const TX *)x->data;
-    int nt = (int)x->rows;
-    int64_t n_blk = w->cols / 32 * nt;
-    char *buf = (char *)cuda_scratch(s, (size_t)n_blk * 72, "matmul (gemv)");
-    if (!buf) return;
-    int8_t *xq = (int8_t *)buf; // [2][n_blk][32]
-    float *xs = (float *)(buf + n_blk * 64), *xsum = xs + n_blk;
-    cuda_launch_pdl(s, quant_x_kernel<TX>, (unsigned)((n_blk + 7) / 8), 256, 0, xq, xs, xsum, xp, x->stride, w->cols,
-                    nt);
-    if (!cuda_launched(s, "matmul (quantize x)")) return;
+    int nt = (int)out->rows;
+    const int8_t *xq = q->codes;
+    const float *xs = q->scale, *xsum = q->sum;
     // warps per row: enough rows x warps to fill the SMs several times over (H100/H200: 132 SMs)
     // measured (H200): 1024 x 4096 10.0 -> 8.8 us with 4; a split of 2 made 4096 x 14336 slower (16.2 ->
     // 19.6 us) and SmolLM2 (576-1536 columns) lost 10% with 4. Large matrices: 2 or 4 rows per warp.
@@ -387,12 +415,12 @@ static void gemv_typed(rill_stream *s, rill_tensor *out, const rill_tensor *x, c
     bool x_vec = aligned16(xp) && (x->stride * (int64_t)sizeof(TX)) % 16 == 0 && w->cols % 8 == 0;
     bool fused = w->kind == WEIGHT_AFFINE && (w->bits == 4 || w->bits == 8) && w->group_size >= 128 / w->bits &&
                  x_vec && aligned16(w->packed) && (w->cols * w->bits / 32) % 4 == 0;
-    if constexpr (sizeof(TX) == 2) { // (the dp4a kernels exist for 16-bit activations only)
-        if (fused && w->bits == 4 && w->cols < ((int64_t)1 << 26) && w->rows * (w->cols / 32) < ((int64_t)1 << 31) &&
-            !float_only()) {
-            gemv_q4<TX>(s, out, x, w);
-            return;
-        }
+    if (x_vec && cuda_gemv_q4_fits(w, x->dtype, nt)) {
+        cuda_qx q;
+        if (!cuda_qx_scratch(s, nt, w->cols, &q, "matmul (gemv)")) return;
+        cuda_quantize_x(s, &q, x);
+        if (s->status == RILL_OK) cuda_gemv_q4(s, out, &q, w);
+        return;
     }
     if (fused) {
         const uint4 *pk = (const uint4 *)w->packed;
@@ -414,6 +442,15 @@ static void gemv_typed(rill_stream *s, rill_tensor *out, const rill_tensor *x, c
         cuda_launch_pdl(s, gemv_generic_kernel<TX>, grid, block, 0, o, out->stride, xp, x->stride, *w, nt);
     }
     cuda_launched(s, "matmul (gemv)");
+}
+
+extern "C" void cuda_gemv_q4(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {
+    if (out->dtype == DTYPE_BF16)
+        gemv_q4<bf16>(s, out, q, w);
+    else if (out->dtype == DTYPE_F16)
+        gemv_q4<f16>(s, out, q, w);
+    else
+        cuda_reject(s, RILL_EINVAL, "matmul (gemv)", "the 4-bit GEMV takes f16 or bf16 activations");
 }
 
 extern "C" void cuda_gemv(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w) {

@@ -62,10 +62,13 @@ __global__ void add_rmsnorm_kernel(T *out, int64_t so, T *x, int64_t sx, const T
 
 // Both norms for 16-bit T on rows of whole 16-byte words (cols % 8 == 0, every row 16-byte aligned):
 // one word of 8 values per thread and step, loaded and stored 16 bytes at a time. ADD: x <- x + r
-// first (rounded to T), as add_rmsnorm_kernel; otherwise r is unused and out may alias x.
-template <typename T, bool ADD>
+// first (rounded to T), as add_rmsnorm_kernel; otherwise r is unused and out may alias x. QX (cols %
+// 32 == 0): out is also written quantized for the 4-bit GEMV (cuda_qx, as quant_x_kernel writes it:
+// the 4 lanes of a block of 32 share its largest magnitude and sum through shuffles), which saves
+// the GEMV its own pass over x.
+template <typename T, bool ADD, bool QX>
 __global__ void rmsnorm8_kernel(T *out, int64_t so, T *x, int64_t sx, const T *r, int64_t sr, const float *w, int cols,
-                                float eps, float add) {
+                                float eps, float add, int8_t *qc, float *qs, float *qsum, int64_t q_all) {
     __shared__ float part[32]; // [warps] partial sums
     pdl_wait();
     pdl_trigger();
@@ -91,14 +94,48 @@ __global__ void rmsnorm8_kernel(T *out, int64_t so, T *x, int64_t sx, const T *r
     }
     float inv = rsqrtf(block_sum(ss, part) / (float)cols + eps);
     T *outr = out + blockIdx.x * so;
-    for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) { // (this thread's own words above)
+    // every lane takes the same number of steps (the shuffles of QX); a word past the row is idle
+    for (int w0 = 0; w0 < cols / 8; w0 += blockDim.x) { // (this thread's own words above)
+        int word = w0 + threadIdx.x, c = word * 8;
+        bool live = c < cols;
         float f[8];
         alignas(16) T v[8];
-        load8(xr + c, f);
+        if (live) {
+            load8(xr + c, f);
 #pragma unroll
-        for (int e = 0; e < 8; e++)
-            v[e] = from_f32<T>(f[e] * inv * (w[c + e] + add));
-        *(uint4 *)(outr + c) = *(const uint4 *)v;
+            for (int e = 0; e < 8; e++)
+                v[e] = from_f32<T>(f[e] * inv * (w[c + e] + add));
+            *(uint4 *)(outr + c) = *(const uint4 *)v;
+        }
+        if (QX) { // lanes 4k .. 4k + 3 hold the 4 words of one block (blockDim and cols / 8 are multiples of 4)
+            float amax = 0.0f, sum = 0.0f;
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                f[e] = live ? to_f32(v[e]) : 0.0f;
+                amax = fmaxf(amax, fabsf(f[e]));
+                sum += f[e];
+            }
+#pragma unroll
+            for (int o = 1; o < 4; o <<= 1) {
+                amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+                sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            }
+            if (live) {
+                int64_t blk = (int64_t)blockIdx.x * (cols / 32) + word / 4;
+                unsigned p1[2] = {0, 0}, p2[2] = {0, 0}; // even values, then odd ones, a byte each
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+                    int q1, q2;
+                    qx_codes(f[e], amax, q1, q2);
+                    p1[e & 1] |= (unsigned)(q1 & 0xff) << (8 * (e >> 1));
+                    p2[e & 1] |= (unsigned)(q2 & 0xff) << (8 * (e >> 1));
+                }
+                int at = (word & 3) * 8;
+                *(uint2 *)(qc + blk * 32 + at) = make_uint2(p1[0], p1[1]);
+                *(uint2 *)(qc + (q_all + blk) * 32 + at) = make_uint2(p2[0], p2[1]);
+                if ((word & 3) == 0) qs[blk] = amax / 127.0f / 254.0f, qsum[blk] = sum;
+            }
+        }
     }
 }
 
@@ -132,9 +169,10 @@ extern "C" void cuda_rmsnorm(rill_stream *s, rill_tensor *out, const rill_tensor
     if (!norm_fits(s, "rmsnorm", out, x) || x->rows == 0) return;
     if (rows16(out) && rows16(x)) {
         CUDA_DISPATCH(s, "rmsnorm", x->dtype, T,
-                      cuda_launch_pdl(s, rmsnorm8_kernel<T, false>, (unsigned)x->rows, norm8_threads(x->cols), 0,
+                      cuda_launch_pdl(s, rmsnorm8_kernel<T, false, false>, (unsigned)x->rows, norm8_threads(x->cols), 0,
                                       (T *)out->data, out->stride, (T *)x->data, x->stride, (const T *)NULL, (int64_t)0,
-                                      w, (int)x->cols, eps, add_one ? 1.0f : 0.0f));
+                                      w, (int)x->cols, eps, add_one ? 1.0f : 0.0f, (int8_t *)NULL, (float *)NULL,
+                                      (float *)NULL, (int64_t)0));
         cuda_launched(s, "rmsnorm");
         return;
     }
@@ -150,9 +188,10 @@ extern "C" void cuda_add_rmsnorm(rill_stream *s, rill_tensor *out, rill_tensor *
     if (!norm_fits(s, op, out, x) || !norm_fits(s, op, r, x) || x->rows == 0) return;
     if (rows16(out) && rows16(x) && rows16(r)) {
         CUDA_DISPATCH(s, op, x->dtype, T,
-                      cuda_launch_pdl(s, rmsnorm8_kernel<T, true>, (unsigned)x->rows, norm8_threads(x->cols), 0,
+                      cuda_launch_pdl(s, rmsnorm8_kernel<T, true, false>, (unsigned)x->rows, norm8_threads(x->cols), 0,
                                       (T *)out->data, out->stride, (T *)x->data, x->stride, (const T *)r->data,
-                                      r->stride, w, (int)x->cols, eps, add_one ? 1.0f : 0.0f));
+                                      r->stride, w, (int)x->cols, eps, add_one ? 1.0f : 0.0f, (int8_t *)NULL,
+                                      (float *)NULL, (float *)NULL, (int64_t)0));
         cuda_launched(s, op);
         return;
     }
@@ -161,4 +200,28 @@ extern "C" void cuda_add_rmsnorm(rill_stream *s, rill_tensor *out, rill_tensor *
                                   out->stride, (T *)x->data, x->stride, (const T *)r->data, r->stride, w, x->cols, eps,
                                   add_one ? 1.0f : 0.0f));
     cuda_launched(s, op);
+}
+
+extern "C" bool cuda_norm_quantize(rill_stream *s, rill_tensor *h, rill_tensor *x, const rill_tensor *r, const float *w,
+                                   float eps, bool add_one, const cuda_qx *q) {
+    const char *op = r ? "add_rmsnorm" : "rmsnorm";
+    if (!rows16(h) || !rows16(x) || (r && !rows16(r)) || x->cols % 32 || x->rows == 0 ||
+        q->n_blk != x->rows * (x->cols / 32))
+        return false;
+    if (!norm_fits(s, op, h, x) || (r && !norm_fits(s, op, r, x))) return true; // (rejected: nothing more to run)
+    float add = add_one ? 1.0f : 0.0f;
+    const void *rd = r ? r->data : NULL;
+    int64_t sr = r ? r->stride : 0;
+    if (r)
+        CUDA_DISPATCH(s, op, x->dtype, T,
+                      cuda_launch_pdl(s, rmsnorm8_kernel<T, true, true>, (unsigned)x->rows, norm8_threads(x->cols), 0,
+                                      (T *)h->data, h->stride, (T *)x->data, x->stride, (const T *)rd, sr, w,
+                                      (int)x->cols, eps, add, q->codes, q->scale, q->sum, q->n_blk));
+    else
+        CUDA_DISPATCH(s, op, x->dtype, T,
+                      cuda_launch_pdl(s, rmsnorm8_kernel<T, false, true>, (unsigned)x->rows, norm8_threads(x->cols), 0,
+                                      (T *)h->data, h->stride, (T *)x->data, x->stride, (const T *)rd, sr, w,
+                                      (int)x->cols, eps, add, q->codes, q->scale, q->sum, q->n_blk));
+    cuda_launched(s, op);
+    return true;
 }
