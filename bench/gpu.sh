@@ -9,7 +9,8 @@
 # prints a table last. Logs go to $OUT (<= 8 files). With RILL_GPU_HEAD=1 it also builds the committed
 # tree (git archive HEAD) in /tmp/head and runs its Llama decode alternately with this tree's (A/B
 # on one card). RILL_GPU_QUICK=1 keeps the build, the checks and the main decode runs, alternated
-# with RILL_GPU_AB (an env setting, default RILL_CUDA_FUSE_QX=0), and skips the rest. Run it from the
+# with RILL_GPU_AB (an env setting, default RILL_CUDA_FUSE_QX=0) or, with RILL_GPU_HEAD=1, with the
+# committed tree; it skips the rest. Run it from the
 # repo root: `bash bench/gpu.sh` (device: carry [".debs"]).
 set -u
 OUT=${OUT:-/tmp/rill-gpu-out}
@@ -50,6 +51,8 @@ if ! { cmake -S . -B build-gpu $GEN -DRILL_WERROR=ON -DRILL_CUDA=ON &&
 fi
 stamp "built"
 if [ "${RILL_GPU_HEAD:-0}" = 1 ]; then # the committed tree, built while the checks run
+    # (the device's copy of .git may be older than the local one: say which commit this is)
+    echo "HEAD on this machine: $(git log -1 --format='%h %s' HEAD | cut -c1-80)" | tee -a /tmp/rill-card.txt
     rm -rf /tmp/head && mkdir -p /tmp/head && git archive HEAD | tar -x -C /tmp/head &&
         (cd /tmp/head && cmake -S . -B build $GEN -DRILL_CUDA=ON && cmake --build build -j 8 --target rill-cli) \
             > "$OUT/head.log" 2>&1 &
@@ -154,14 +157,18 @@ AB=${RILL_GPU_AB:-RILL_CUDA_FUSE_QX=0}
 if [ "$QUICK" = 1 ]; then # the main decode runs, alternated with the setting under test
     timeout 200 $RILL synth --preset smollm2-135m --bits 4 --out /tmp/sm >> "$E2E" 2>&1
     timeout 300 $RILL synth --preset llama3-8b --bits 4 --out /tmp/l8 >> "$E2E" 2>&1
+    B_BIN=$RILL B_NAME=$AB # the other side: this tree with $AB, or with RILL_GPU_HEAD=1 the committed tree
+    if [ -n "${HEAD_PID:-}" ] && wait "$HEAD_PID" && [ -x /tmp/head/build/bin/rill ]; then
+        B_BIN=/tmp/head/build/bin/rill B_NAME=HEAD AB=""
+    fi
     for i in 1 2 3; do
         run "smollm2-135m ($i)" /tmp/sm 16 1024
-        run "smollm2-135m, $AB ($i)" /tmp/sm 16 1024 "$AB"
+        BIN=$B_BIN run "smollm2-135m, $B_NAME ($i)" /tmp/sm 16 1024 "$AB"
         run "llama3-8b short ctx ($i)" /tmp/l8 16 256
-        run "llama3-8b short ctx, $AB ($i)" /tmp/l8 16 256 "$AB"
+        BIN=$B_BIN run "llama3-8b short ctx, $B_NAME ($i)" /tmp/l8 16 256 "$AB"
     done
     run "llama3-8b 16k ctx" /tmp/l8 16384 128
-    run "llama3-8b 16k ctx, $AB" /tmp/l8 16384 128 "$AB"
+    BIN=$B_BIN run "llama3-8b 16k ctx, $B_NAME" /tmp/l8 16384 128 "$AB"
     pbench "llama3-8b prefill 2048, warm" 2048 3
 elif timeout 200 $RILL synth --preset smollm2-135m --bits 4 --out /tmp/sm >> "$E2E" 2>&1; then
     run "smollm2-135m 4-bit, graphs" /tmp/sm 16 1024

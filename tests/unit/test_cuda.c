@@ -361,6 +361,32 @@ static void test_copy_at_writes_both_caches_at_the_device_row(void **state) {
     }
 }
 
+// Greedy sampling is the argmax of the logits, ties to the lowest id, read 8 at a time from an aligned
+// row and one at a time otherwise: the best value placed in the tail past the last whole word, in the
+// middle, and twice (the lower id wins), over a vocabulary that is not a multiple of 8.
+static void test_greedy_sample_is_the_first_argmax(void **state) {
+    need_gpu();
+    int vocab = 128261;
+    for (int shift = 0; shift < 2; shift++) // 0: 16-byte aligned row; 1: one element on (the scalar pass)
+        for (int c = 0; c < 3; c++) {
+            rill_tensor h = host_rand(be->act_dtype, 1, vocab + 1);
+            int at[3][2] = {{vocab - 3, -1}, {70001, -1}, {90000, 5003}}, want = c == 2 ? 5003 : at[c][0];
+            for (int k = 0; k < 2; k++)
+                if (at[c][k] >= 0) ref_store(&h, 0, shift + at[c][k], 9.0f);
+            rill_tensor d = to_dev(&h), logits = rill_tensor_cols(&d, shift, vocab);
+            int32_t *tok = be->ops->alloc(be, 4), got = -1;
+            rill_tensor token = rill_tensor_2d(DTYPE_I32, 1, 1, tok);
+            be->ops->sample(st, &token, &logits, 0.0f, 0, 1, NULL);
+            be->ops->download(st, &got, tok, 4);
+            be->ops->sync(st);
+            assert_int_equal(st->status, RILL_OK);
+            if (got != want) fail_msg("greedy sample, shift %d case %d: token %d, expected %d", shift, c, got, want);
+            be->ops->free(be, d.data);
+            be->ops->free(be, tok);
+            free(h.data);
+        }
+}
+
 static void test_bad_shapes_name_the_op_and_stick_to_the_stream(void **state) {
     need_gpu();
     rill_weight hw = host_affine(64, 256, 4, 64, DTYPE_BF16), dw;
@@ -576,6 +602,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_prefill_attention_matches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rope_prefill_and_decode_match, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_at_writes_both_caches_at_the_device_row, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_greedy_sample_is_the_first_argmax, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_shapes_name_the_op_and_stick_to_the_stream, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

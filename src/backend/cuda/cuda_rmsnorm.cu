@@ -70,6 +70,13 @@ template <typename T, bool ADD, bool QX>
 __global__ void rmsnorm8_kernel(T *out, int64_t so, T *x, int64_t sx, const T *r, int64_t sr, const float *w, int cols,
                                 float eps, float add, int8_t *qc, float *qs, float *qsum, int64_t q_all) {
     __shared__ float part[32]; // [warps] partial sums
+    // the norm weights of this thread's first word, read while the kernel before still runs (no
+    // kernel writes them); rows up to 8 * blockDim values have no other word
+    float w0f[8];
+    if (threadIdx.x * 8 < cols) {
+        float4 a = *(const float4 *)(w + threadIdx.x * 8), b = *(const float4 *)(w + threadIdx.x * 8 + 4);
+        w0f[0] = a.x, w0f[1] = a.y, w0f[2] = a.z, w0f[3] = a.w, w0f[4] = b.x, w0f[5] = b.y, w0f[6] = b.z, w0f[7] = b.w;
+    }
     pdl_wait();
     pdl_trigger();
     T *xr = x + blockIdx.x * sx;
@@ -104,7 +111,7 @@ __global__ void rmsnorm8_kernel(T *out, int64_t so, T *x, int64_t sx, const T *r
             load8(xr + c, f);
 #pragma unroll
             for (int e = 0; e < 8; e++)
-                v[e] = from_f32<T>(f[e] * inv * (w[c + e] + add));
+                v[e] = from_f32<T>(f[e] * inv * ((w0 == 0 ? w0f[e] : w[c + e]) + add));
             *(uint4 *)(outr + c) = *(const uint4 *)v;
         }
         if (QX) { // lanes 4k .. 4k + 3 hold the 4 words of one block (blockDim and cols / 8 are multiples of 4)
@@ -139,6 +146,8 @@ __global__ void rmsnorm8_kernel(T *out, int64_t so, T *x, int64_t sx, const T *r
     }
 }
 
+static bool aligned16(const float *w) { return ((uintptr_t)w & 15) == 0; }
+
 static bool rows16(const rill_tensor *t) {
     return t->dtype != DTYPE_F32 && ((uintptr_t)t->data & 15) == 0 && t->stride % 8 == 0 && t->cols % 8 == 0 &&
            t->cols < 0x7fffffff;
@@ -167,7 +176,7 @@ static int norm_threads(int64_t cols) { return cols >= 4096 ? 1024 : cols >= 102
 extern "C" void cuda_rmsnorm(rill_stream *s, rill_tensor *out, const rill_tensor *x, const float *w, float eps,
                              bool add_one) {
     if (!norm_fits(s, "rmsnorm", out, x) || x->rows == 0) return;
-    if (rows16(out) && rows16(x)) {
+    if (rows16(out) && rows16(x) && aligned16(w)) {
         CUDA_DISPATCH(s, "rmsnorm", x->dtype, T,
                       cuda_launch_pdl(s, rmsnorm8_kernel<T, false, false>, (unsigned)x->rows, norm8_threads(x->cols), 0,
                                       (T *)out->data, out->stride, (T *)x->data, x->stride, (const T *)NULL, (int64_t)0,
@@ -186,7 +195,7 @@ extern "C" void cuda_add_rmsnorm(rill_stream *s, rill_tensor *out, rill_tensor *
                                  float eps, bool add_one) {
     const char *op = "add_rmsnorm";
     if (!norm_fits(s, op, out, x) || !norm_fits(s, op, r, x) || x->rows == 0) return;
-    if (rows16(out) && rows16(x) && rows16(r)) {
+    if (rows16(out) && rows16(x) && rows16(r) && aligned16(w)) {
         CUDA_DISPATCH(s, op, x->dtype, T,
                       cuda_launch_pdl(s, rmsnorm8_kernel<T, true, false>, (unsigned)x->rows, norm8_threads(x->cols), 0,
                                       (T *)out->data, out->stride, (T *)x->data, x->stride, (const T *)r->data,
@@ -205,7 +214,7 @@ extern "C" void cuda_add_rmsnorm(rill_stream *s, rill_tensor *out, rill_tensor *
 extern "C" bool cuda_norm_quantize(rill_stream *s, rill_tensor *h, rill_tensor *x, const rill_tensor *r, const float *w,
                                    float eps, bool add_one, const cuda_qx *q) {
     const char *op = r ? "add_rmsnorm" : "rmsnorm";
-    if (!rows16(h) || !rows16(x) || (r && !rows16(r)) || x->cols % 32 || x->rows == 0 ||
+    if (!rows16(h) || !rows16(x) || (r && !rows16(r)) || !aligned16(w) || x->cols % 32 || x->rows == 0 ||
         q->n_blk != x->rows * (x->cols / 32))
         return false;
     if (!norm_fits(s, op, h, x) || (r && !norm_fits(s, op, r, x))) return true; // (rejected: nothing more to run)
