@@ -197,6 +197,12 @@ typedef struct rill_backend_ops {
     // they are NULL (a cache's keys and values in one op: one launch). row: device I32 [1].
     void (*copy_at)(rill_stream *s, rill_tensor *out, const rill_tensor *x, rill_tensor *out2, const rill_tensor *x2,
                     const int32_t *row);
+    // Optional: copy_at(keys, k_new, values, v_new, row), then attention(out, q, keys, values, p) (one
+    // query, p->mask.q_pos_dev == row): a captured step's KV write and attention, which a backend may
+    // run as one launch. NULL: the cache runs the two.
+    void (*attention_append)(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k_new,
+                             const rill_tensor *v_new, rill_tensor *keys, rill_tensor *values, const int32_t *row,
+                             const rill_attn_params *p);
     // x[0] += v on the device. x: device I32 [1].
     void (*add_i32)(rill_stream *s, int32_t *x, int32_t v);
     // token [1][1] I32 = argmax of logits [1][vocab] when temp == 0 (ties: the lowest id), else a

@@ -82,6 +82,26 @@ static rill_status kv_update(cache_layer *base, rill_stream *s, const rill_tenso
     return RILL_OK;
 }
 
+// A captured step's write of k and v and its attention in one backend op where the backend has it
+// (attention_append); otherwise update_and_fetch, then attention, as every cache does.
+static rill_status kv_attend(cache_layer *base, rill_stream *s, const rill_tensor *k, const rill_tensor *v,
+                             const rill_tensor *q, const rill_attn_params *p, rill_tensor *out) {
+    kv_cache *c = (kv_cache *)base;
+    const rill_backend_ops *op = c->be->ops;
+    rill_tensor keys, values;
+    if (c->dev_offset && c->v_dim && op->attention_append && k->rows == 1 && k->cols == c->k_dim &&
+        v->cols == c->v_dim && v->rows == 1) {
+        keys = view(c, c->k, c->k_dim, c->capacity);
+        values = view(c, c->v, c->v_dim, c->capacity);
+        op->attention_append(s, out, q, k, v, &keys, &values, c->dev_offset, p);
+        return RILL_OK;
+    }
+    rill_status st = kv_update(base, s, k, v, &keys, &values);
+    if (st != RILL_OK) return st;
+    op->attention(s, out, q, &keys, &values, p);
+    return RILL_OK;
+}
+
 static rill_attn_mask kv_make_mask(const cache_layer *base, int n, int window) {
     const kv_cache *c = (const kv_cache *)base;
     rill_attn_mask m = {c->offset, 0, window, c->dev_offset};
@@ -153,6 +173,7 @@ static rill_status kv_get_state(const cache_layer *base, rill_stream *s, int n_k
 static const cache_ops kv_ops = {
     .class_name = "KVCache",
     .update_and_fetch = kv_update,
+    .attend = kv_attend,
     .make_mask = kv_make_mask,
     .offset = kv_offset,
     .is_trimmable = kv_is_trimmable,

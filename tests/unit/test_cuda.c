@@ -361,6 +361,67 @@ static void test_copy_at_writes_both_caches_at_the_device_row(void **state) {
     }
 }
 
+static bool same_bytes(const rill_tensor *a, const rill_tensor *b) {
+    size_t n = tensor_bytes(a);
+    char *x = malloc(n), *y = malloc(n);
+    be->ops->download(st, x, a->data, n);
+    be->ops->download(st, y, b->data, n);
+    be->ops->sync(st);
+    bool same = memcmp(x, y, n) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+// attention_append (a captured step's KV write and attention in one launch) gives exactly what
+// copy_at then attention give: the output and both caches, whose row at the device position holds
+// the new key and value; GQA groups 3, 4 and 8, head dims 64 and 128, one key split and several.
+static void test_attention_append_equals_copy_then_attention(void **state) {
+    need_gpu();
+    static const struct {
+        int group, n_kv, hd, cap, row;
+    } cases[] = {{4, 2, 128, 300, 257}, {3, 3, 64, 2000, 1500}, {8, 1, 128, 700, 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int kvd = cases[c].n_kv * cases[c].hd, nh = cases[c].group * cases[c].n_kv;
+        rill_dtype dt = be->act_dtype;
+        rill_tensor kh = host_rand(dt, cases[c].cap, kvd), vh = host_rand(dt, cases[c].cap, kvd);
+        rill_tensor qh = host_rand(dt, 1, nh * cases[c].hd), knh = host_rand(dt, 1, kvd), vnh = host_rand(dt, 1, kvd);
+        rill_tensor k1 = to_dev(&kh), v1 = to_dev(&vh), k2 = to_dev(&kh), v2 = to_dev(&vh);
+        rill_tensor q = to_dev(&qh), kn = to_dev(&knh), vn = to_dev(&vnh);
+        rill_tensor o1 = dev_poisoned(dt, 1, nh * cases[c].hd), o2 = dev_poisoned(dt, 1, nh * cases[c].hd);
+        int32_t *row = be->ops->alloc(be, 4);
+        be->ops->upload(st, row, &cases[c].row, 4);
+        rill_attn_params p = {nh,
+                              cases[c].n_kv,
+                              cases[c].hd,
+                              cases[c].hd,
+                              1.0f / sqrtf((float)cases[c].hd),
+                              0.0f,
+                              {cases[c].row, 0, 0, row}};
+        be->ops->attention_append(st, &o1, &q, &kn, &vn, &k1, &v1, row, &p);
+        be->ops->copy_at(st, &k2, &kn, &v2, &vn, row);
+        be->ops->attention(st, &o2, &q, &k2, &v2, &p);
+        be->ops->sync(st);
+        assert_int_equal(st->status, RILL_OK);
+        if (!same_bytes(&o1, &o2) || !same_bytes(&k1, &k2) || !same_bytes(&v1, &v2))
+            fail_msg("attention_append case %zu: output or cache differs from copy_at + attention", c);
+        rill_tensor oh = rill_tensor_2d(dt, 1, o1.cols, malloc(tensor_bytes(&o1)));
+        be->ops->download(st, oh.data, o1.data, tensor_bytes(&o1));
+        be->ops->sync(st);
+        for (int64_t i = 0; i < oh.cols; i++) // (the poison is gone)
+            assert_false(isnan(ref_load(&oh, 0, i)));
+        free(oh.data);
+        void *bufs[] = {k1.data, v1.data, k2.data, v2.data, q.data, kn.data, vn.data, o1.data, o2.data, row};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            be->ops->free(be, bufs[i]);
+        free(kh.data);
+        free(vh.data);
+        free(qh.data);
+        free(knh.data);
+        free(vnh.data);
+    }
+}
+
 // Greedy sampling is the argmax of the logits, ties to the lowest id, read 8 at a time from an aligned
 // row and one at a time otherwise: the best value placed in the tail past the last whole word, in the
 // middle, and twice (the lower id wins), over a vocabulary that is not a multiple of 8.
@@ -602,6 +663,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_prefill_attention_matches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rope_prefill_and_decode_match, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_at_writes_both_caches_at_the_device_row, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attention_append_equals_copy_then_attention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_greedy_sample_is_the_first_argmax, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_shapes_name_the_op_and_stick_to_the_stream, setup, teardown),
     };

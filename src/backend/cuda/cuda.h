@@ -63,6 +63,9 @@ bool cuda_attention_gemm(rill_stream *s, rill_tensor *out, const rill_tensor *q,
 // head_dim = v_head_dim = 64 or 128, aligned rows) unless RILL_CUDA_PREFILL_ATTN=gemm; else false.
 bool cuda_attention_prefill(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k,
                             const rill_tensor *v, const rill_attn_params *p);
+void cuda_attention_append(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k_new,
+                           const rill_tensor *v_new, rill_tensor *keys, rill_tensor *values, const int32_t *row,
+                           const rill_attn_params *p);
 void cuda_attention_q(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_qkv *k, const rill_qkv *v,
                       const rill_attn_params *p);
 void cuda_kv_quantize(rill_stream *s, rill_qkv *out, const rill_tensor *x);

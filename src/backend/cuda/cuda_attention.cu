@@ -411,7 +411,7 @@ extern "C" void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tens
     if (!attention_plan(s, op, out, q, k->rows, p, &a, mma ? DECODE_MMA : decode ? DECODE_CORES : 0) || q->rows == 0)
         return;
     if (mma) {
-        attention_decode_mma(s, a, q->rows, k, v, attention_pdl());
+        attention_decode_mma(s, a, q->rows, k, v, NULL, NULL, attention_pdl());
         return;
     }
     if (!decode) {
@@ -537,4 +537,30 @@ extern "C" void cuda_kv_quantize(rill_stream *s, rill_qkv *out, const rill_tenso
     }
     if (x->rows == 0) return;
     CUDA_DISPATCH(s, "kv_quantize", x->dtype, TX, kv_quantize_typed<TX>(s, out, x));
+}
+
+// The KV write of a captured decode step and the attention after it, in one launch when the
+// tensor-core decode kernel takes them (it reads the newest key and value from k_new and v_new and
+// stores them into the cache row); otherwise copy_at, then attention. RILL_CUDA_ATTN_APPEND=0 keeps
+// the two launches (to measure).
+extern "C" void cuda_attention_append(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k_new,
+                                      const rill_tensor *v_new, rill_tensor *keys, rill_tensor *values,
+                                      const int32_t *row, const rill_attn_params *p) {
+    const char *op = "attention";
+    bool fits = !getenv_is("RILL_CUDA_ATTN_APPEND", "0") && !getenv_is("RILL_CUDA_ATTENTION", "warp") &&
+                !getenv_is("RILL_CUDA_ATTENTION", "cores") && q->rows == 1 && k_new->rows == 1 && v_new->rows == 1 &&
+                p->mask.q_pos_dev == row && k_new->dtype == keys->dtype && v_new->dtype == values->dtype &&
+                k_new->cols == keys->cols && v_new->cols == values->cols && ((uintptr_t)k_new->data & 15) == 0 &&
+                ((uintptr_t)v_new->data & 15) == 0 && keys->cols == (int64_t)p->n_kv_heads * p->head_dim &&
+                values->cols == (int64_t)p->n_kv_heads * p->v_head_dim &&
+                attention_decode_mma_fits(p, q, keys, values) && keys->rows >= decode_min_keys(true) &&
+                keys->rows == values->rows;
+    if (!fits) {
+        cuda_copy_at(s, keys, k_new, values, v_new, row);
+        if (s->status == RILL_OK) cuda_attention(s, out, q, keys, values, p);
+        return;
+    }
+    att_args a;
+    if (!attention_plan(s, op, out, q, keys->rows, p, &a, DECODE_MMA)) return;
+    attention_decode_mma(s, a, 1, keys, values, k_new, v_new, attention_pdl());
 }

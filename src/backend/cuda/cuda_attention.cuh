@@ -85,5 +85,7 @@ void attention_merge(rill_stream *s, const att_args &a, int64_t n_q, bool pdl);
 // has several splits).
 bool attention_decode_mma_fits(const rill_attn_params *p, const rill_tensor *q, const rill_tensor *k,
                                const rill_tensor *v);
+// k_new, v_new (or NULL): one query's newest key and value, which the kernel reads for the cache row
+// at the device position and writes into it (attention_append).
 void attention_decode_mma(rill_stream *s, const att_args &a, int64_t n_q, const rill_tensor *k, const rill_tensor *v,
-                          bool pdl);
+                          const rill_tensor *k_new, const rill_tensor *v_new, bool pdl);

@@ -24,9 +24,13 @@ __device__ __forceinline__ uint32_t word(const uint4 &v, int i) {
 // left them; in P.V lane (r, t) supplies keys 2t, 2t+1, 2t+8, 2t+9 at output rows r (dim
 // 64h + 8r + 2i) and r + 8 (that dim + 1) of m-tile 4h + i: the low and high halves of the words
 // at dims 64h + 8r of two keys, paired.
+// Knew, Vnew (one query, a cache on a device position; else NULL): the newest key and value, not yet
+// in K and V: row q_pos of the cache is read from them, and block (kv head, split 0) writes them into
+// that row of K and V for the steps after (the cache's copy_at, in the same launch).
 template <typename T, int G, int HD>
 __global__ void __launch_bounds__(MMA_WARPS * 32, 4)
-    attention_decode_mma_kernel(att_args a, const T *K, int64_t sk, const T *V, int64_t sv) {
+    attention_decode_mma_kernel(att_args a, const T *K, int64_t sk, const T *V, int64_t sv, const T *Knew,
+                                const T *Vnew) {
     __shared__ float ws[MMA_WARPS * G * (HD + 2)]; // per warp and head: acc [HD], max, sum
     pdl_wait();
     pdl_trigger();
@@ -34,6 +38,15 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, 4)
     const int kh = blockIdx.x, split = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int r = lane >> 2, t = lane & 3;
     const int64_t qi = blockIdx.z;
+    int64_t newest = -1; // the row of K and V that Knew and Vnew stand for
+    if (Knew) {
+        newest = (int64_t)*p.mask.q_pos_dev - p.mask.k_pos0;
+        if (split == 0 && newest >= 0 && newest < a.n_k)
+            for (int e = threadIdx.x; e < HD; e += blockDim.x) {
+                ((T *)K)[newest * sk + (int64_t)kh * HD + e] = Knew[(int64_t)kh * HD + e];
+                ((T *)V)[newest * sv + (int64_t)kh * HD + e] = Vnew[(int64_t)kh * HD + e];
+            }
+    }
     uint32_t qa[HD / 16][2]; // Q's rows r < G (rows r + 8 are zero): fragment registers 0 and 2 per k-step
 #pragma unroll
     for (int s = 0; s < HD / 32; s++)
@@ -62,16 +75,18 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, 4)
 #pragma unroll
         for (int n = 0; n < 2; n++) {
             int64_t j = min(j0 + 8 * n + r, hi); // (keys past hi: a valid row, masked below)
+            const T *kr = j == newest ? Knew + (int64_t)kh * HD : kb + j * sk;
 #pragma unroll
             for (int s = 0; s < HD / 32; s++)
-                kw[n][s] = __ldcs((const uint4 *)(kb + j * sk + 32 * s + 8 * t));
+                kw[n][s] = __ldcs((const uint4 *)(kr + 32 * s + 8 * t));
         }
 #pragma unroll
         for (int c = 0; c < 4; c++) {
             int64_t j = min(j0 + 2 * t + (c & 1) + 8 * (c >> 1), hi);
+            const T *vr = j == newest ? Vnew + (int64_t)kh * HD : vb + j * sv;
 #pragma unroll
             for (int h = 0; h < HD / 64; h++)
-                vw[c][h] = __ldcs((const uint4 *)(vb + j * sv + 64 * h + 8 * r));
+                vw[c][h] = __ldcs((const uint4 *)(vr + 64 * h + 8 * r));
         }
         float sc[2][4]; // S tiles of 8 keys: [0], [1] are head r's keys 8n + 2t, 8n + 2t + 1
 #pragma unroll
@@ -139,27 +154,28 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, 4)
 
 template <typename T, int G>
 static void launch_g(rill_stream *s, const att_args &a, dim3 grid, int hd, const rill_tensor *k, const rill_tensor *v,
-                     bool pdl) {
+                     const rill_tensor *k_new, const rill_tensor *v_new, bool pdl) {
+    const T *kn = k_new ? (const T *)k_new->data : NULL, *vn = v_new ? (const T *)v_new->data : NULL;
     if (hd == 64)
         cuda_launch_as(s, pdl, attention_decode_mma_kernel<T, G, 64>, grid, MMA_WARPS * 32, 0, a, (const T *)k->data,
-                       k->stride, (const T *)v->data, v->stride);
+                       k->stride, (const T *)v->data, v->stride, kn, vn);
     else
         cuda_launch_as(s, pdl, attention_decode_mma_kernel<T, G, 128>, grid, MMA_WARPS * 32, 0, a, (const T *)k->data,
-                       k->stride, (const T *)v->data, v->stride);
+                       k->stride, (const T *)v->data, v->stride, kn, vn);
 }
 
 template <typename T>
 static void launch_t(rill_stream *s, const att_args &a, dim3 grid, int group, int hd, const rill_tensor *k,
-                     const rill_tensor *v, bool pdl) {
+                     const rill_tensor *v, const rill_tensor *k_new, const rill_tensor *v_new, bool pdl) {
     switch (group) {
-    case 1: launch_g<T, 1>(s, a, grid, hd, k, v, pdl); break;
-    case 2: launch_g<T, 2>(s, a, grid, hd, k, v, pdl); break;
-    case 3: launch_g<T, 3>(s, a, grid, hd, k, v, pdl); break;
-    case 4: launch_g<T, 4>(s, a, grid, hd, k, v, pdl); break;
-    case 5: launch_g<T, 5>(s, a, grid, hd, k, v, pdl); break;
-    case 6: launch_g<T, 6>(s, a, grid, hd, k, v, pdl); break;
-    case 7: launch_g<T, 7>(s, a, grid, hd, k, v, pdl); break;
-    default: launch_g<T, 8>(s, a, grid, hd, k, v, pdl);
+    case 1: launch_g<T, 1>(s, a, grid, hd, k, v, k_new, v_new, pdl); break;
+    case 2: launch_g<T, 2>(s, a, grid, hd, k, v, k_new, v_new, pdl); break;
+    case 3: launch_g<T, 3>(s, a, grid, hd, k, v, k_new, v_new, pdl); break;
+    case 4: launch_g<T, 4>(s, a, grid, hd, k, v, k_new, v_new, pdl); break;
+    case 5: launch_g<T, 5>(s, a, grid, hd, k, v, k_new, v_new, pdl); break;
+    case 6: launch_g<T, 6>(s, a, grid, hd, k, v, k_new, v_new, pdl); break;
+    case 7: launch_g<T, 7>(s, a, grid, hd, k, v, k_new, v_new, pdl); break;
+    default: launch_g<T, 8>(s, a, grid, hd, k, v, k_new, v_new, pdl);
     }
 }
 
@@ -174,13 +190,13 @@ bool attention_decode_mma_fits(const rill_attn_params *p, const rill_tensor *q, 
 }
 
 void attention_decode_mma(rill_stream *s, const att_args &a, int64_t n_q, const rill_tensor *k, const rill_tensor *v,
-                          bool pdl) {
+                          const rill_tensor *k_new, const rill_tensor *v_new, bool pdl) {
     const rill_attn_params &p = a.p;
     dim3 grid((unsigned)p.n_kv_heads, (unsigned)a.n_splits, (unsigned)n_q);
     int group = p.n_heads / p.n_kv_heads;
     if (k->dtype == DTYPE_BF16)
-        launch_t<bf16>(s, a, grid, group, p.head_dim, k, v, pdl);
+        launch_t<bf16>(s, a, grid, group, p.head_dim, k, v, k_new, v_new, pdl);
     else
-        launch_t<f16>(s, a, grid, group, p.head_dim, k, v, pdl);
+        launch_t<f16>(s, a, grid, group, p.head_dim, k, v, k_new, v_new, pdl);
     if (cuda_launched(s, "attention") && a.n_splits > 1) attention_merge(s, a, n_q, pdl);
 }

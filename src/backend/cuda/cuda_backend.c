@@ -215,6 +215,7 @@ static const rill_backend_ops cuda_ops = {
     .moe_combine = cuda_moe_combine,
     .copy = cuda_copy,
     .copy_at = cuda_copy_at,
+    .attention_append = cuda_attention_append,
     .add_i32 = cuda_add_i32,
     .sample = cuda_sample,
     .graph_begin = cuda_graph_begin,
