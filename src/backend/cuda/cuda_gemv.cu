@@ -319,6 +319,19 @@ static bool float_only(void) {
     return e && !strcmp(e, "float");
 }
 
+// A small 4-bit matrix whose x comes unquantized (o after attention, q/k/v apart) takes the f32 path:
+// one launch instead of two, for more instructions per weight. Up to 2^20 weights (H200: SmolLM2's o,
+// 576 x 576: decode 1,567 -> 1,599 tok/s; Llama-3-8B's o, 4096 x 4096, would lose 464 -> 437).
+// RILL_CUDA_GEMV_FLOAT_MAX sets the most weights (rows x columns) for which it does; 0 turns it off.
+static bool float_pays(const rill_weight *w, int nt) {
+    static int64_t most = -1;
+    if (most < 0) {
+        const char *e = getenv("RILL_CUDA_GEMV_FLOAT_MAX");
+        most = e ? atoll(e) : (int64_t)1 << 20;
+    }
+    return nt == 1 && w->rows * w->cols <= most;
+}
+
 extern "C" bool cuda_gemv_q4_fits(const rill_weight *w, rill_dtype dt, int64_t n_tok) {
     return dt != DTYPE_F32 && n_tok >= 1 && n_tok <= CUDA_GEMV_MAX_TOK && w->kind == WEIGHT_AFFINE && w->bits == 4 &&
            w->group_size >= 32 && w->group_size % 32 == 0 && w->cols % 32 == 0 && aligned16(w->packed) &&
@@ -415,7 +428,7 @@ static void gemv_typed(rill_stream *s, rill_tensor *out, const rill_tensor *x, c
     bool x_vec = aligned16(xp) && (x->stride * (int64_t)sizeof(TX)) % 16 == 0 && w->cols % 8 == 0;
     bool fused = w->kind == WEIGHT_AFFINE && (w->bits == 4 || w->bits == 8) && w->group_size >= 128 / w->bits &&
                  x_vec && aligned16(w->packed) && (w->cols * w->bits / 32) % 4 == 0;
-    if (x_vec && cuda_gemv_q4_fits(w, x->dtype, nt)) {
+    if (x_vec && cuda_gemv_q4_fits(w, x->dtype, nt) && !float_pays(w, nt)) {
         cuda_qx q;
         if (!cuda_qx_scratch(s, nt, w->cols, &q, "matmul (gemv)")) return;
         cuda_quantize_x(s, &q, x);
