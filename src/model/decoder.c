@@ -235,6 +235,22 @@ static bool fuse_add_allowed(void) {
     return on != 0;
 }
 
+// h = rmsnorm(x), after x += r when r is given (the residual add fused into the norm); then, when w
+// is given, out = h . W^T, through the backend's norm_matmul where it has one (it may hand the matmul
+// its input already quantized).
+static void norm_then(const rill_backend_ops *op, rill_stream *s, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
+                      const float *norm_w, float eps, bool add1, rill_tensor *out, const rill_weight *w) {
+    if (w && op->norm_matmul) {
+        op->norm_matmul(s, out, h, x, r, norm_w, eps, add1, w);
+        return;
+    }
+    if (r)
+        op->add_rmsnorm(s, h, x, r, norm_w, eps, add1);
+    else
+        op->rmsnorm(s, h, x, norm_w, eps, add1);
+    if (w) op->matmul(s, out, h, w);
+}
+
 rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, const rill_tensor *ids, bool all_logits,
                             rill_tensor *logits) {
     const rill_backend_ops *op = m->be->ops;
@@ -271,14 +287,11 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
     for (int l = 0; l < c->n_layers; l++) {
         const layer_weights *L = &m->layers[l];
         cache_layer *cl = cache->layers[l];
-        // the previous layer's MLP output joins the residual in this norm, which the backend may fuse
-        // into the stacked q/k/v matmul after it
-        const rill_tensor *res = l > 0 && fuse_add ? &a.o : NULL;
-        bool norm_in_qkv = op->norm_matmul && L->qkv.rows && !m->mla;
-        if (!norm_in_qkv && res)
-            op->add_rmsnorm(s, &a.h, &a.x, res, L->attn_norm, eps, add1);
-        else if (!norm_in_qkv)
-            op->rmsnorm(s, &a.h, &a.x, L->attn_norm, eps, add1);
+        // the previous layer's MLP output joins the residual in this norm; the stacked q/k/v matmul
+        // runs with it
+        bool stacked_qkv = L->qkv.rows && !m->mla;
+        norm_then(op, s, &a.h, &a.x, l > 0 && fuse_add ? &a.o : NULL, L->attn_norm, eps, add1,
+                  stacked_qkv ? &a.qkv : NULL, stacked_qkv ? &L->qkv : NULL);
         rill_tensor q = a.q, k = a.k, v = a.v; // views of a.qkv when the projections are stacked
         if (m->mla)
             mla_qk(m, s, L, &a, eps);
@@ -287,12 +300,8 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
                                    m->rope_layout, L->inv_freq, L->window ? 1.0f : m->rope_mscale};
             rill_rope_params rk = rq;
             rk.n_heads = c->n_kv_heads;
-            if (L->qkv.rows) { // one matmul, and one rope over the adjacent q and k heads
+            if (stacked_qkv) { // one matmul (with the norm above), and one rope over the adjacent q and k heads
                 int64_t qd = q.cols, kd = k.cols;
-                if (norm_in_qkv)
-                    op->norm_matmul(s, &a.qkv, &a.h, &a.x, res, L->attn_norm, eps, add1, &L->qkv);
-                else
-                    op->matmul(s, &a.qkv, &a.h, &L->qkv);
                 q = rill_tensor_cols(&a.qkv, 0, qd);
                 k = rill_tensor_cols(&a.qkv, qd, kd);
                 v = rill_tensor_cols(&a.qkv, qd + kd, kd);
@@ -336,20 +345,14 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
         op->matmul(s, &a.o, &a.a, &L->o);
         if (L->post_attn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_attn_norm, eps, add1);
         if (!fuse_add) op->add(s, &a.x, &a.x, &a.o);
-        res = fuse_add ? &a.o : NULL;
-        bool norm_in_gu = op->norm_matmul && !L->moe && L->gate_up.rows;
-        if (norm_in_gu)
-            op->norm_matmul(s, &a.gu, &a.h, &a.x, res, L->ffn_norm, eps, add1, &L->gate_up);
-        else if (res)
-            op->add_rmsnorm(s, &a.h, &a.x, res, L->ffn_norm, eps, add1);
-        else
-            op->rmsnorm(s, &a.h, &a.x, L->ffn_norm, eps, add1);
+        bool stacked_gu = !L->moe && L->gate_up.rows;
+        norm_then(op, s, &a.h, &a.x, fuse_add ? &a.o : NULL, L->ffn_norm, eps, add1, stacked_gu ? &a.gu : NULL,
+                  stacked_gu ? &L->gate_up : NULL);
         if (L->moe)
             moe_mlp(m, s, L, &a, act);
         else {
             rill_tensor g = a.g, u = a.u;
-            if (L->gate_up.rows) {
-                if (!norm_in_gu) op->matmul(s, &a.gu, &a.h, &L->gate_up);
+            if (stacked_gu) { // (its matmul ran with the norm)
                 g = rill_tensor_cols(&a.gu, 0, a.g.cols);
                 u = rill_tensor_cols(&a.gu, a.g.cols, a.g.cols);
             } else {
@@ -370,12 +373,7 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
     int64_t first = all_logits ? 0 : n - 1, rows = n - first;
     rill_tensor last = rill_tensor_rows(&a.x, first, rows), h = rill_tensor_rows(&a.h, 0, rows);
     *logits = rill_tensor_rows(&a.logits, 0, rows);
-    if (op->norm_matmul)
-        op->norm_matmul(s, logits, &h, &last, NULL, m->final_norm, eps, add1, &m->lm_head);
-    else {
-        op->rmsnorm(s, &h, &last, m->final_norm, eps, add1);
-        op->matmul(s, logits, &h, &m->lm_head);
-    }
+    norm_then(op, s, &h, &last, NULL, m->final_norm, eps, add1, logits, &m->lm_head);
     if (c->final_logit_softcapping > 0) op->softcap(s, logits, logits, (float)c->final_logit_softcapping);
     return RILL_OK;
 }

@@ -107,6 +107,9 @@ template <int ACT> __device__ __forceinline__ float act_times(float g, float u) 
 // The two int8 codes of v in a block of x quantized for the 4-bit GEMV (cuda_qx in cuda.h), whose
 // largest magnitude is amax: x ~ d q1 + d / 254 q2 with d = amax / 127 (|v - d q1| <= d / 2, so q2
 // fits int8). A block of zeros gets zeros.
+// The scale stored per block: d / 254, the weight of 254 * (q1 . w) + (q2 . w).
+__device__ __forceinline__ float qx_scale(float amax) { return amax / 127.0f / 254.0f; }
+
 __device__ __forceinline__ void qx_codes(float v, float amax, int &q1, int &q2) {
     float d = amax / 127.0f;
     q1 = d > 0.0f ? __float2int_rn(v * (127.0f / amax)) : 0;

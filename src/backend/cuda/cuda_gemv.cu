@@ -95,7 +95,7 @@ __global__ void quant_x_kernel(int8_t *xq, float *xs, float *xsum, const TX *x, 
     int i = lane >> 3, k = lane & 7, at = (2 * i + (k & 1)) * 4 + (k >> 1);
     xq[blk * 32 + at] = (int8_t)q1;
     xq[(all + blk) * 32 + at] = (int8_t)q2;
-    if (lane == 0) xs[blk] = amax / 127.0f / 254.0f, xsum[blk] = sum;
+    if (lane == 0) xs[blk] = qx_scale(amax), xsum[blk] = sum;
 }
 
 // The dp4a dot of 32 4-bit codes (lo/hi nibble words) with one plane of x codes at a, b.

@@ -140,7 +140,7 @@ __global__ void rmsnorm8_kernel(T *out, int64_t so, T *x, int64_t sx, const T *r
                 int at = (word & 3) * 8;
                 *(uint2 *)(qc + blk * 32 + at) = make_uint2(p1[0], p1[1]);
                 *(uint2 *)(qc + (q_all + blk) * 32 + at) = make_uint2(p2[0], p2[1]);
-                if ((word & 3) == 0) qs[blk] = amax / 127.0f / 254.0f, qsum[blk] = sum;
+                if ((word & 3) == 0) qs[blk] = qx_scale(amax), qsum[blk] = sum;
             }
         }
     }
