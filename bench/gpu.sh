@@ -194,7 +194,7 @@ if [ "$QUICK" != 1 ] && timeout 300 $RILL synth --preset llama3-8b --bits 4 --ou
     run "llama3-8b 4-bit short ctx, no PDL" /tmp/l8 16 256 RILL_CUDA_PDL=0
     run "llama3-8b 4-bit short ctx, depth 1,1,1" /tmp/l8 16 256 RILL_CUDA_GEMV_DEPTH=1,1,1
     run "llama3-8b 4-bit short ctx, no fused add" /tmp/l8 16 256 RILL_FUSE_ADD=0
-    run "llama3-8b 4-bit short ctx, PDL attention" /tmp/l8 16 256 RILL_CUDA_PDL_ATTENTION=1
+    run "llama3-8b 4-bit short ctx, attention not PDL" /tmp/l8 16 256 RILL_CUDA_PDL_ATTENTION=0
     run "llama3-8b 4-bit short ctx, none of the three" /tmp/l8 16 256 "RILL_CUDA_PDL=0 RILL_CUDA_GEMV_DEPTH=1,1,1 RILL_FUSE_ADD=0"
     run "llama3-8b 4-bit short ctx, warp attention" /tmp/l8 16 256 RILL_CUDA_ATTN_MIN_KEYS=2048
     run "llama3-8b 4-bit prefill 2048" /tmp/l8 2049 1
@@ -210,7 +210,7 @@ if [ "$QUICK" != 1 ] && timeout 300 $RILL synth --preset llama3-8b --bits 4 --ou
     run "llama3-8b 4-bit 16k ctx, serial merge" /tmp/l8 16384 128 RILL_CUDA_ATTN_MERGE=serial
     run "llama3-8b 4-bit 16k ctx, merge not PDL" /tmp/l8 16384 128 RILL_CUDA_PDL_MERGE=0
     run "llama3-8b 4-bit 16k ctx, no PDL" /tmp/l8 16384 128 RILL_CUDA_PDL=0
-    run "llama3-8b 4-bit 16k ctx, PDL attention" /tmp/l8 16384 128 RILL_CUDA_PDL_ATTENTION=1
+    run "llama3-8b 4-bit 16k ctx, attention not PDL" /tmp/l8 16384 128 RILL_CUDA_PDL_ATTENTION=0
     if [ -n "${HEAD_PID:-}" ] && wait "$HEAD_PID" && [ -x /tmp/head/build/bin/rill ]; then
         stamp "HEAD built; alternating runs"
         for i in 1 2; do

@@ -20,9 +20,11 @@ static bool getenv_is(const char *name, const char *value) {
     return e && !strcmp(e, value);
 }
 
-// The attention kernels are plain launches unless RILL_CUDA_PDL_ATTENTION=1 (H200, Llama-3-8B 4-bit
-// decode at 16k keys: 212 tok/s with them as programmatic dependent launches, 229 without).
-static bool attention_pdl(void) { return cuda_pdl_on() && getenv_is("RILL_CUDA_PDL_ATTENTION", "1"); }
+// The attention kernels are programmatic dependent launches unless RILL_CUDA_PDL_ATTENTION=0. (They
+// were plain launches until 2026-11-26 21:20Z: the CUDA-core kernel of that time lost at 16k keys
+// with PDL, 229 -> 212 tok/s. With the tensor-core decode kernel, H200, alternated: SmolLM2 1,604
+// -> 1,638 tok/s, Llama-3-8B short 463.6 -> 466.1, 16k 353.3 -> 352.4.)
+static bool attention_pdl(void) { return cuda_pdl_on() && !getenv_is("RILL_CUDA_PDL_ATTENTION", "0"); }
 
 // Decode kernels for long caches: the tensor-core one (cuda_attention_decode.cu) or the CUDA-core one
 // below (RILL_CUDA_ATTENTION=cores).
