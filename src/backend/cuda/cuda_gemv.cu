@@ -313,6 +313,14 @@ static int gemv_depth(int rows, int64_t n_out, int64_t words_per_lane) {
     return rows == 4 && depth > 2 ? 2 : depth;
 }
 
+// The 4-bit GEMV splits each row's columns over 4 warps for matrices of fewer rows than this (and
+// 2048 columns or more), so that they still put warps on every SM: 2048 unless
+// RILL_CUDA_GEMV_SPLIT_BELOW says (for measuring).
+static int64_t gemv_split_below(void) {
+    const char *e = getenv("RILL_CUDA_GEMV_SPLIT_BELOW");
+    return e ? atoll(e) : 2048;
+}
+
 // RILL_CUDA_GEMV=float keeps 4-bit weights on the f32 path (for measuring one against the other).
 static bool float_only(void) {
     const char *e = getenv("RILL_CUDA_GEMV");
@@ -378,7 +386,8 @@ template <typename TX> static void gemv_q4(rill_stream *s, rill_tensor *out, con
     // warps per row: enough rows x warps to fill the SMs several times over (H100/H200: 132 SMs)
     // measured (H200): 1024 x 4096 10.0 -> 8.8 us with 4; a split of 2 made 4096 x 14336 slower (16.2 ->
     // 19.6 us) and SmolLM2 (576-1536 columns) lost 10% with 4. Large matrices: 2 or 4 rows per warp.
-    int split = w->rows < 2048 && w->cols >= 2048 ? 4 : 1, rows = w->rows >= 2048 ? gemv_rows(nt) : 1;
+    int split = w->rows < gemv_split_below() && w->cols >= 2048 ? 4 : 1;
+    int rows = split == 1 && w->rows >= 2048 ? gemv_rows(nt) : 1;
     int depth = nt == 1 ? gemv_depth(rows, w->rows, (w->cols / 32 + 32 * split - 1) / (32 * split)) : 1;
     unsigned per_block = (unsigned)(GEMV_WARPS / split * rows);
     unsigned g = (unsigned)((w->rows + per_block - 1) / per_block);
