@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/env_switch.h"
 #include "model/model.h"
 
 typedef struct {
@@ -228,11 +229,7 @@ void decoder_release_scratch(rill_model *m) {
 // RILL_FUSE_ADD=0 keeps the residual add and the norm after it apart; read once per process.
 static bool fuse_add_allowed(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("RILL_FUSE_ADD");
-        on = !(e && !strcmp(e, "0"));
-    }
-    return on != 0;
+    return env_switch_on("RILL_FUSE_ADD", &on);
 }
 
 // h = rmsnorm(x), after x += r when r is given (the residual add fused into the norm); then, when w
@@ -346,24 +343,30 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
         if (L->post_attn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_attn_norm, eps, add1);
         if (!fuse_add) op->add(s, &a.x, &a.x, &a.o);
         bool stacked_gu = !L->moe && L->gate_up.rows;
-        norm_then(op, s, &a.h, &a.x, fuse_add ? &a.o : NULL, L->ffn_norm, eps, add1, stacked_gu ? &a.gu : NULL,
-                  stacked_gu ? &L->gate_up : NULL);
-        if (L->moe)
-            moe_mlp(m, s, L, &a, act);
-        else {
-            rill_tensor g = a.g, u = a.u;
-            if (stacked_gu) { // (its matmul ran with the norm)
-                g = rill_tensor_cols(&a.gu, 0, a.g.cols);
-                u = rill_tensor_cols(&a.gu, a.g.cols, a.g.cols);
-            } else {
-                op->matmul(s, &g, &a.h, &L->gate);
-                op->matmul(s, &u, &a.h, &L->up);
-            }
-            if (op->act_matmul) // (the backend may quantize act(g) * u for the matmul as it computes it)
-                op->act_matmul(s, &a.o, &g, &u, act, &L->down);
+        if (stacked_gu && op->norm_matmul_act) { // act(gate) * up with the norm and the matmul (maybe never stored)
+            op->norm_matmul_act(s, &a.g, &a.gu, &a.h, &a.x, fuse_add ? &a.o : NULL, L->ffn_norm, eps, add1, &L->gate_up,
+                                act);
+            op->matmul(s, &a.o, &a.g, &L->down);
+        } else {
+            norm_then(op, s, &a.h, &a.x, fuse_add ? &a.o : NULL, L->ffn_norm, eps, add1, stacked_gu ? &a.gu : NULL,
+                      stacked_gu ? &L->gate_up : NULL);
+            if (L->moe)
+                moe_mlp(m, s, L, &a, act);
             else {
-                op->act_mul(s, &a.g, &g, &u, act);
-                op->matmul(s, &a.o, &a.g, &L->down);
+                rill_tensor g = a.g, u = a.u;
+                if (stacked_gu) { // (its matmul ran with the norm)
+                    g = rill_tensor_cols(&a.gu, 0, a.g.cols);
+                    u = rill_tensor_cols(&a.gu, a.g.cols, a.g.cols);
+                } else {
+                    op->matmul(s, &g, &a.h, &L->gate);
+                    op->matmul(s, &u, &a.h, &L->up);
+                }
+                if (op->act_matmul) // (the backend may quantize act(g) * u for the matmul as it computes it)
+                    op->act_matmul(s, &a.o, &g, &u, act, &L->down);
+                else {
+                    op->act_mul(s, &a.g, &g, &u, act);
+                    op->matmul(s, &a.o, &a.g, &L->down);
+                }
             }
         }
         if (L->post_ffn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_ffn_norm, eps, add1);

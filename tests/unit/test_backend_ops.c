@@ -299,6 +299,16 @@ static void test_add_rmsnorm(void **state) {
 static const wkind fused_kinds[] = {
     {4, 32, DTYPE_F16}, {4, 64, DTYPE_BF16}, {4, 128, DTYPE_F32}, {8, 64, DTYPE_BF16}, {0, 0, DTYPE_F16}};
 
+// Frees what a fused-norm case made: the norm weights (host and device) and its four tensors.
+static void drop_norm_case(float *nw, float *nwd, pair *x, pair *r, pair *h, pair *out) {
+    free(nw);
+    be->ops->free(be, nwd);
+    drop(x);
+    drop(r);
+    drop(h);
+    drop(out);
+}
+
 // norm_matmul against add_rmsnorm (or rmsnorm) then matmul: h, the updated residual x and out.
 static void test_norm_matmul(void **state) {
     if (!be->ops->norm_matmul) {
@@ -327,14 +337,49 @@ static void test_norm_matmul(void **state) {
                 CHECK(&h, "norm_matmul norm, %lld tokens, residual %d", (long long)n, with_r);
                 CHECK(&out, "norm_matmul bits %d group %d %s, %lld x %lld x %lld, residual %d, bias %d", wk->bits,
                       wk->group, dtype_name(wk->dt), (long long)n, (long long)cols, (long long)n_out, with_r, bias);
-                free(nw);
-                be->ops->free(be, nwd);
-                drop(&x);
-                drop(&r);
-                drop(&h);
-                drop(&out);
+                drop_norm_case(nw, nwd, &x, &r, &h, &out);
                 drop_weight(&w);
             }
+}
+
+// norm_matmul_act against add_rmsnorm (or rmsnorm), matmul over the stacked gate/up weight, then
+// act_mul of its halves: h, the updated residual x and out (gu is scratch and not checked).
+static void test_norm_matmul_act(void **state) {
+    if (!be->ops->norm_matmul_act) {
+        print_message("%s: no norm_matmul_act (the decoder runs the ops)\n", be_name);
+        return;
+    }
+    static const int64_t toks[] = {1, 3};
+    for (size_t k = 0; k < N_OF(fused_kinds); k++)
+        for (size_t t = 0; t < N_OF(toks); t++) {
+            const wkind *wk = &fused_kinds[k];
+            rill_act act = (k + t) % 2 ? ACT_GELU_TANH : ACT_SILU;
+            bool with_r = k % 2, add_one = t % 2, bias = (k + t) % 2;
+            int64_t n = toks[t], cols = k % 2 ? 576 : 1024, ffn = 40 + (int64_t)(test_rand_u64() % 90);
+            wpair w = make_weight(2 * ffn, cols, wk->bits, wk->group, wk->dt, bias);
+            pair x = make(be->act_dtype, n, cols, 3.0f), r = make(be->act_dtype, n, cols, 1.0f);
+            pair h = make_out(be->act_dtype, n, cols), out = make_out(be->act_dtype, n, ffn);
+            pair gu = make_out(be->act_dtype, n, 2 * ffn);
+            float *nw = fill_scalars(DTYPE_F32, (size_t)cols, -1.0f, 2.0f);
+            float *nwd = dev_copy(nw, (size_t)cols * 4);
+            be->ops->norm_matmul_act(st, &out.dev, &gu.dev, &h.dev, &x.dev, with_r ? &r.dev : NULL, nwd, 1e-6f, add_one,
+                                     &w.dev, act);
+            if (with_r)
+                ref_add_rmsnorm(&h.host, &x.host, &r.host, nw, 1e-6f, add_one);
+            else
+                ref_rmsnorm(&h.host, &x.host, nw, 1e-6f, add_one);
+            ref_matmul(&gu.host, &h.host, &w.host);
+            rill_tensor hg = rill_tensor_cols(&gu.host, 0, ffn), hu = rill_tensor_cols(&gu.host, ffn, ffn);
+            ref_act_mul(&out.host, &hg, &hu, act);
+            CHECK(&x, "norm_matmul_act residual, %lld tokens, residual %d", (long long)n, with_r);
+            CHECK(&h, "norm_matmul_act norm, %lld tokens, residual %d", (long long)n, with_r);
+            CHECK(&out, "norm_matmul_act %s bits %d group %d %s, %lld x %lld x 2 x %lld, residual %d, bias %d",
+                  act == ACT_SILU ? "silu" : "gelu_tanh", wk->bits, wk->group, dtype_name(wk->dt), (long long)n,
+                  (long long)cols, (long long)ffn, with_r, bias);
+            drop_norm_case(nw, nwd, &x, &r, &h, &out);
+            drop(&gu);
+            drop_weight(&w);
+        }
 }
 
 // act_matmul against act_mul then matmul, with gate and up the two halves of one tensor (as the
@@ -866,6 +911,7 @@ int main(void) {
             cmocka_unit_test_prestate_setup_teardown(test_add_rmsnorm, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_norm_matmul, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_act_matmul, setup, teardown, &name),
+            cmocka_unit_test_prestate_setup_teardown(test_norm_matmul_act, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_rope, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_attention, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_attention_q, setup, teardown, &name),

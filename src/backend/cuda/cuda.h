@@ -112,6 +112,8 @@ void cuda_quantize_x(rill_stream *s, const cuda_qx *q, const rill_tensor *x);
 void cuda_quantize_act(rill_stream *s, const cuda_qx *q, const rill_tensor *gate, const rill_tensor *up, rill_act act);
 // out [n_tok][w.rows] = x . W^T (+ bias) from x quantized in q (n_tok = out->rows); w fits (above).
 void cuda_gemv_q4(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w);
+// out [1][w.rows / 2] = act(gate) * up, the two halves of the GEMV over w (gate rows, then up rows).
+void cuda_gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w, rill_act act);
 // add_rmsnorm (rmsnorm when r is NULL) that also writes h quantized into q (cuda_rmsnorm.cu); false,
 // with nothing launched, when the rows do not fit its 8-wide kernel (then run the op apart).
 bool cuda_norm_quantize(rill_stream *s, rill_tensor *h, rill_tensor *x, const rill_tensor *r, const float *w, float eps,
@@ -119,6 +121,9 @@ bool cuda_norm_quantize(rill_stream *s, rill_tensor *h, rill_tensor *x, const ri
 // The ops with the matmul after them fused in (cuda_matmul_fused.c; backend.h says what they compute).
 void cuda_norm_matmul(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
                       const float *norm_w, float eps, bool add_one, const rill_weight *w);
+void cuda_norm_matmul_act(rill_stream *s, rill_tensor *out, rill_tensor *gu, rill_tensor *h, rill_tensor *x,
+                          const rill_tensor *r, const float *norm_w, float eps, bool add_one, const rill_weight *w,
+                          rill_act act);
 void cuda_act_matmul(rill_stream *s, rill_tensor *out, rill_tensor *gate, const rill_tensor *up, rill_act act,
                      const rill_weight *w);
 // Rows [r0, r0 + n) of W dequantized to dt (the activation dtype): dst [n][w->cols].

@@ -202,6 +202,7 @@ static const rill_backend_ops cuda_ops = {
     .add_rmsnorm = cuda_add_rmsnorm,
     .norm_matmul = cuda_norm_matmul,
     .act_matmul = cuda_act_matmul,
+    .norm_matmul_act = cuda_norm_matmul_act,
     .rope = cuda_rope,
     .attention = cuda_attention,
     .attention_q = cuda_attention_q,

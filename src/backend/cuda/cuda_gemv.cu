@@ -125,7 +125,9 @@ constexpr int q4_min_blocks(int rows, int maxt, int d) {
 // the most tokens (1 for plain decode, which frees the registers of the other seven). D: 16-byte
 // words per row and lane in flight (a ring: a word's slot is refilled with the word D steps ahead
 // before the word is used); the first D are loaded before pdl_wait, overlapping the kernel before.
-template <typename TX, typename TS, int SPLIT, int ROWS, int MAXT, int D>
+// ACT >= 0 (with SPLIT 1, ROWS 2, MAXT 1): a warp's two rows are gate row p and up row p + n_out / 2
+// of a stacked gate/up weight, and it writes out[p] = act(gate) * up, each rounded as act_mul rounds.
+template <typename TX, typename TS, int SPLIT, int ROWS, int MAXT, int D, int ACT = -1>
 __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
     gemv_q4_dp4a_kernel(TX *out, int64_t so, const uint4 *xq, const float *xs, const float *xsum, const uint4 *packed,
                         const TS *scales, const TS *biases, const float *bias, int64_t n_out, int64_t n_in, int gs,
@@ -136,10 +138,12 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
     int64_t n_vec = n_in / 32, groups = n_in / gs, plane2 = 2 * n_vec * n_tok; // uint4 offset of plane 2
     int gsh = __ffs(gs) - 1;
     bool gs_pow2 = (gs & (gs - 1)) == 0;
+    static_assert(ACT < 0 || (SPLIT == 1 && ROWS == 2 && MAXT == 1), "act(gate) * up takes a row pair per warp");
+    const int64_t pair = (int64_t)blockIdx.x * GEMV_WARPS + warp, half = n_out / 2; // (ACT >= 0)
     int64_t rows[ROWS]; // clamped: a row past the end is computed and dropped (it stays for the barrier)
 #pragma unroll
     for (int r = 0; r < ROWS; r++)
-        rows[r] = row0 + r < n_out ? row0 + r : n_out - 1;
+        rows[r] = ACT >= 0 ? (pair < half ? pair : half - 1) + r * half : row0 + r < n_out ? row0 + r : n_out - 1;
     float acc[ROWS][MAXT];
 #pragma unroll
     for (int r = 0; r < ROWS; r++)
@@ -198,27 +202,37 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
             }
         }
     }
-#pragma unroll
-    for (int r = 0; r < ROWS; r++) {
-        bool live = row0 + r < n_out;
-#pragma unroll
-        for (int t = 0; t < MAXT; t++) {
-            if (t >= n_tok) break;
-            float x = warp_sum(acc[r][t]);
-            if (SPLIT == 1) {
-                if (lane == 0 && live) out[t * so + rows[r]] = from_f32<TX>(x + (bias ? bias[rows[r]] : 0.0f));
-            } else if (lane == 0)
-                part[warp][t] = x;
+    if constexpr (ACT >= 0) {
+        constexpr int A = ACT < 0 ? 0 : ACT;
+        float g = warp_sum(acc[0][0]), u = warp_sum(acc[ROWS - 1][0]);
+        if (lane == 0 && pair < half) {
+            g = to_f32(from_f32<TX>(g + (bias ? bias[rows[0]] : 0.0f)));
+            u = to_f32(from_f32<TX>(u + (bias ? bias[rows[ROWS - 1]] : 0.0f)));
+            out[pair] = from_f32<TX>(act_times<A>(g, u));
         }
-    }
-    if (SPLIT == 1) return;
-    __syncthreads(); // (SPLIT > 1 comes with ROWS 1)
-    if (share == 0 && lane < n_tok && row0 < n_out) {
-        float x = 0.0f;
+    } else {
 #pragma unroll
-        for (int k = 0; k < SPLIT; k++)
-            x += part[warp + k][lane];
-        out[lane * so + row0] = from_f32<TX>(x + (bias ? bias[row0] : 0.0f));
+        for (int r = 0; r < ROWS; r++) {
+            bool live = row0 + r < n_out;
+#pragma unroll
+            for (int t = 0; t < MAXT; t++) {
+                if (t >= n_tok) break;
+                float x = warp_sum(acc[r][t]);
+                if (SPLIT == 1) {
+                    if (lane == 0 && live) out[t * so + rows[r]] = from_f32<TX>(x + (bias ? bias[rows[r]] : 0.0f));
+                } else if (lane == 0)
+                    part[warp][t] = x;
+            }
+        }
+        if (SPLIT == 1) return;
+        __syncthreads(); // (SPLIT > 1 comes with ROWS 1)
+        if (share == 0 && lane < n_tok && row0 < n_out) {
+            float x = 0.0f;
+#pragma unroll
+            for (int k = 0; k < SPLIT; k++)
+                x += part[warp + k][lane];
+            out[lane * so + row0] = from_f32<TX>(x + (bias ? bias[row0] : 0.0f));
+        }
     }
 }
 
@@ -464,6 +478,37 @@ static void gemv_typed(rill_stream *s, rill_tensor *out, const rill_tensor *x, c
         cuda_launch_pdl(s, gemv_generic_kernel<TX>, grid, block, 0, o, out->stride, xp, x->stride, *w, nt);
     }
     cuda_launched(s, "matmul (gemv)");
+}
+
+// out [1][w.rows / 2] = act(gate) * up for one token, gate and up the halves of the 4-bit GEMV over
+// w from x quantized in q: a warp per (gate row, up row) pair (gemv_q4_dp4a_kernel with ACT).
+template <typename TX, int ACT>
+static void gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {
+    int64_t half = w->rows / 2;
+    unsigned g = (unsigned)((half + GEMV_WARPS - 1) / GEMV_WARPS);
+    int depth = gemv_depth(2, w->rows, (w->cols / 32 + 31) / 32);
+#define Q4_ACT_LAUNCH(D)                                                                                               \
+    CUDA_DISPATCH(s, "norm_matmul_act", w->dtype, TS,                                                                  \
+                  cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, 1, 2, 1, D, ACT>, g, GEMV_WARPS * 32, 0,              \
+                                  (TX *)out->data, out->stride, (const uint4 *)q->codes, (const float *)q->scale,      \
+                                  (const float *)q->sum, (const uint4 *)w->packed, (const TS *)w->scales,              \
+                                  (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols, w->group_size, 1))
+    if (depth == 4)
+        Q4_ACT_LAUNCH(4);
+    else if (depth == 2)
+        Q4_ACT_LAUNCH(2);
+    else
+        Q4_ACT_LAUNCH(1);
+#undef Q4_ACT_LAUNCH
+    cuda_launched(s, "norm_matmul_act (gemv)");
+}
+
+extern "C" void cuda_gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
+                                 rill_act act) {
+    if (out->dtype == DTYPE_BF16)
+        act == ACT_SILU ? gemv_q4_act<bf16, ACT_SILU>(s, out, q, w) : gemv_q4_act<bf16, ACT_GELU_TANH>(s, out, q, w);
+    else
+        act == ACT_SILU ? gemv_q4_act<f16, ACT_SILU>(s, out, q, w) : gemv_q4_act<f16, ACT_GELU_TANH>(s, out, q, w);
 }
 
 extern "C" void cuda_gemv_q4(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {

@@ -8,14 +8,11 @@
 #include <string.h>
 
 #include "backend/cuda/cuda.h"
+#include "base/env_switch.h"
 
 static bool fuse_allowed(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("RILL_CUDA_FUSE_QX");
-        on = !(e && !strcmp(e, "0"));
-    }
-    return on != 0;
+    return env_switch_on("RILL_CUDA_FUSE_QX", &on);
 }
 
 // out [n][w.rows] = x [n][w.cols] . W^T, with x in the activation dtype, taken by the 4-bit GEMV.
@@ -39,6 +36,33 @@ void cuda_norm_matmul(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_ten
     else
         cuda_rmsnorm(s, h, x, norm_w, eps, add_one);
     if (s->status == RILL_OK) cuda_matmul(s, out, h, w);
+}
+
+// RILL_CUDA_PAIR_ACT=0 keeps norm_matmul_act as norm_matmul then act_mul (to measure).
+static bool pair_act_allowed(void) {
+    static int on = -1;
+    return env_switch_on("RILL_CUDA_PAIR_ACT", &on);
+}
+
+// For one token on 4-bit weights: the norm writes x quantized, and the GEMV's warps each take a gate
+// row and its up row and write act(gate) * up (gu stays unwritten); else norm_matmul into gu, then
+// act_mul.
+void cuda_norm_matmul_act(rill_stream *s, rill_tensor *out, rill_tensor *gu, rill_tensor *h, rill_tensor *x,
+                          const rill_tensor *r, const float *norm_w, float eps, bool add_one, const rill_weight *w,
+                          rill_act act) {
+    int64_t ffn = w->rows / 2;
+    if (x->rows == 1 && pair_act_allowed() && w->rows % 2 == 0 && out->rows == 1 && out->cols == ffn &&
+        gemv_q4_takes(gu, x, w)) {
+        cuda_qx q;
+        if (!cuda_qx_scratch(s, 1, x->cols, &q, "norm_matmul_act")) return;
+        if (cuda_norm_quantize(s, h, x, r, norm_w, eps, add_one, &q)) {
+            if (s->status == RILL_OK) cuda_gemv_q4_act(s, out, &q, w, act);
+            return;
+        }
+    }
+    cuda_norm_matmul(s, gu, h, x, r, norm_w, eps, add_one, w);
+    rill_tensor g = rill_tensor_cols(gu, 0, ffn), u = rill_tensor_cols(gu, ffn, ffn);
+    if (s->status == RILL_OK) cuda_act_mul(s, out, &g, &u, act);
 }
 
 void cuda_act_matmul(rill_stream *s, rill_tensor *out, rill_tensor *gate, const rill_tensor *up, rill_act act,
