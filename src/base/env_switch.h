@@ -4,5 +4,13 @@
 #pragma once
 #include <stdbool.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // Whether `name` is not set to "0"; *state: -1 until the first call, then the answer.
 bool env_switch_on(const char *name, int *state);
+
+#ifdef __cplusplus
+}
+#endif
