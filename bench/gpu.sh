@@ -19,17 +19,8 @@ cd "$(dirname "$0")/.."
 T0=$(date +%s)
 stamp() { echo "[gpu.sh +$(($(date +%s) - T0))s] $*"; }
 
-# 1. packages the image lacks; a package already installed there is left alone
-for f in .debs/*.deb; do
-    [ -e "$f" ] || continue
-    pkg=$(basename "$f" | cut -d_ -f1)
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' && continue
-    dpkg -x "$f" /
-done
-for l in /usr/lib/x86_64-linux-gnu/lib{jansson,cmocka,pcre2-8,utf8proc}.so; do # -dev links to our libs
-    [ -e "$l" ] || ln -sf "$(ls "$l".[0-9]* 2>/dev/null | head -1)" "$l"
-done
-ldconfig
+# 1. packages the image lacks, and the CMake generator (GEN)
+. bench/gpu_setup.sh
 stamp "packages ready"
 
 # 2. the card
@@ -41,8 +32,6 @@ stamp "packages ready"
 cat /tmp/rill-card.txt
 
 # 3. build (only what the checks need, so a half-written file elsewhere cannot stop them)
-GEN=""
-command -v ninja > /dev/null && GEN="-G Ninja"
 if ! { cmake -S . -B build-gpu $GEN -DRILL_WERROR=ON -DRILL_CUDA=ON &&
        cmake --build build-gpu -j 16 --target test_backend_ops test_cuda test_cuda_model rill-cli; } > "$OUT/build.log" 2>&1; then
     tail -40 "$OUT/build.log"

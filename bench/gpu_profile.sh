@@ -11,20 +11,9 @@ set -u
 OUT=${OUT:-/tmp/rill-profile-out}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
-for f in .debs/*.deb; do # packages the image lacks (as gpu.sh)
-    [ -e "$f" ] || continue
-    pkg=$(basename "$f" | cut -d_ -f1)
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' && continue
-    dpkg -x "$f" /
-done
-for l in /usr/lib/x86_64-linux-gnu/lib{jansson,cmocka,pcre2-8,utf8proc}.so; do
-    [ -e "$l" ] || ln -sf "$(ls "$l".[0-9]* 2>/dev/null | head -1)" "$l"
-done
-ldconfig
+. bench/gpu_setup.sh
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 [ -n "$NCU" ] || { echo "gpu_profile.sh: no ncu on this machine"; exit 1; }
-GEN=""
-command -v ninja > /dev/null && GEN="-G Ninja"
 { cmake -S . -B build-gpu $GEN -DRILL_CUDA=ON && cmake --build build-gpu -j 16 --target rill-cli; } > "$OUT/build.log" 2>&1 ||
     { tail -30 "$OUT/build.log"; exit 1; }
 RILL=build-gpu/bin/rill

@@ -10,16 +10,7 @@ shift $((OPTIND - 1))
 VAR=$1
 shift
 cd "$(dirname "$0")/.."
-for f in .debs/*.deb; do
-    [ -e "$f" ] || continue
-    dpkg-query -W -f='${Status}' "$(basename "$f" | cut -d_ -f1)" 2>/dev/null | grep -q 'ok installed' || dpkg -x "$f" /
-done
-for l in /usr/lib/x86_64-linux-gnu/lib{jansson,cmocka,pcre2-8,utf8proc}.so; do
-    [ -e "$l" ] || ln -sf "$(ls "$l".[0-9]* 2>/dev/null | head -1)" "$l"
-done
-ldconfig
-GEN=""
-command -v ninja > /dev/null && GEN="-G Ninja"
+. bench/gpu_setup.sh
 { cmake -S . -B build-gpu $GEN -DRILL_CUDA=ON && cmake --build build-gpu -j 16 --target rill-cli; } > /tmp/sweep-build.log 2>&1 ||
     { tail -30 /tmp/sweep-build.log; exit 1; }
 RILL=build-gpu/bin/rill

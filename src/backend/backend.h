@@ -159,12 +159,13 @@ typedef struct rill_backend_ops {
     // then matmul(out, h, w). h is written too; out, h, x and r may not alias.
     void (*norm_matmul)(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
                         const float *norm_w, float eps, bool add_one, const rill_weight *w);
-    // norm_matmul_act: norm_matmul(gu, h, x, r, norm_w, eps, add_one, w) with w's rows the gate rows
-    // then the up rows ([2 ffn][cols]), then out [n][ffn] = act(gate) * up as act_mul computes it; gu
-    // [n][2 ffn] may be left unwritten (a backend may compute out without storing it).
-    void (*norm_matmul_act)(rill_stream *s, rill_tensor *out, rill_tensor *gu, rill_tensor *h, rill_tensor *x,
-                            const rill_tensor *r, const float *norm_w, float eps, bool add_one, const rill_weight *w,
-                            rill_act act);
+    // norm_matmul_act: the norm of norm_matmul (h and x written as there), then out [n][ffn] =
+    // act(h . gate^T) * (h . up^T) as act_mul computes it, w's rows the gate rows then the up rows
+    // ([2 ffn][cols]); gate and up need never be stored. Returns false, having issued nothing, where
+    // the backend has no such path for these shapes and formats: the caller then runs norm_matmul
+    // and act_matmul.
+    bool (*norm_matmul_act)(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
+                            const float *norm_w, float eps, bool add_one, const rill_weight *w, rill_act act);
     // act_matmul: matmul(out, act(gate) * up, w). gate may be overwritten (with act(gate) * up).
     void (*act_matmul)(rill_stream *s, rill_tensor *out, rill_tensor *gate, const rill_tensor *up, rill_act act,
                        const rill_weight *w);

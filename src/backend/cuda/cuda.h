@@ -121,9 +121,8 @@ bool cuda_norm_quantize(rill_stream *s, rill_tensor *h, rill_tensor *x, const ri
 // The ops with the matmul after them fused in (cuda_matmul_fused.c; backend.h says what they compute).
 void cuda_norm_matmul(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
                       const float *norm_w, float eps, bool add_one, const rill_weight *w);
-void cuda_norm_matmul_act(rill_stream *s, rill_tensor *out, rill_tensor *gu, rill_tensor *h, rill_tensor *x,
-                          const rill_tensor *r, const float *norm_w, float eps, bool add_one, const rill_weight *w,
-                          rill_act act);
+bool cuda_norm_matmul_act(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
+                          const float *norm_w, float eps, bool add_one, const rill_weight *w, rill_act act);
 void cuda_act_matmul(rill_stream *s, rill_tensor *out, rill_tensor *gate, const rill_tensor *up, rill_act act,
                      const rill_weight *w);
 // Rows [r0, r0 + n) of W dequantized to dt (the activation dtype): dst [n][w->cols].

@@ -137,6 +137,9 @@ __device__ __forceinline__ void qx_codes(float v, float amax, int &q1, int &q2) 
         }                                                                                                              \
     } while (0)
 
+// Whether p is 16-byte aligned (the vector loads and stores need it).
+static inline bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
 // After a launch: records a launch failure of `op`.
 static inline bool cuda_launched(rill_stream *s, const char *op) { return cuda_ok(s, cudaGetLastError(), op); }
 

@@ -203,12 +203,11 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
         }
     }
     if constexpr (ACT >= 0) {
-        constexpr int A = ACT < 0 ? 0 : ACT;
         float g = warp_sum(acc[0][0]), u = warp_sum(acc[ROWS - 1][0]);
         if (lane == 0 && pair < half) {
             g = to_f32(from_f32<TX>(g + (bias ? bias[rows[0]] : 0.0f)));
             u = to_f32(from_f32<TX>(u + (bias ? bias[rows[ROWS - 1]] : 0.0f)));
-            out[pair] = from_f32<TX>(act_times<A>(g, u));
+            out[pair] = from_f32<TX>(act_times<ACT>(g, u));
         }
     } else {
 #pragma unroll
@@ -300,8 +299,6 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         if (lane == 0) out[t * so + row] = from_f32<TX>(r + (w.bias ? w.bias[row] : 0.0f));
     }
 }
-
-static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 // Rows per warp of the 4-bit GEMV on matrices of 2048 rows or more: 2 for one token, 4 for more
 // (H200, Llama-3-8B layer per token: 56.5 us with 2, 57.2 with 4, 69.4 with 1; 8 tokens of 14336 x

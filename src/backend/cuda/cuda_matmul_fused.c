@@ -38,31 +38,26 @@ void cuda_norm_matmul(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_ten
     if (s->status == RILL_OK) cuda_matmul(s, out, h, w);
 }
 
-// RILL_CUDA_PAIR_ACT=0 keeps norm_matmul_act as norm_matmul then act_mul (to measure).
+// RILL_CUDA_PAIR_ACT=0 declines every norm_matmul_act, so the decoder runs norm_matmul and
+// act_matmul (to measure).
 static bool pair_act_allowed(void) {
     static int on = -1;
     return env_switch_on("RILL_CUDA_PAIR_ACT", &on);
 }
 
-// For one token on 4-bit weights: the norm writes x quantized, and the GEMV's warps each take a gate
-// row and its up row and write act(gate) * up (gu stays unwritten); else norm_matmul into gu, then
-// act_mul.
-void cuda_norm_matmul_act(rill_stream *s, rill_tensor *out, rill_tensor *gu, rill_tensor *h, rill_tensor *x,
-                          const rill_tensor *r, const float *norm_w, float eps, bool add_one, const rill_weight *w,
-                          rill_act act) {
-    int64_t ffn = w->rows / 2;
-    if (x->rows == 1 && pair_act_allowed() && w->rows % 2 == 0 && out->rows == 1 && out->cols == ffn &&
-        gemv_q4_takes(gu, x, w)) {
-        cuda_qx q;
-        if (!cuda_qx_scratch(s, 1, x->cols, &q, "norm_matmul_act")) return;
-        if (cuda_norm_quantize(s, h, x, r, norm_w, eps, add_one, &q)) {
-            if (s->status == RILL_OK) cuda_gemv_q4_act(s, out, &q, w, act);
-            return;
-        }
-    }
-    cuda_norm_matmul(s, gu, h, x, r, norm_w, eps, add_one, w);
-    rill_tensor g = rill_tensor_cols(gu, 0, ffn), u = rill_tensor_cols(gu, ffn, ffn);
-    if (s->status == RILL_OK) cuda_act_mul(s, out, &g, &u, act);
+// One token on 4-bit weights: the norm writes x quantized, and the GEMV's warps each take a gate row
+// and its up row and write act(gate) * up (gate and up are never stored). Anything else: false.
+bool cuda_norm_matmul_act(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
+                          const float *norm_w, float eps, bool add_one, const rill_weight *w, rill_act act) {
+    rill_tensor gu = {x->dtype, 1, w->rows, w->rows, NULL}; // (the shape the GEMV would write)
+    if (!(x->rows == 1 && pair_act_allowed() && w->rows % 2 == 0 && out->rows == 1 && out->cols == w->rows / 2 &&
+          out->dtype == x->dtype && gemv_q4_takes(&gu, x, w)))
+        return false;
+    cuda_qx q;
+    if (!cuda_qx_scratch(s, 1, x->cols, &q, "norm_matmul_act")) return true; // (the stream holds the error)
+    if (!cuda_norm_quantize(s, h, x, r, norm_w, eps, add_one, &q)) return false;
+    if (s->status == RILL_OK) cuda_gemv_q4_act(s, out, &q, w, act);
+    return true;
 }
 
 void cuda_act_matmul(rill_stream *s, rill_tensor *out, rill_tensor *gate, const rill_tensor *up, rill_act act,

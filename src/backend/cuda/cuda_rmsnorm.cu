@@ -146,8 +146,6 @@ __global__ void rmsnorm8_kernel(T *out, int64_t so, T *x, int64_t sx, const T *r
     }
 }
 
-static bool aligned16(const float *w) { return ((uintptr_t)w & 15) == 0; }
-
 static bool rows16(const rill_tensor *t) {
     return t->dtype != DTYPE_F32 && ((uintptr_t)t->data & 15) == 0 && t->stride % 8 == 0 && t->cols % 8 == 0 &&
            t->cols < 0x7fffffff;
