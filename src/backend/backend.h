@@ -159,13 +159,16 @@ typedef struct rill_backend_ops {
     // then matmul(out, h, w). h is written too; out, h, x and r may not alias.
     void (*norm_matmul)(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
                         const float *norm_w, float eps, bool add_one, const rill_weight *w);
-    // norm_matmul_act: the norm of norm_matmul (h and x written as there), then out [n][ffn] =
-    // act(h . gate^T) * (h . up^T) as act_mul computes it, w's rows the gate rows then the up rows
-    // ([2 ffn][cols]); gate and up need never be stored. Returns false, having issued nothing, where
-    // the backend has no such path for these shapes and formats: the caller then runs norm_matmul
-    // and act_matmul.
-    bool (*norm_matmul_act)(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
-                            const float *norm_w, float eps, bool add_one, const rill_weight *w, rill_act act);
+    // norm_mlp: the norm of norm_matmul (h and x written as there), then the MLP after it:
+    // g [n][ffn] = act(h . gate^T) * (h . up^T) as act_mul computes it, gate_up's rows the gate rows
+    // then the up rows ([2 ffn][cols]), and out [n][down.rows] = matmul(g, down). gate and up need
+    // never be stored; g is written but may be rounded for down as act_matmul's matmul rounds it.
+    // out may be r (it is written last); no other two alias.
+    // Returns false, having issued nothing, where the backend has no such path for these shapes and
+    // formats: the caller then runs norm_matmul and act_matmul.
+    bool (*norm_mlp)(rill_stream *s, rill_tensor *out, rill_tensor *g, rill_tensor *h, rill_tensor *x,
+                     const rill_tensor *r, const float *norm_w, float eps, bool add_one, const rill_weight *gate_up,
+                     rill_act act, const rill_weight *down);
     // act_matmul: matmul(out, act(gate) * up, w). gate may be overwritten (with act(gate) * up).
     void (*act_matmul)(rill_stream *s, rill_tensor *out, rill_tensor *gate, const rill_tensor *up, rill_act act,
                        const rill_weight *w);

@@ -343,11 +343,11 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
         if (L->post_attn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_attn_norm, eps, add1);
         if (!fuse_add) op->add(s, &a.x, &a.x, &a.o);
         bool stacked_gu = !L->moe && L->gate_up.rows;
-        // act(gate) * up with the norm and the matmul where the backend takes it (gate and up maybe never stored)
-        if (stacked_gu && op->norm_matmul_act &&
-            op->norm_matmul_act(s, &a.g, &a.h, &a.x, fuse_add ? &a.o : NULL, L->ffn_norm, eps, add1, &L->gate_up, act))
-            op->matmul(s, &a.o, &a.g, &L->down);
-        else {
+        // the norm and the whole MLP in one op where the backend takes it (gate and up maybe never stored)
+        bool mlp_done = stacked_gu && op->norm_mlp &&
+                        op->norm_mlp(s, &a.o, &a.g, &a.h, &a.x, fuse_add ? &a.o : NULL, L->ffn_norm, eps, add1,
+                                     &L->gate_up, act, &L->down);
+        if (!mlp_done) {
             norm_then(op, s, &a.h, &a.x, fuse_add ? &a.o : NULL, L->ffn_norm, eps, add1, stacked_gu ? &a.gu : NULL,
                       stacked_gu ? &L->gate_up : NULL);
             if (L->moe)

@@ -104,6 +104,9 @@ typedef struct {
 } cuda_qx;
 // Whether the 4-bit GEMV takes n_tok rows of x in activation dtype dt for w.
 bool cuda_gemv_q4_fits(const rill_weight *w, rill_dtype dt, int64_t n_tok);
+// Whether matmul's GEMV would quantize such an x first (it fits, and the f32 GEMV does not pay): then
+// x written already quantized saves a launch.
+bool cuda_gemv_wants_qx(const rill_weight *w, rill_dtype dt, int64_t n_tok);
 // Scratch for n_tok x n_in values quantized (false: message and status set).
 bool cuda_qx_scratch(rill_stream *s, int64_t n_tok, int64_t n_in, cuda_qx *q, const char *op);
 // q = x [n_tok][n_in] quantized.
@@ -121,8 +124,9 @@ bool cuda_norm_quantize(rill_stream *s, rill_tensor *h, rill_tensor *x, const ri
 // The ops with the matmul after them fused in (cuda_matmul_fused.c; backend.h says what they compute).
 void cuda_norm_matmul(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
                       const float *norm_w, float eps, bool add_one, const rill_weight *w);
-bool cuda_norm_matmul_act(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
-                          const float *norm_w, float eps, bool add_one, const rill_weight *w, rill_act act);
+bool cuda_norm_mlp(rill_stream *s, rill_tensor *out, rill_tensor *g, rill_tensor *h, rill_tensor *x,
+                   const rill_tensor *r, const float *norm_w, float eps, bool add_one, const rill_weight *gate_up,
+                   rill_act act, const rill_weight *down);
 void cuda_act_matmul(rill_stream *s, rill_tensor *out, rill_tensor *gate, const rill_tensor *up, rill_act act,
                      const rill_weight *w);
 // Rows [r0, r0 + n) of W dequantized to dt (the activation dtype): dst [n][w->cols].

@@ -117,6 +117,19 @@ __device__ __forceinline__ void qx_codes(float v, float amax, int &q1, int &q2) 
     q2 = max(-127, min(127, q2));
 }
 
+// A warp stores block blk of x quantized as cuda_qx lays it out (cuda.h), lane i holding value i of
+// the block: its codes in both planes (all: the blocks in a plane), d / 254 and the exact sum.
+__device__ __forceinline__ void qx_store_warp(int8_t *xq, float *xs, float *xsum, int64_t blk, int64_t all, int lane,
+                                              float v) {
+    float amax = warp_max(fabsf(v)), sum = warp_sum(v);
+    int q1, q2;
+    qx_codes(v, amax, q1, q2);
+    int i = lane >> 3, k = lane & 7, at = (2 * i + (k & 1)) * 4 + (k >> 1); // (0,2,4,6),(1,3,5,7) per 8
+    xq[blk * 32 + at] = (int8_t)q1;
+    xq[(all + blk) * 32 + at] = (int8_t)q2;
+    if (lane == 0) xs[blk] = qx_scale(amax), xsum[blk] = sum;
+}
+
 // Runs the trailing statement with T bound to the element type of dtype dt; other dtypes are rejected.
 #define CUDA_DISPATCH(s, op, dt, T, ...)                                                                               \
     do {                                                                                                               \

@@ -89,13 +89,7 @@ __global__ void quant_x_kernel(int8_t *xq, float *xs, float *xsum, const TX *x, 
     int64_t t = blk / n_blk, b = blk % n_blk;
     float v = to_f32(x[t * sx + b * 32 + lane]);
     if (ACT >= 0) v = to_f32(from_f32<TX>(act_times<ACT>(v, to_f32(u[t * su + b * 32 + lane]))));
-    float amax = warp_max(fabsf(v)), sum = warp_sum(v);
-    int q1, q2;
-    qx_codes(v, amax, q1, q2);
-    int i = lane >> 3, k = lane & 7, at = (2 * i + (k & 1)) * 4 + (k >> 1);
-    xq[blk * 32 + at] = (int8_t)q1;
-    xq[(all + blk) * 32 + at] = (int8_t)q2;
-    if (lane == 0) xs[blk] = qx_scale(amax), xsum[blk] = sum;
+    qx_store_warp(xq, xs, xsum, blk, all, lane, v);
 }
 
 // The dp4a dot of 32 4-bit codes (lo/hi nibble words) with one plane of x codes at a, b.
@@ -351,6 +345,10 @@ static bool float_pays(const rill_weight *w, int nt) {
     return nt == 1 && w->rows * w->cols <= most;
 }
 
+extern "C" bool cuda_gemv_wants_qx(const rill_weight *w, rill_dtype dt, int64_t n_tok) {
+    return cuda_gemv_q4_fits(w, dt, n_tok) && !float_pays(w, (int)n_tok);
+}
+
 extern "C" bool cuda_gemv_q4_fits(const rill_weight *w, rill_dtype dt, int64_t n_tok) {
     return dt != DTYPE_F32 && n_tok >= 1 && n_tok <= CUDA_GEMV_MAX_TOK && w->kind == WEIGHT_AFFINE && w->bits == 4 &&
            w->group_size >= 32 && w->group_size % 32 == 0 && w->cols % 32 == 0 && aligned16(w->packed) &&
@@ -485,7 +483,7 @@ static void gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, cons
     unsigned g = (unsigned)((half + GEMV_WARPS - 1) / GEMV_WARPS);
     int depth = gemv_depth(2, w->rows, (w->cols / 32 + 31) / 32);
 #define Q4_ACT_LAUNCH(D)                                                                                               \
-    CUDA_DISPATCH(s, "norm_matmul_act", w->dtype, TS,                                                                  \
+    CUDA_DISPATCH(s, "norm_mlp", w->dtype, TS,                                                                         \
                   cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, 1, 2, 1, D, ACT>, g, GEMV_WARPS * 32, 0,              \
                                   (TX *)out->data, out->stride, (const uint4 *)q->codes, (const float *)q->scale,      \
                                   (const float *)q->sum, (const uint4 *)w->packed, (const TS *)w->scales,              \
@@ -497,7 +495,7 @@ static void gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, cons
     else
         Q4_ACT_LAUNCH(1);
 #undef Q4_ACT_LAUNCH
-    cuda_launched(s, "norm_matmul_act (gemv)");
+    cuda_launched(s, "norm_mlp (gemv)");
 }
 
 extern "C" void cuda_gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,

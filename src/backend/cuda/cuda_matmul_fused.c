@@ -1,8 +1,8 @@
 // cuda_matmul_fused.c: the norm (norm_matmul) and act_mul (act_matmul) ops with the matmul after
-// them. For a decode step on 4-bit weights the op before writes x already quantized for the GEMV
-// (cuda_qx), so the GEMV's own quantization launch goes: the norm quantizes the row it has just
-// normed, and act(gate) * up is quantized where it is computed, without being stored. Otherwise, or
-// with RILL_CUDA_FUSE_QX=0 (to measure), the two ops run apart.
+// them, and the whole MLP after its norm (norm_mlp). For a decode step on 4-bit weights the op
+// before writes x already quantized for the GEMV (cuda_qx), so the GEMV's own quantization launch
+// goes: the norm quantizes the row it has just normed, and act(gate) * up is quantized where it is
+// computed. Otherwise, or with RILL_CUDA_FUSE_QX=0 (to measure), the two ops run apart.
 #ifdef RILL_CUDA
 #include <stdlib.h>
 #include <string.h>
@@ -38,25 +38,40 @@ void cuda_norm_matmul(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_ten
     if (s->status == RILL_OK) cuda_matmul(s, out, h, w);
 }
 
-// RILL_CUDA_PAIR_ACT=0 declines every norm_matmul_act, so the decoder runs norm_matmul and
-// act_matmul (to measure).
-static bool pair_act_allowed(void) {
-    static int on = -1;
-    return env_switch_on("RILL_CUDA_PAIR_ACT", &on);
+// RILL_CUDA_PAIR_ACT=0 declines every norm_mlp, so the decoder runs norm_matmul and act_matmul;
+// RILL_CUDA_PAIR_ACT=always takes it for large down matrices too (both to measure).
+static int pair_act_mode(void) {
+    static int mode = -1;
+    if (mode < 0) {
+        const char *e = getenv("RILL_CUDA_PAIR_ACT");
+        mode = e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "always") ? 2 : 1;
+    }
+    return mode;
 }
 
-// One token on 4-bit weights: the norm writes x quantized, and the GEMV's warps each take a gate row
-// and its up row and write act(gate) * up (gate and up are never stored). Anything else: false.
-bool cuda_norm_matmul_act(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
-                          const float *norm_w, float eps, bool add_one, const rill_weight *w, rill_act act) {
-    rill_tensor gu = {x->dtype, 1, w->rows, w->rows, NULL}; // (the shape the GEMV would write)
-    if (!(x->rows == 1 && pair_act_allowed() && w->rows % 2 == 0 && out->rows == 1 && out->cols == w->rows / 2 &&
-          out->dtype == x->dtype && gemv_q4_takes(&gu, x, w)))
+// One token on 4-bit weights, where down's GEMV reads its x unquantized (the f32 GEMV of a small
+// matrix): the norm writes x quantized, the GEMV's warps each take a gate row and its up row and
+// write g = act(gate) * up (gate and up are never stored), and down reads g. That is one launch
+// fewer than norm_matmul + act_matmul (SmolLM2 +4-5%). Where down's GEMV would quantize g first, as
+// act_matmul's quantization does, the launches are as many and a warp's two rows lie far apart
+// (Llama-3-8B 467 -> 462 tok/s, H200), so it declines; also writing g quantized for down from the
+// gate/up GEMV (the last of 4 blocks to finish, told by an atomic ticket, quantizing 32 values)
+// cost every block a fence and an atomic: 462 -> 447. Anything else: false.
+bool cuda_norm_mlp(rill_stream *s, rill_tensor *out, rill_tensor *g, rill_tensor *h, rill_tensor *x,
+                   const rill_tensor *r, const float *norm_w, float eps, bool add_one, const rill_weight *gate_up,
+                   rill_act act, const rill_weight *down) {
+    int64_t ffn = gate_up->rows / 2;
+    int mode = pair_act_mode();
+    rill_tensor gu = {x->dtype, 1, gate_up->rows, gate_up->rows, NULL}; // (the shape the GEMV would write)
+    if (!(x->rows == 1 && mode && gate_up->rows % 2 == 0 && g->rows == 1 && g->cols == ffn && g->dtype == x->dtype &&
+          gemv_q4_takes(&gu, x, gate_up) && down->cols == ffn && out->rows == 1 && out->cols == down->rows &&
+          (mode == 2 || !cuda_gemv_wants_qx(down, g->dtype, 1))))
         return false;
     cuda_qx q;
-    if (!cuda_qx_scratch(s, 1, x->cols, &q, "norm_matmul_act")) return true; // (the stream holds the error)
+    if (!cuda_qx_scratch(s, 1, x->cols, &q, "norm_mlp")) return true; // (the stream holds the error)
     if (!cuda_norm_quantize(s, h, x, r, norm_w, eps, add_one, &q)) return false;
-    if (s->status == RILL_OK) cuda_gemv_q4_act(s, out, &q, w, act);
+    if (s->status == RILL_OK) cuda_gemv_q4_act(s, g, &q, gate_up, act);
+    if (s->status == RILL_OK) cuda_matmul(s, out, g, down);
     return true;
 }
 
