@@ -128,14 +128,17 @@ static void test_open_without_device_names_the_reason(void **state) {
 static void test_weights_from_host_are_uploaded_once_and_released(void **state) {
     need_gpu();
     // n_out 0: 1032 rows of 4096 (the 4-bit GEMV's column split); 2056 x 4096 and 6150 x 2048: 2 rows
-    // per warp, the last rows past a whole block
+    // per warp, the last rows past a whole block; 16391 x 1024 and 16391 x 576 (fewer words than
+    // lanes): the resident-grid GEMV of large matrices, its last row group one row short
     static const struct {
         int bits, group;
         rill_dtype dt;
         int n_tok, n_out, n_in;
-    } cases[] = {{4, 64, DTYPE_BF16, 1, 0, 0},       {4, 32, DTYPE_F16, 4, 0, 0},      {8, 64, DTYPE_BF16, 2, 0, 0},
-                 {4, 128, DTYPE_F32, 8, 0, 0},       {4, 64, DTYPE_BF16, 40, 0, 0},    {3, 64, DTYPE_F16, 1, 0, 0},
-                 {4, 64, DTYPE_BF16, 1, 2056, 4096}, {4, 32, DTYPE_F16, 1, 6150, 2048}};
+    } cases[] = {{4, 64, DTYPE_BF16, 1, 0, 0},        {4, 32, DTYPE_F16, 4, 0, 0},
+                 {8, 64, DTYPE_BF16, 2, 0, 0},        {4, 128, DTYPE_F32, 8, 0, 0},
+                 {4, 64, DTYPE_BF16, 40, 0, 0},       {3, 64, DTYPE_F16, 1, 0, 0},
+                 {4, 64, DTYPE_BF16, 1, 2056, 4096},  {4, 32, DTYPE_F16, 1, 6150, 2048},
+                 {4, 64, DTYPE_BF16, 1, 16391, 1024}, {4, 32, DTYPE_F16, 1, 16391, 576}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         int64_t n_out = cases[k].n_out ? cases[k].n_out : 1024 + 8, n_in = cases[k].n_in ? cases[k].n_in : 4096;
         rill_weight hw = host_affine(n_out, n_in, cases[k].bits, cases[k].group, cases[k].dt);

@@ -86,7 +86,7 @@ void cuda_add_i32(rill_stream *s, int32_t *x, int32_t v);
 void cuda_sample(rill_stream *s, rill_tensor *token, const rill_tensor *logits, float temp, int top_k, uint64_t seed,
                  const int32_t *step);
 
-// Matmul building blocks (cuda_gemv.cu, cuda_dequant.cu), used by cuda_matmul.c.
+// Matmul building blocks (cuda_gemv.cu, cuda_gemv_q4.cu, cuda_dequant.cu), used by cuda_matmul.c.
 // Decode: out [n_tok][n_out] = x [n_tok][n_in] . W^T (+ bias) for n_tok <= CUDA_GEMV_MAX_TOK,
 // weights read once per call (affine 4/8-bit fused, other bits generic, dense any dtype).
 #define CUDA_GEMV_MAX_TOK 8

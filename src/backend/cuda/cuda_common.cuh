@@ -156,6 +156,8 @@ static inline bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 // After a launch: records a launch failure of `op`.
 static inline bool cuda_launched(rill_stream *s, const char *op) { return cuda_ok(s, cudaGetLastError(), op); }
 
+enum { GEMV_WARPS = 8 }; // warps (rows, or row groups) per block of the decode GEMVs
+
 // Programmatic dependent launch (Hopper): a kernel launched through cuda_launch_pdl may be scheduled
 // while the kernel before it on the stream is still running, so the launch latency (and whatever
 // the kernel does before pdl_wait, such as loading weights) overlaps the tail of its predecessor.

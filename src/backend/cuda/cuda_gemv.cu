@@ -1,16 +1,12 @@
 // cuda_gemv.cu: matmul for a few tokens (decode), one warp per output row: each weight byte is read
 // once per call (16-byte streaming loads) for all n_tok <= CUDA_GEMV_MAX_TOK rows of x. 4-bit affine
-// with bf16/f16 activations: x quantized to int8 per 32 values in two planes (the rounding residual
-// quantized again, ~15 bits: as the CPU does), then dp4a, with a ring of 1-4 weight words per row in
-// flight and the first ones loaded before pdl_wait (programmatic dependent launch: they overlap the
-// kernel before); 4/8-bit otherwise: dequantized in registers to f32 (acc += scale * q.x + bias *
-// sum(x)); dense: 8-wide FMA; other bits or unaligned shapes: a plain per-element path.
+// weights with bf16/f16 activations go to the dp4a GEMV (cuda_gemv_q4.cu) unless the f32 path pays;
+// other 4/8-bit: dequantized in registers to f32 (acc += scale * q.x + bias * sum(x)); dense: 8-wide
+// FMA; other bits or unaligned shapes: a plain per-element path.
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_common.cuh"
-
-enum { GEMV_WARPS = 8 }; // rows per block
 
 // Quantized value k of a word holding 32 / BITS of them, as f32 (exact: the integer is placed in
 // the mantissa of 2^23 and 2^23 is subtracted, which avoids the slow int-to-float unit).
@@ -69,163 +65,6 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         if (t >= n_tok) break;
         float r = warp_sum(acc[t]);
         if (lane == 0) out[t * so + row] = from_f32<TX>(r + (bias ? bias[row] : 0.0f));
-    }
-}
-
-// x [n_tok][n_in] -> int8 blocks of 32 for the 4-bit dp4a kernel (cuda_qx, cuda.h), one warp per
-// block, a value per lane; xq [2][n_tok * n_in / 32][32] bytes, ordered per 8 values as
-// (0,2,4,6),(1,3,5,7) to match the low and high nibbles of a packed word; xs: d / 254, the scale of
-// 254 * s1 + s2; xsum: the exact f32 sum of the block. ACT >= 0: x is act(x) * u, rounded to TX as
-// act_mul stores it (u: [n_tok][n_in], stride su); ACT < 0: x itself.
-template <typename TX, int ACT>
-__global__ void quant_x_kernel(int8_t *xq, float *xs, float *xsum, const TX *x, int64_t sx, const TX *u, int64_t su,
-                               int64_t n_in, int n_tok) {
-    pdl_wait();
-    pdl_trigger();
-    int64_t blk = (int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5), n_blk = n_in / 32;
-    int64_t all = n_blk * n_tok;
-    if (blk >= all) return;
-    int lane = threadIdx.x & 31;
-    int64_t t = blk / n_blk, b = blk % n_blk;
-    float v = to_f32(x[t * sx + b * 32 + lane]);
-    if (ACT >= 0) v = to_f32(from_f32<TX>(act_times<ACT>(v, to_f32(u[t * su + b * 32 + lane]))));
-    qx_store_warp(xq, xs, xsum, blk, all, lane, v);
-}
-
-// The dp4a dot of 32 4-bit codes (lo/hi nibble words) with one plane of x codes at a, b.
-__device__ __forceinline__ int dot32(const int lo[4], const int hi[4], uint4 a, uint4 b) {
-    int d = __dp4a(lo[0], (int)a.x, 0);
-    d = __dp4a(hi[0], (int)a.y, d);
-    d = __dp4a(lo[1], (int)a.z, d);
-    d = __dp4a(hi[1], (int)a.w, d);
-    d = __dp4a(lo[2], (int)b.x, d);
-    d = __dp4a(hi[2], (int)b.y, d);
-    d = __dp4a(lo[3], (int)b.z, d);
-    return __dp4a(hi[3], (int)b.w, d);
-}
-
-// Blocks per SM that the registers of gemv_q4_dp4a_kernel are capped for (64K registers, 256 threads):
-// 4 (64 registers) for up to 2 words in flight per lane, 3 (85) for 4 words on up to 2 rows, else 2.
-constexpr int q4_min_blocks(int rows, int maxt, int d) {
-    return maxt > 1 ? 1 : rows * d <= 2 ? 4 : rows * d == 4 && rows < 4 ? 3 : 2;
-}
-
-// 4-bit weights (packed, scales, biases as in gemv_affine_kernel) against two-plane int8 x blocks:
-// acc += w_scale * x_scale * (254 * sum(q * xq1) + sum(q * xq2)) + w_bias * sum(x), per block of 32
-// values (|254 * s1 + s2| < 2^24: exact in f32). Each warp takes ROWS rows (each lane's x block,
-// read once, serves all of them: the x reads, not the weights, were what kept the L1 busy - ncu on
-// H200, 4096 x 14336: L1 63% busy, DRAM 49%) or, with SPLIT > 1, a share of one row's columns
-// (summed in shared memory), so that matrices with few rows still put warps on every SM. MAXT:
-// the most tokens (1 for plain decode, which frees the registers of the other seven). D: 16-byte
-// words per row and lane in flight (a ring: a word's slot is refilled with the word D steps ahead
-// before the word is used); the first D are loaded before pdl_wait, overlapping the kernel before.
-// ACT >= 0 (with SPLIT 1, ROWS 2, MAXT 1): a warp's two rows are gate row p and up row p + n_out / 2
-// of a stacked gate/up weight, and it writes out[p] = act(gate) * up, each rounded as act_mul rounds.
-template <typename TX, typename TS, int SPLIT, int ROWS, int MAXT, int D, int ACT = -1>
-__global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
-    gemv_q4_dp4a_kernel(TX *out, int64_t so, const uint4 *xq, const float *xs, const float *xsum, const uint4 *packed,
-                        const TS *scales, const TS *biases, const float *bias, int64_t n_out, int64_t n_in, int gs,
-                        int n_tok) {
-    __shared__ float part[GEMV_WARPS][MAXT];
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, share = warp % SPLIT;
-    int64_t row0 = ((int64_t)blockIdx.x * (GEMV_WARPS / SPLIT) + warp / SPLIT) * ROWS;
-    int64_t n_vec = n_in / 32, groups = n_in / gs, plane2 = 2 * n_vec * n_tok; // uint4 offset of plane 2
-    int gsh = __ffs(gs) - 1;
-    bool gs_pow2 = (gs & (gs - 1)) == 0;
-    static_assert(ACT < 0 || (SPLIT == 1 && ROWS == 2 && MAXT == 1), "act(gate) * up takes a row pair per warp");
-    const int64_t pair = (int64_t)blockIdx.x * GEMV_WARPS + warp, half = n_out / 2; // (ACT >= 0)
-    int64_t rows[ROWS]; // clamped: a row past the end is computed and dropped (it stays for the barrier)
-#pragma unroll
-    for (int r = 0; r < ROWS; r++)
-        rows[r] = ACT >= 0 ? (pair < half ? pair : half - 1) + r * half : row0 + r < n_out ? row0 + r : n_out - 1;
-    float acc[ROWS][MAXT];
-#pragma unroll
-    for (int r = 0; r < ROWS; r++)
-#pragma unroll
-        for (int t = 0; t < MAXT; t++)
-            acc[r][t] = 0.0f;
-    // word indices and row offsets in 32 bits (the caller keeps n_in under 2^26 and n_out x n_in / 32 under
-    // 2^31): fewer registers
-    const int nv = (int)n_vec, step = 32 * SPLIT, v0 = share * 32 + lane; // this lane's words: v0, v0 + step, ...
-    int wofs[ROWS], sofs[ROWS];
-#pragma unroll
-    for (int r = 0; r < ROWS; r++)
-        wofs[r] = (int)rows[r] * nv, sofs[r] = (int)rows[r] * (int)groups;
-    uint4 q4[D][ROWS]; // a ring of D words per row: slot p holds word v0 + (k D + p) step
-    float sc[D][ROWS], bi[D][ROWS];
-    auto load = [&](int p, int v) { // (p is a constant once the loops are unrolled)
-        if (v >= nv) return;
-        int g = gs_pow2 ? (v * 32) >> gsh : v * 32 / gs;
-#pragma unroll
-        for (int r = 0; r < ROWS; r++) {
-            q4[p][r] = __ldcs(packed + (wofs[r] + v));
-            sc[p][r] = to_f32(scales[sofs[r] + g]), bi[p][r] = to_f32(biases[sofs[r] + g]);
-        }
-    };
-#pragma unroll
-    for (int p = 0; p < D; p++) // weights only: nothing an earlier kernel wrote
-        load(p, v0 + p * step);
-    pdl_wait();
-    pdl_trigger();
-    for (int vb = v0; vb < nv; vb += D * step) {
-#pragma unroll
-        for (int p = 0; p < D; p++) {
-            int v = vb + p * step;
-            if (v >= nv) break;
-            uint4 w[ROWS];
-            float wsc[ROWS], wbi[ROWS];
-#pragma unroll
-            for (int r = 0; r < ROWS; r++)
-                w[r] = q4[p][r], wsc[r] = sc[p][r], wbi[r] = bi[p][r];
-            load(p, v + D * step); // the slot's next word is in flight while this one is used
-#pragma unroll
-            for (int t = 0; t < MAXT; t++) {
-                if (t >= n_tok) break;
-                int xb = t * nv + v;
-                uint4 a0 = xq[2 * xb], a1 = xq[2 * xb + 1], b0 = xq[plane2 + 2 * xb], b1 = xq[plane2 + 2 * xb + 1];
-                float xsc = xs[xb], xsm = xsum[xb];
-#pragma unroll
-                for (int r = 0; r < ROWS; r++) {
-                    int lo[4] = {(int)(w[r].x & 0x0f0f0f0fu), (int)(w[r].y & 0x0f0f0f0fu), (int)(w[r].z & 0x0f0f0f0fu),
-                                 (int)(w[r].w & 0x0f0f0f0fu)};
-                    int hi[4] = {(int)((w[r].x >> 4) & 0x0f0f0f0fu), (int)((w[r].y >> 4) & 0x0f0f0f0fu),
-                                 (int)((w[r].z >> 4) & 0x0f0f0f0fu), (int)((w[r].w >> 4) & 0x0f0f0f0fu)};
-                    int d = 254 * dot32(lo, hi, a0, a1) + dot32(lo, hi, b0, b1);
-                    acc[r][t] = fmaf(wsc[r] * xsc, (float)d, fmaf(wbi[r], xsm, acc[r][t]));
-                }
-            }
-        }
-    }
-    if constexpr (ACT >= 0) {
-        float g = warp_sum(acc[0][0]), u = warp_sum(acc[ROWS - 1][0]);
-        if (lane == 0 && pair < half) {
-            g = to_f32(from_f32<TX>(g + (bias ? bias[rows[0]] : 0.0f)));
-            u = to_f32(from_f32<TX>(u + (bias ? bias[rows[ROWS - 1]] : 0.0f)));
-            out[pair] = from_f32<TX>(act_times<ACT>(g, u));
-        }
-    } else {
-#pragma unroll
-        for (int r = 0; r < ROWS; r++) {
-            bool live = row0 + r < n_out;
-#pragma unroll
-            for (int t = 0; t < MAXT; t++) {
-                if (t >= n_tok) break;
-                float x = warp_sum(acc[r][t]);
-                if (SPLIT == 1) {
-                    if (lane == 0 && live) out[t * so + rows[r]] = from_f32<TX>(x + (bias ? bias[rows[r]] : 0.0f));
-                } else if (lane == 0)
-                    part[warp][t] = x;
-            }
-        }
-        if (SPLIT == 1) return;
-        __syncthreads(); // (SPLIT > 1 comes with ROWS 1)
-        if (share == 0 && lane < n_tok && row0 < n_out) {
-            float x = 0.0f;
-#pragma unroll
-            for (int k = 0; k < SPLIT; k++)
-                x += part[warp + k][lane];
-            out[lane * so + row0] = from_f32<TX>(x + (bias ? bias[row0] : 0.0f));
-        }
     }
 }
 
@@ -294,148 +133,6 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     }
 }
 
-// Rows per warp of the 4-bit GEMV on matrices of 2048 rows or more: 2 for one token, 4 for more
-// (H200, Llama-3-8B layer per token: 56.5 us with 2, 57.2 with 4, 69.4 with 1; 8 tokens of 14336 x
-// 4096: 45.9 us with 4, 57.2 with 2, 79.9 with 1). RILL_CUDA_GEMV_ROWS=1, 2 or 4 sets it, for
-// measuring one against the other.
-static int gemv_rows(int n_tok) {
-    const char *e = getenv("RILL_CUDA_GEMV_ROWS");
-    if (e && (!strcmp(e, "1") || !strcmp(e, "2") || !strcmp(e, "4"))) return atoi(e);
-    return n_tok > 1 ? 4 : 2;
-}
-
-// Words per row and lane in flight in the 4-bit GEMV for one token (the kernel's D), by shape: rows
-// where a lane has more than 4 words (down: 14336 columns), matrices of 16384 rows or more (gate/up
-// stacked, lm_head), and the others (q/k/v, o). RILL_CUDA_GEMV_DEPTH=L,T,S (each 1, 2 or 4) sets
-// the three; 1,1,1 is a word loaded while the one before is used, as before 2026-11-26's change.
-static int gemv_depth(int rows, int64_t n_out, int64_t words_per_lane) {
-    int d[3] = {4, 1, 1};
-    const char *e = getenv("RILL_CUDA_GEMV_DEPTH");
-    if (e && strlen(e) == 5)
-        for (int k = 0; k < 3; k++)
-            if (e[2 * k] == '1' || e[2 * k] == '2' || e[2 * k] == '4') d[k] = e[2 * k] - '0';
-    int depth = words_per_lane > 4 ? d[0] : n_out >= 16384 ? d[1] : d[2];
-    return rows == 4 && depth > 2 ? 2 : depth;
-}
-
-// The 4-bit GEMV splits each row's columns over 4 warps for matrices of fewer rows than this (and
-// 2048 columns or more), so that they still put warps on every SM: 2048 unless
-// RILL_CUDA_GEMV_SPLIT_BELOW says (for measuring).
-static int64_t gemv_split_below(void) {
-    const char *e = getenv("RILL_CUDA_GEMV_SPLIT_BELOW");
-    return e ? atoll(e) : 2048;
-}
-
-// RILL_CUDA_GEMV=float keeps 4-bit weights on the f32 path (for measuring one against the other).
-static bool float_only(void) {
-    const char *e = getenv("RILL_CUDA_GEMV");
-    return e && !strcmp(e, "float");
-}
-
-// A small 4-bit matrix whose x comes unquantized (o after attention, q/k/v apart) takes the f32 path:
-// one launch instead of two, for more instructions per weight. Up to 2^20 weights (H200: SmolLM2's o,
-// 576 x 576: decode 1,567 -> 1,599 tok/s; Llama-3-8B's o, 4096 x 4096, would lose 464 -> 437).
-// RILL_CUDA_GEMV_FLOAT_MAX sets the most weights (rows x columns) for which it does; 0 turns it off.
-static bool float_pays(const rill_weight *w, int nt) {
-    static int64_t most = -1;
-    if (most < 0) {
-        const char *e = getenv("RILL_CUDA_GEMV_FLOAT_MAX");
-        most = e ? atoll(e) : (int64_t)1 << 20;
-    }
-    return nt == 1 && w->rows * w->cols <= most;
-}
-
-extern "C" bool cuda_gemv_wants_qx(const rill_weight *w, rill_dtype dt, int64_t n_tok) {
-    return cuda_gemv_q4_fits(w, dt, n_tok) && !float_pays(w, (int)n_tok);
-}
-
-extern "C" bool cuda_gemv_q4_fits(const rill_weight *w, rill_dtype dt, int64_t n_tok) {
-    return dt != DTYPE_F32 && n_tok >= 1 && n_tok <= CUDA_GEMV_MAX_TOK && w->kind == WEIGHT_AFFINE && w->bits == 4 &&
-           w->group_size >= 32 && w->group_size % 32 == 0 && w->cols % 32 == 0 && aligned16(w->packed) &&
-           w->cols < ((int64_t)1 << 26) && w->rows * (w->cols / 32) < ((int64_t)1 << 31) && !float_only();
-}
-
-extern "C" bool cuda_qx_scratch(rill_stream *s, int64_t n_tok, int64_t n_in, cuda_qx *q, const char *op) {
-    q->n_blk = n_in / 32 * n_tok;
-    char *buf = (char *)cuda_scratch(s, (size_t)q->n_blk * 72, op);
-    if (!buf) return false;
-    q->codes = (int8_t *)buf;
-    q->scale = (float *)(buf + q->n_blk * 64);
-    q->sum = q->scale + q->n_blk;
-    return true;
-}
-
-template <typename TX, int ACT>
-static void quantize(rill_stream *s, const cuda_qx *q, const rill_tensor *x, const rill_tensor *u) {
-    cuda_launch_pdl(s, quant_x_kernel<TX, ACT>, (unsigned)((q->n_blk + 7) / 8), 256, 0, q->codes, q->scale, q->sum,
-                    (const TX *)x->data, x->stride, (const TX *)(u ? u->data : NULL), u ? u->stride : 0, x->cols,
-                    (int)x->rows);
-    cuda_launched(s, "matmul (quantize x)");
-}
-
-extern "C" void cuda_quantize_x(rill_stream *s, const cuda_qx *q, const rill_tensor *x) {
-    CUDA_DISPATCH(s, "matmul (quantize x)", x->dtype, TX, quantize<TX, -1>(s, q, x, NULL));
-}
-
-extern "C" void cuda_quantize_act(rill_stream *s, const cuda_qx *q, const rill_tensor *gate, const rill_tensor *up,
-                                  rill_act act) {
-    if (act == ACT_SILU)
-        CUDA_DISPATCH(s, "act_matmul (quantize)", gate->dtype, TX, quantize<TX, ACT_SILU>(s, q, gate, up));
-    else
-        CUDA_DISPATCH(s, "act_matmul (quantize)", gate->dtype, TX, quantize<TX, ACT_GELU_TANH>(s, q, gate, up));
-}
-
-// The 4-bit dp4a GEMV from x quantized in q (TX: f16 or bf16, the dtype of out).
-template <typename TX> static void gemv_q4(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {
-    dim3 block(GEMV_WARPS * 32);
-    TX *o = (TX *)out->data;
-    int nt = (int)out->rows;
-    const int8_t *xq = q->codes;
-    const float *xs = q->scale, *xsum = q->sum;
-    // warps per row: enough rows x warps to fill the SMs several times over (H100/H200: 132 SMs)
-    // measured (H200): 1024 x 4096 10.0 -> 8.8 us with 4; a split of 2 made 4096 x 14336 slower (16.2 ->
-    // 19.6 us) and SmolLM2 (576-1536 columns) lost 10% with 4. Large matrices: 2 or 4 rows per warp.
-    int split = w->rows < gemv_split_below() && w->cols >= 2048 ? 4 : 1;
-    int rows = split == 1 && w->rows >= 2048 ? gemv_rows(nt) : 1;
-    int depth = nt == 1 ? gemv_depth(rows, w->rows, (w->cols / 32 + 32 * split - 1) / (32 * split)) : 1;
-    unsigned per_block = (unsigned)(GEMV_WARPS / split * rows);
-    unsigned g = (unsigned)((w->rows + per_block - 1) / per_block);
-#define Q4_LAUNCH(SPL, RW, MT, D)                                                                                      \
-    CUDA_DISPATCH(s, "matmul", w->dtype, TS,                                                                           \
-                  cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, SPL, RW, MT, D>, g, block, 0, o, out->stride,         \
-                                  (const uint4 *)xq, (const float *)xs, (const float *)xsum, (const uint4 *)w->packed, \
-                                  (const TS *)w->scales, (const TS *)w->biases, (const float *)w->bias, w->rows,       \
-                                  w->cols, w->group_size, nt))
-#define Q4_LAUNCH_D(SPL, RW)                                                                                           \
-    do {                                                                                                               \
-        if (depth == 4)                                                                                                \
-            Q4_LAUNCH(SPL, RW, 1, (RW == 4 ? 2 : 4));                                                                  \
-        else if (depth == 2)                                                                                           \
-            Q4_LAUNCH(SPL, RW, 1, 2);                                                                                  \
-        else                                                                                                           \
-            Q4_LAUNCH(SPL, RW, 1, 1);                                                                                  \
-    } while (0)
-    if (split == 4 && nt == 1)
-        Q4_LAUNCH_D(4, 1);
-    else if (split == 4)
-        Q4_LAUNCH(4, 1, CUDA_GEMV_MAX_TOK, 1);
-    else if (rows == 4 && nt == 1)
-        Q4_LAUNCH_D(1, 4);
-    else if (rows == 4)
-        Q4_LAUNCH(1, 4, CUDA_GEMV_MAX_TOK, 1);
-    else if (rows == 2 && nt == 1)
-        Q4_LAUNCH_D(1, 2);
-    else if (rows == 2)
-        Q4_LAUNCH(1, 2, CUDA_GEMV_MAX_TOK, 1);
-    else if (nt == 1)
-        Q4_LAUNCH_D(1, 1);
-    else
-        Q4_LAUNCH(1, 1, CUDA_GEMV_MAX_TOK, 1);
-#undef Q4_LAUNCH_D
-#undef Q4_LAUNCH
-    cuda_launched(s, "matmul (gemv)");
-}
-
 template <typename TX>
 static void gemv_typed(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w) {
     unsigned grid = (unsigned)((w->rows + GEMV_WARPS - 1) / GEMV_WARPS);
@@ -446,7 +143,7 @@ static void gemv_typed(rill_stream *s, rill_tensor *out, const rill_tensor *x, c
     bool x_vec = aligned16(xp) && (x->stride * (int64_t)sizeof(TX)) % 16 == 0 && w->cols % 8 == 0;
     bool fused = w->kind == WEIGHT_AFFINE && (w->bits == 4 || w->bits == 8) && w->group_size >= 128 / w->bits &&
                  x_vec && aligned16(w->packed) && (w->cols * w->bits / 32) % 4 == 0;
-    if (x_vec && cuda_gemv_q4_fits(w, x->dtype, nt) && !float_pays(w, nt)) {
+    if (x_vec && cuda_gemv_wants_qx(w, x->dtype, nt)) {
         cuda_qx q;
         if (!cuda_qx_scratch(s, nt, w->cols, &q, "matmul (gemv)")) return;
         cuda_quantize_x(s, &q, x);
@@ -473,46 +170,6 @@ static void gemv_typed(rill_stream *s, rill_tensor *out, const rill_tensor *x, c
         cuda_launch_pdl(s, gemv_generic_kernel<TX>, grid, block, 0, o, out->stride, xp, x->stride, *w, nt);
     }
     cuda_launched(s, "matmul (gemv)");
-}
-
-// out [1][w.rows / 2] = act(gate) * up for one token, gate and up the halves of the 4-bit GEMV over
-// w from x quantized in q: a warp per (gate row, up row) pair (gemv_q4_dp4a_kernel with ACT).
-template <typename TX, int ACT>
-static void gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {
-    int64_t half = w->rows / 2;
-    unsigned g = (unsigned)((half + GEMV_WARPS - 1) / GEMV_WARPS);
-    int depth = gemv_depth(2, w->rows, (w->cols / 32 + 31) / 32);
-#define Q4_ACT_LAUNCH(D)                                                                                               \
-    CUDA_DISPATCH(s, "norm_mlp", w->dtype, TS,                                                                         \
-                  cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, 1, 2, 1, D, ACT>, g, GEMV_WARPS * 32, 0,              \
-                                  (TX *)out->data, out->stride, (const uint4 *)q->codes, (const float *)q->scale,      \
-                                  (const float *)q->sum, (const uint4 *)w->packed, (const TS *)w->scales,              \
-                                  (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols, w->group_size, 1))
-    if (depth == 4)
-        Q4_ACT_LAUNCH(4);
-    else if (depth == 2)
-        Q4_ACT_LAUNCH(2);
-    else
-        Q4_ACT_LAUNCH(1);
-#undef Q4_ACT_LAUNCH
-    cuda_launched(s, "norm_mlp (gemv)");
-}
-
-extern "C" void cuda_gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
-                                 rill_act act) {
-    if (out->dtype == DTYPE_BF16)
-        act == ACT_SILU ? gemv_q4_act<bf16, ACT_SILU>(s, out, q, w) : gemv_q4_act<bf16, ACT_GELU_TANH>(s, out, q, w);
-    else
-        act == ACT_SILU ? gemv_q4_act<f16, ACT_SILU>(s, out, q, w) : gemv_q4_act<f16, ACT_GELU_TANH>(s, out, q, w);
-}
-
-extern "C" void cuda_gemv_q4(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {
-    if (out->dtype == DTYPE_BF16)
-        gemv_q4<bf16>(s, out, q, w);
-    else if (out->dtype == DTYPE_F16)
-        gemv_q4<f16>(s, out, q, w);
-    else
-        cuda_reject(s, RILL_EINVAL, "matmul (gemv)", "the 4-bit GEMV takes f16 or bf16 activations");
 }
 
 extern "C" void cuda_gemv(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w) {
