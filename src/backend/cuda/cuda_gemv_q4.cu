@@ -3,7 +3,7 @@
 // the CPU does), by its own launch or by the op that produces x (cuda_qx, cuda.h); then dp4a against
 // the weights' nibbles, a warp per 1-4 rows, with a ring of 1-4 weight words per row in flight and
 // the first ones loaded before pdl_wait (programmatic dependent launch: they overlap the kernel
-// before). One token on a matrix of 16384 rows or more (stacked gate/up, lm_head): the same
+// before). One token on a matrix of 6144 rows or more (stacked q/k/v and gate/up, lm_head): the same
 // arithmetic on a grid of resident blocks whose warps stream row after row. Also act(gate) * up
 // written by the gate/up GEMV itself (norm_mlp).
 #include <stdlib.h>
@@ -275,8 +275,8 @@ static int gemv_depth(int rows, int64_t n_out, int64_t words_per_lane) {
 }
 
 // One-token GEMVs of stream_min_rows() rows or more run on gemv_q4_stream_kernel with 4 rows per
-// warp and 1 word in flight. Against the block kernel, alternated: Llama-3-8B (its stacked gate/up and
-// lm_head) H100 416.1 -> 424.5 tok/s (2 rows: 420.8), H200 465 -> 479.5 (2 rows: 477.9); SmolLM2 (its
+// warp and 1 word in flight. Against the block kernel from 16384 rows, alternated: Llama-3-8B (its
+// stacked gate/up and lm_head) H100 416.1 -> 424.5 tok/s (2 rows: 420.8), H200 465 -> 479.5 (2 rows: 477.9); SmolLM2 (its
 // lm_head) H100 1,658 -> 1,670 (2 rows: 1,665), H200 1,694 -> 1,697 (2 rows: 1,705). On q/k/v, o and
 // down it lost (H200: 419 tok/s with every matrix of 2048 rows or more). RILL_CUDA_GEMV_STREAM=R,D
 // sets rows per warp and words in flight (1,4 2,1 2,2 2,4 4,1 or 4,2), 0 keeps gemv_q4_dp4a_kernel
@@ -296,10 +296,11 @@ static bool stream_mode(int *rows, int *depth) {
     return r > 0;
 }
 
-// The fewest rows a matrix has for the stream kernel: RILL_CUDA_GEMV_STREAM_ROWS, else 16384.
+// The fewest rows a matrix has for the stream kernel: RILL_CUDA_GEMV_STREAM_ROWS, else 6144 (H100,
+// Llama-3-8B: with its stacked q/k/v too, 425.4 -> 429.3 tok/s; o and down, 4096 rows, lost).
 static int64_t stream_min_rows(void) {
     const char *e = getenv("RILL_CUDA_GEMV_STREAM_ROWS");
-    return e ? atoll(e) : 16384;
+    return e ? atoll(e) : 6144;
 }
 
 // Blocks of kernel k that fit on the whole card at once (cached per kernel).
