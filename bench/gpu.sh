@@ -68,6 +68,9 @@ timeout 300 build-gpu/bin/test_cuda > "$OUT/test_cuda.log" 2>&1
 RES[test_cuda]=$?
 RILL_CUDA_DTYPE=f16 timeout 300 build-gpu/bin/test_cuda >> "$OUT/test_cuda.log" 2>&1
 RES[test_cuda_f16]=$?
+# the resident-grid GEMV on every matrix of 2048 rows or more, with a ring of 4 words across row groups
+RILL_CUDA_GEMV_STREAM=2,4 RILL_CUDA_GEMV_STREAM_ROWS=2048 timeout 300 build-gpu/bin/test_cuda >> "$OUT/test_cuda.log" 2>&1
+RES[test_cuda_stream]=$?
 timeout 300 build-gpu/bin/test_cuda_model > "$OUT/model.log" 2>&1
 RES[tiny_models]=$?
 stamp "cuda tests done"
@@ -233,7 +236,7 @@ grep -h -E "relative error [0-9.e-]+ >|FAILED|ERROR SUMMARY: [1-9]|Invalid|error
     "$OUT/test_cuda.log" "$OUT/model.log" 2>/dev/null | head -30
 echo
 echo "== rill GPU checks: $(head -1 /tmp/rill-card.txt) =="
-for k in ops_bf16 ops_f16 ops_f32 test_cuda test_cuda_f16 tiny_models op_bench sanitizer sanitizer_cuda; do
+for k in ops_bf16 ops_f16 ops_f32 test_cuda test_cuda_f16 test_cuda_stream tiny_models op_bench sanitizer sanitizer_cuda; do
     [ -n "${RES[$k]:-}" ] && printf "%-14s exit %s\n" "$k" "${RES[$k]}"
 done
 grep -h -E "relative error|greedy|sampled" "$OUT/model.log" | cut -c1-150

@@ -90,6 +90,29 @@ static double rel_err(const rill_tensor *dev, const rill_tensor *ref) {
 
 static double bound(void) { return be->act_dtype == DTYPE_F32 ? 2e-5 : 1e-2; }
 
+// The largest relative error (as rel_err) of any 64 consecutive values in a row of dev against ref,
+// so that one wrong output of a large matmul is not averaged away among thousands; INFINITY on NaN.
+static double worst_row_err(const rill_tensor *dev, const rill_tensor *ref) {
+    rill_tensor got = *ref;
+    got.data = malloc(tensor_bytes(ref));
+    be->ops->download(st, got.data, dev->data, tensor_bytes(ref));
+    be->ops->sync(st);
+    double worst = 0;
+    for (int64_t r = 0; r < ref->rows; r++)
+        for (int64_t c0 = 0; c0 < ref->cols; c0 += 64) {
+            double num = 0, den = 0;
+            for (int64_t c = c0; c < c0 + 64 && c < ref->cols; c++) {
+                double a = ref_load(&got, r, c), b = ref_load(ref, r, c);
+                num += isnan(a) || isnan(b) ? INFINITY : (a - b) * (a - b);
+                den += b * b;
+            }
+            double e = sqrt(num / (den > 0 ? den : 1e-30));
+            if (isnan(e) || e > worst) worst = isnan(e) ? INFINITY : e;
+        }
+    free(got.data);
+    return worst;
+}
+
 // An affine weight in host memory: packed random words, scales and biases of dtype dt.
 static rill_weight host_affine(int64_t rows, int64_t cols, int bits, int group, rill_dtype dt) {
     rill_weight w = {WEIGHT_AFFINE, rows, cols, dt, NULL, bits, group, NULL, NULL, NULL, NULL};
@@ -127,18 +150,19 @@ static void test_open_without_device_names_the_reason(void **state) {
 
 static void test_weights_from_host_are_uploaded_once_and_released(void **state) {
     need_gpu();
-    // n_out 0: 1032 rows of 4096 (the 4-bit GEMV's column split); 2056 x 4096 and 6150 x 2048: 2 rows
-    // per warp, the last rows past a whole block; 16391 x 1024 and 16391 x 576 (fewer words than
-    // lanes): the resident-grid GEMV of large matrices, its last row group one row short
+    // n_out 0: 1032 rows of 4096 (the 4-bit GEMV's column split); 2056 x 4096: 2 rows per warp, the
+    // last rows past a whole block; 6150 x 2048, 6400 x 1600 (a lane's second word only for 18 of
+    // the 32 lanes), 16391 x 1024 and 16391 x 576 (fewer words than lanes): the resident-grid GEMV
+    // of 6144 rows or more, its last row group short. Each row is held to the bound on its own.
     static const struct {
         int bits, group;
         rill_dtype dt;
         int n_tok, n_out, n_in;
-    } cases[] = {{4, 64, DTYPE_BF16, 1, 0, 0},        {4, 32, DTYPE_F16, 4, 0, 0},
-                 {8, 64, DTYPE_BF16, 2, 0, 0},        {4, 128, DTYPE_F32, 8, 0, 0},
-                 {4, 64, DTYPE_BF16, 40, 0, 0},       {3, 64, DTYPE_F16, 1, 0, 0},
-                 {4, 64, DTYPE_BF16, 1, 2056, 4096},  {4, 32, DTYPE_F16, 1, 6150, 2048},
-                 {4, 64, DTYPE_BF16, 1, 16391, 1024}, {4, 32, DTYPE_F16, 1, 16391, 576}};
+    } cases[] = {
+        {4, 64, DTYPE_BF16, 1, 0, 0},       {4, 32, DTYPE_F16, 4, 0, 0},       {8, 64, DTYPE_BF16, 2, 0, 0},
+        {4, 128, DTYPE_F32, 8, 0, 0},       {4, 64, DTYPE_BF16, 40, 0, 0},     {3, 64, DTYPE_F16, 1, 0, 0},
+        {4, 64, DTYPE_BF16, 1, 2056, 4096}, {4, 32, DTYPE_F16, 1, 6150, 2048}, {4, 64, DTYPE_BF16, 1, 16391, 1024},
+        {4, 32, DTYPE_F16, 1, 16391, 576},  {4, 32, DTYPE_BF16, 1, 6400, 1600}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         int64_t n_out = cases[k].n_out ? cases[k].n_out : 1024 + 8, n_in = cases[k].n_in ? cases[k].n_in : 4096;
         rill_weight hw = host_affine(n_out, n_in, cases[k].bits, cases[k].group, cases[k].dt);
@@ -155,10 +179,10 @@ static void test_weights_from_host_are_uploaded_once_and_released(void **state) 
         rill_tensor ref = rill_tensor_2d(be->act_dtype, cases[k].n_tok, n_out, malloc(tensor_bytes(&out)));
         be->ops->matmul(st, &out, &x, &dw);
         ref_matmul(&ref, &xh, &hw);
-        double e = rel_err(&out, &ref);
+        double e = worst_row_err(&out, &ref);
         if (!(e <= bound()))
-            fail_msg("matmul %d-bit group %d, %d tokens: relative error %.3g", cases[k].bits, cases[k].group,
-                     cases[k].n_tok, e);
+            fail_msg("matmul %d-bit group %d, %d tokens, %lld x %lld: relative error %.3g in a row", cases[k].bits,
+                     cases[k].group, cases[k].n_tok, (long long)n_out, (long long)n_in, e);
         be->ops->free(be, x.data);
         be->ops->free(be, out.data);
         size_t mid = rill_memory_current();

@@ -276,21 +276,19 @@ static int gemv_depth(int rows, int64_t n_out, int64_t words_per_lane) {
 
 // One-token GEMVs of stream_min_rows() rows or more run on gemv_q4_stream_kernel with 4 rows per
 // warp and 1 word in flight. Against the block kernel from 16384 rows, alternated: Llama-3-8B (its
-// stacked gate/up and lm_head) H100 416.1 -> 424.5 tok/s (2 rows: 420.8), H200 465 -> 479.5 (2 rows: 477.9); SmolLM2 (its
-// lm_head) H100 1,658 -> 1,670 (2 rows: 1,665), H200 1,694 -> 1,697 (2 rows: 1,705). On q/k/v, o and
-// down it lost (H200: 419 tok/s with every matrix of 2048 rows or more). RILL_CUDA_GEMV_STREAM=R,D
-// sets rows per warp and words in flight (1,4 2,1 2,2 2,4 4,1 or 4,2), 0 keeps gemv_q4_dp4a_kernel
-// (both for measuring).
+// stacked gate/up and lm_head) H100 416.1 -> 424.5 tok/s (2 rows: 420.8), H200 465 -> 479.5 (2 rows: 477.9); SmolLM2
+// (its lm_head) H100 1,658 -> 1,670 (2 rows: 1,665), H200 1,694 -> 1,697 (2 rows: 1,705). On q/k/v, o and down it lost
+// (H200: 419 tok/s with every matrix of 2048 rows or more). RILL_CUDA_GEMV_STREAM=R,D sets rows per warp and words in
+// flight (1,4 2,1 2,2 2,4 4,1 or 4,2), 0 keeps gemv_q4_dp4a_kernel (both for measuring).
 static bool stream_mode(int *rows, int *depth) {
     static int r = -1, d = 0; // r 0: off
     if (r < 0) {
         const char *e = getenv("RILL_CUDA_GEMV_STREAM");
+        static const char *const pairs[] = {"1,4", "2,1", "2,2", "2,4", "4,1", "4,2"}; // (instantiated)
         r = 4, d = 1;
-        if (e && !strcmp(e, "0"))
-            r = 0;
-        else if (e && strlen(e) == 3 && e[1] == ',' && strchr("124", e[0]) && strchr("124", e[2]) &&
-                 !(e[0] == '4' && e[2] == '4'))
-            r = e[0] - '0', d = e[2] - '0';
+        if (e && !strcmp(e, "0")) r = 0;
+        for (size_t i = 0; e && i < sizeof pairs / sizeof pairs[0]; i++)
+            if (!strcmp(e, pairs[i])) r = e[0] - '0', d = e[2] - '0';
     }
     *rows = r, *depth = d;
     return r > 0;
@@ -303,31 +301,27 @@ static int64_t stream_min_rows(void) {
     return e ? atoll(e) : 6144;
 }
 
-// Blocks of kernel k that fit on the whole card at once (cached per kernel).
+// Blocks of kernel k that fit on the whole card at once (a failed query counts 1 block on each of
+// 132 SMs, and its error is cleared).
 static int resident_blocks(const void *k) {
-    static struct {
-        const void *k;
-        int n;
-    } seen[64];
-    static int n_seen = 0, sms = 0;
-    for (int i = 0; i < n_seen; i++)
-        if (seen[i].k == k) return seen[i].n;
-    int dev = 0, per_sm = 0;
-    if (!sms && (cudaGetDevice(&dev) != cudaSuccess ||
-                 cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess))
+    int dev = 0, sms = 0, per_sm = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms < 1) {
+        cudaGetLastError();
         sms = 132;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, GEMV_WARPS * 32, 0) != cudaSuccess || per_sm < 1)
+    }
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, GEMV_WARPS * 32, 0) != cudaSuccess || per_sm < 1) {
+        cudaGetLastError();
         per_sm = 1;
-    int n = sms * per_sm;
-    if (n_seen < 64) seen[n_seen].k = k, seen[n_seen++].n = n;
-    return n;
+    }
+    return sms * per_sm;
 }
 
 template <typename TX, typename TS, int ROWS, int D>
 static void gemv_q4_stream(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {
     auto k = gemv_q4_stream_kernel<TX, TS, ROWS, D>;
     int64_t want = (w->rows + (int64_t)ROWS * GEMV_WARPS - 1) / ((int64_t)ROWS * GEMV_WARPS);
-    int64_t most = resident_blocks((const void *)k);
+    static const int64_t most = resident_blocks((const void *)k); // (once per kernel, thread-safe)
     cuda_launch_pdl(s, k, (unsigned)(want < most ? want : most), GEMV_WARPS * 32, 0, (TX *)out->data,
                     (const uint4 *)q->codes, (const float *)q->scale, (const float *)q->sum, (const uint4 *)w->packed,
                     (const TS *)w->scales, (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols,
