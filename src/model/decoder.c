@@ -248,6 +248,37 @@ static void norm_then(const rill_backend_ops *op, rill_stream *s, rill_tensor *h
     if (w) op->matmul(s, out, h, w);
 }
 
+// The MLP after the attention: a.o = down(act(gate) * up) of the norm of a.x (after a.x += r when
+// r is given), or the MoE; in one backend op (norm_mlp) where the backend takes it.
+static void mlp(rill_model *m, rill_stream *s, const layer_weights *L, acts *a, const rill_tensor *r, rill_act act) {
+    const rill_backend_ops *op = m->be->ops;
+    float eps = (float)m->cfg.rms_norm_eps;
+    bool add1 = m->norm_add_one, stacked_gu = !L->moe && L->gate_up.rows;
+    if (stacked_gu && op->norm_mlp &&
+        op->norm_mlp(s, &a->o, &a->g, &a->h, &a->x, r, L->ffn_norm, eps, add1, &L->gate_up, act, &L->down))
+        return;
+    norm_then(op, s, &a->h, &a->x, r, L->ffn_norm, eps, add1, stacked_gu ? &a->gu : NULL,
+              stacked_gu ? &L->gate_up : NULL);
+    if (L->moe) {
+        moe_mlp(m, s, L, a, act);
+        return;
+    }
+    rill_tensor g = a->g, u = a->u;
+    if (stacked_gu) { // (its matmul ran with the norm)
+        g = rill_tensor_cols(&a->gu, 0, a->g.cols);
+        u = rill_tensor_cols(&a->gu, a->g.cols, a->g.cols);
+    } else {
+        op->matmul(s, &g, &a->h, &L->gate);
+        op->matmul(s, &u, &a->h, &L->up);
+    }
+    if (op->act_matmul) // (the backend may quantize act(g) * u for the matmul as it computes it)
+        op->act_matmul(s, &a->o, &g, &u, act, &L->down);
+    else {
+        op->act_mul(s, &a->g, &g, &u, act);
+        op->matmul(s, &a->o, &a->g, &L->down);
+    }
+}
+
 rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, const rill_tensor *ids, bool all_logits,
                             rill_tensor *logits) {
     const rill_backend_ops *op = m->be->ops;
@@ -342,33 +373,7 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
         op->matmul(s, &a.o, &a.a, &L->o);
         if (L->post_attn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_attn_norm, eps, add1);
         if (!fuse_add) op->add(s, &a.x, &a.x, &a.o);
-        bool stacked_gu = !L->moe && L->gate_up.rows;
-        // the norm and the whole MLP in one op where the backend takes it (gate and up maybe never stored)
-        bool mlp_done = stacked_gu && op->norm_mlp &&
-                        op->norm_mlp(s, &a.o, &a.g, &a.h, &a.x, fuse_add ? &a.o : NULL, L->ffn_norm, eps, add1,
-                                     &L->gate_up, act, &L->down);
-        if (!mlp_done) {
-            norm_then(op, s, &a.h, &a.x, fuse_add ? &a.o : NULL, L->ffn_norm, eps, add1, stacked_gu ? &a.gu : NULL,
-                      stacked_gu ? &L->gate_up : NULL);
-            if (L->moe)
-                moe_mlp(m, s, L, &a, act);
-            else {
-                rill_tensor g = a.g, u = a.u;
-                if (stacked_gu) { // (its matmul ran with the norm)
-                    g = rill_tensor_cols(&a.gu, 0, a.g.cols);
-                    u = rill_tensor_cols(&a.gu, a.g.cols, a.g.cols);
-                } else {
-                    op->matmul(s, &g, &a.h, &L->gate);
-                    op->matmul(s, &u, &a.h, &L->up);
-                }
-                if (op->act_matmul) // (the backend may quantize act(g) * u for the matmul as it computes it)
-                    op->act_matmul(s, &a.o, &g, &u, act, &L->down);
-                else {
-                    op->act_mul(s, &a.g, &g, &u, act);
-                    op->matmul(s, &a.o, &a.g, &L->down);
-                }
-            }
-        }
+        mlp(m, s, L, &a, fuse_add ? &a.o : NULL, act);
         if (L->post_ffn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_ffn_norm, eps, add1);
         if (!fuse_add || l == c->n_layers - 1) op->add(s, &a.x, &a.x, &a.o); // (else: the next layer's norm adds it)
     }

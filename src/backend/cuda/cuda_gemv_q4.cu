@@ -255,9 +255,12 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, 1, D))
 // 4096: 45.9 us with 4, 57.2 with 2, 79.9 with 1). RILL_CUDA_GEMV_ROWS=1, 2 or 4 sets it, for
 // measuring one against the other.
 static int gemv_rows(int n_tok) {
-    const char *e = getenv("RILL_CUDA_GEMV_ROWS");
-    if (e && (!strcmp(e, "1") || !strcmp(e, "2") || !strcmp(e, "4"))) return atoi(e);
-    return n_tok > 1 ? 4 : 2;
+    static int forced = -1; // (read once: 0 for none)
+    if (forced < 0) {
+        const char *e = getenv("RILL_CUDA_GEMV_ROWS");
+        forced = e && (!strcmp(e, "1") || !strcmp(e, "2") || !strcmp(e, "4")) ? atoi(e) : 0;
+    }
+    return forced ? forced : n_tok > 1 ? 4 : 2;
 }
 
 // Words per row and lane in flight in the 4-bit GEMV for one token (the kernel's D), by shape: rows
@@ -265,21 +268,26 @@ static int gemv_rows(int n_tok) {
 // stacked, lm_head), and the others (q/k/v, o). RILL_CUDA_GEMV_DEPTH=L,T,S (each 1, 2 or 4) sets
 // the three; 1,1,1 is a word loaded while the one before is used, as before 2026-11-26's change.
 static int gemv_depth(int rows, int64_t n_out, int64_t words_per_lane) {
-    int d[3] = {4, 1, 1};
-    const char *e = getenv("RILL_CUDA_GEMV_DEPTH");
-    if (e && strlen(e) == 5)
-        for (int k = 0; k < 3; k++)
-            if (e[2 * k] == '1' || e[2 * k] == '2' || e[2 * k] == '4') d[k] = e[2 * k] - '0';
+    static int d[3] = {0, 0, 0}; // (read once)
+    if (!d[0]) {
+        int v[3] = {4, 1, 1};
+        const char *e = getenv("RILL_CUDA_GEMV_DEPTH");
+        if (e && strlen(e) == 5)
+            for (int k = 0; k < 3; k++)
+                if (e[2 * k] == '1' || e[2 * k] == '2' || e[2 * k] == '4') v[k] = e[2 * k] - '0';
+        d[1] = v[1], d[2] = v[2], d[0] = v[0];
+    }
     int depth = words_per_lane > 4 ? d[0] : n_out >= 16384 ? d[1] : d[2];
     return rows == 4 && depth > 2 ? 2 : depth;
 }
 
 // One-token GEMVs of stream_min_rows() rows or more run on gemv_q4_stream_kernel with 4 rows per
 // warp and 1 word in flight. Against the block kernel from 16384 rows, alternated: Llama-3-8B (its
-// stacked gate/up and lm_head) H100 416.1 -> 424.5 tok/s (2 rows: 420.8), H200 465 -> 479.5 (2 rows: 477.9); SmolLM2
-// (its lm_head) H100 1,658 -> 1,670 (2 rows: 1,665), H200 1,694 -> 1,697 (2 rows: 1,705). On q/k/v, o and down it lost
-// (H200: 419 tok/s with every matrix of 2048 rows or more). RILL_CUDA_GEMV_STREAM=R,D sets rows per warp and words in
-// flight (1,4 2,1 2,2 2,4 4,1 or 4,2), 0 keeps gemv_q4_dp4a_kernel (both for measuring).
+// stacked gate/up and lm_head) H100 416.1 -> 424.5 tok/s (2 rows: 420.8), H200 465 -> 479.5 (2
+// rows: 477.9); SmolLM2 (its lm_head) H100 1,658 -> 1,670 (2 rows: 1,665), H200 1,694 -> 1,697 (2
+// rows: 1,705). On q/k/v, o and down it lost (H200: 419 tok/s with every matrix of 2048 rows or
+// more). RILL_CUDA_GEMV_STREAM=R,D sets rows per warp and words in flight (1,4 2,1 2,2 2,4 4,1 or
+// 4,2), 0 keeps gemv_q4_dp4a_kernel (both for measuring).
 static bool stream_mode(int *rows, int *depth) {
     static int r = -1, d = 0; // r 0: off
     if (r < 0) {
@@ -297,8 +305,12 @@ static bool stream_mode(int *rows, int *depth) {
 // The fewest rows a matrix has for the stream kernel: RILL_CUDA_GEMV_STREAM_ROWS, else 6144 (H100,
 // Llama-3-8B: with its stacked q/k/v too, 425.4 -> 429.3 tok/s; o and down, 4096 rows, lost).
 static int64_t stream_min_rows(void) {
-    const char *e = getenv("RILL_CUDA_GEMV_STREAM_ROWS");
-    return e ? atoll(e) : 6144;
+    static int64_t rows = -1; // (read once)
+    if (rows < 0) {
+        const char *e = getenv("RILL_CUDA_GEMV_STREAM_ROWS");
+        rows = e && atoll(e) >= 0 ? atoll(e) : 6144;
+    }
+    return rows;
 }
 
 // Blocks of kernel k that fit on the whole card at once (a failed query counts 1 block on each of
@@ -332,14 +344,22 @@ static void gemv_q4_stream(rill_stream *s, rill_tensor *out, const cuda_qx *q, c
 // 2048 columns or more), so that they still put warps on every SM: 2048 unless
 // RILL_CUDA_GEMV_SPLIT_BELOW says (for measuring).
 static int64_t gemv_split_below(void) {
-    const char *e = getenv("RILL_CUDA_GEMV_SPLIT_BELOW");
-    return e ? atoll(e) : 2048;
+    static int64_t rows = -1; // (read once)
+    if (rows < 0) {
+        const char *e = getenv("RILL_CUDA_GEMV_SPLIT_BELOW");
+        rows = e && atoll(e) >= 0 ? atoll(e) : 2048;
+    }
+    return rows;
 }
 
 // RILL_CUDA_GEMV=float keeps 4-bit weights on the f32 path (for measuring one against the other).
 static bool float_only(void) {
-    const char *e = getenv("RILL_CUDA_GEMV");
-    return e && !strcmp(e, "float");
+    static int on = -1; // (read once)
+    if (on < 0) {
+        const char *e = getenv("RILL_CUDA_GEMV");
+        on = e && !strcmp(e, "float");
+    }
+    return on != 0;
 }
 
 // A small 4-bit matrix whose x comes unquantized (o after attention, q/k/v apart) takes the f32 path:
