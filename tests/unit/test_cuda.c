@@ -217,7 +217,9 @@ static void free_attention_case(rill_tensor *q, rill_tensor *k, rill_tensor *v, 
         free(host[i]->data);
     }
 }
-// replayed decode step) over a cache whose rows past it are NaN.
+// replayed decode step) over a cache whose rows past it are NaN. Caches of 65 to 1,024 keys split
+// into 2-8 blocks that merge as one cluster (attention_decode_cluster), longer ones through
+// attention_merge.
 static void test_long_cache_attention_splits_keys_and_matches(void **state) {
     need_gpu();
     static const struct {
@@ -233,7 +235,9 @@ static void test_long_cache_attention_splits_keys_and_matches(void **state) {
                  {2, 6001, 0, 0, 16, 4, 128, DTYPE_F16, 0}, {1, 4000, 0, 0, 32, 8, 128, DTYPE_F32, 0},
                  {1, 6000, 0, 0, 32, 8, 128, 0, 4500},      {1, 17000, 0, 0, 16, 2, 64, 0, 2051},
                  {1, 3000, 0, 0, 32, 4, 128, 0, 2999},      {1, 2100, 0, 0, 9, 3, 64, 0, 0},
-                 {2, 2500, 300, 0, 12, 2, 128, 0, 0},       {1, 300, 0, 0, 9, 3, 64, 0, 0}};
+                 {2, 2500, 300, 0, 12, 2, 128, 0, 0},       {1, 300, 0, 0, 9, 3, 64, 0, 0},
+                 {1, 1000, 0, 0, 32, 8, 128, 0, 0},         {2, 800, 200, 0, 12, 2, 128, 0, 0},
+                 {1, 2000, 0, 0, 9, 3, 64, 0, 700},         {1, 130, 0, 30.0f, 8, 1, 64, 0, 0}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         int heads = cases[k].heads, kv = cases[k].kv, hd = cases[k].hd, n_k = cases[k].n_k;
         int dev_pos = cases[k].dev_pos, valid = dev_pos > 0 ? dev_pos + 1 : n_k; // rows the query may see

@@ -347,14 +347,17 @@ static bool attention_plan(rill_stream *s, const char *op, const rill_tensor *ou
         cuda_reject(s, RILL_ERANGE, op, "more than 65535 queries or heads in one call");
         return false;
     }
-    *a = att_args{*p, q->data, out->data, q->dtype, q->stride, out->stride, n_k, 1, 0, NULL};
+    *a = att_args{*p, q->data, out->data, q->dtype, q->stride, out->stride, n_k, 1, 0, NULL, 0};
     // split the keys when queries x heads alone leave the GPU idle (decode)
     int64_t blocks = q->rows * p->n_heads, want = 1;
     // Each warp walks its keys one dependent load after another (latency-bound), so short splits
     // (64 keys) and many blocks in flight pay; past 32 splits the merge and the GQA re-reads cost
     // more than they save (H100, 16k keys: 32 splits 174 us, 128 splits 218 us).
+    int cluster = 0;
     if (decode_kernel == DECODE_MMA) {
         want = mma_splits(n_k, q->rows * p->n_kv_heads);
+        cluster = attention_decode_cluster(n_k);
+        if (cluster) want = cluster;
     } else if (decode_kernel ==
                DECODE_CORES) { // blocks per (kv head, query) walk 128 keys per step: splits of >= 128 keys, ~528 blocks
         int64_t groups = q->rows * p->n_kv_heads;
@@ -371,7 +374,8 @@ static bool attention_plan(rill_stream *s, const char *op, const rill_tensor *ou
     if (a->split_len < 1) a->split_len = 1;
     a->n_splits = (int)((n_k + a->split_len - 1) / a->split_len);
     if (a->n_splits < 1) a->n_splits = 1;
-    if (a->n_splits > 1) {
+    a->cluster = cluster > 1 && a->n_splits == cluster;
+    if (a->n_splits > 1 && !a->cluster) {
         size_t bytes = (size_t)(q->rows * p->n_heads * a->n_splits) * (size_t)(p->v_head_dim + 2) * sizeof(float);
         a->part = (float *)cuda_scratch(s, bytes, op);
         if (!a->part) return false;

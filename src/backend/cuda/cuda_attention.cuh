@@ -14,7 +14,10 @@ typedef struct {
     rill_dtype q_dt;
     int64_t sq, so, n_k;
     int n_splits, split_len;
-    float *part; // [n_q][n_heads][n_splits][v_head_dim + 2]: acc..., max, sum (n_splits > 1)
+    float *part; // [n_q][n_heads][n_splits][v_head_dim + 2]: acc..., max, sum (n_splits > 1, not cluster)
+    // The tensor-core decode kernel only: its n_splits blocks of one (kv head, query) are a thread
+    // block cluster, which merges the splits through distributed shared memory (no part, no merge launch).
+    int cluster;
 } att_args;
 
 // Keys [lo, hi] that query qi sees within key split `split` (causal end, window start). With the
@@ -85,6 +88,11 @@ void attention_merge(rill_stream *s, const att_args &a, int64_t n_q, bool pdl);
 // has several splits).
 bool attention_decode_mma_fits(const rill_attn_params *p, const rill_tensor *q, const rill_tensor *k,
                                const rill_tensor *v);
+// Splits of the tensor-core decode kernel for n_k keys (65 to 1,024) when they merge as one cluster:
+// a power of two, 2 to 8 (the portable cluster size), of at most 128 keys each; else 0, the split
+// plan of mma_splits and attention_merge. Clusters of 16 lost to that plan (H100, SmolLM2 at 1,040
+// keys: 1,602 vs 1,665 tok/s). RILL_CUDA_ATTN_CLUSTER=0 (to measure) or RILL_CUDA_ATTN_SPLIT turns it off.
+int attention_decode_cluster(int64_t n_k);
 // k_new, v_new (or NULL): one query's newest key and value, which the kernel reads for the cache row
 // at the device position and writes into it (attention_append).
 void attention_decode_mma(rill_stream *s, const att_args &a, int64_t n_q, const rill_tensor *k, const rill_tensor *v,

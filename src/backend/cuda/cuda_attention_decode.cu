@@ -7,15 +7,76 @@
 // S's accumulator layout is P^T's operand layout, so P stays in registers. Every load is 16 bytes:
 // the order of the d terms of Q.K^T and of the 16 keys of P.V is free as long as both operands use
 // the same one, so each lane reads 8 consecutive dims of a key row (K: as they are; V: two keys'
-// halves paired with byte permutes). Online softmax per 16 keys in f32; the block merges its warps
-// and, with several key splits, attention_merge the splits.
+// halves paired with byte permutes). Online softmax per 16 keys in f32; the block merges its warps.
+// Caches of 65 to 1,024 keys are split over 2-8 blocks that form one thread block cluster and merge
+// through distributed shared memory (cluster_store); longer ones split wider and attention_merge
+// merges them in a second launch.
+#include <cooperative_groups.h>
+
 #include "backend/cuda/cuda_attention.cuh"
 #include "backend/cuda/cuda_mma.cuh"
+
+namespace cg = cooperative_groups;
 
 enum { MMA_WARPS = 4 };
 
 __device__ __forceinline__ uint32_t word(const uint4 &v, int i) {
     return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+// The end of a block of a cluster-merged launch (a.cluster): its warps' states (ws, as
+// decode_block_store takes them) merged, and the block's state written over the start of ws (G x
+// (HD + 2)); after the cluster's barrier the output's G x HD values are spread over the cluster's
+// threads, each merging its value over the blocks' states through distributed shared memory; a
+// second barrier keeps every block's ws alive until all have read it.
+template <int G, int HD>
+__device__ __forceinline__ void cluster_store(const att_args &a, float *ws, int kh, int64_t qi) {
+    static_assert(HD <= MMA_WARPS * 32, "a thread per dim");
+    const int e = threadIdx.x;
+    float r[G], mx[G], sum[G];
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+        mx[g] = -INFINITY, sum[g] = 0.0f, r[g] = 0.0f;
+        for (int w = 0; w < MMA_WARPS; w++) {
+            const float *o = ws + (w * G + g) * (HD + 2);
+            if (o[HD + 1] > 0.0f) mx[g] = fmaxf(mx[g], o[HD]);
+        }
+        for (int w = 0; w < MMA_WARPS; w++) {
+            const float *o = ws + (w * G + g) * (HD + 2);
+            if (o[HD + 1] > 0.0f) {
+                float f = __expf(o[HD] - mx[g]);
+                sum[g] += o[HD + 1] * f;
+                if (e < HD) r[g] += o[e] * f;
+            }
+        }
+    }
+    __syncthreads(); // every warp's state read: the block's goes over it
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+        if (e < HD) ws[g * (HD + 2) + e] = r[g];
+        if (e == 0) ws[g * (HD + 2) + HD] = mx[g], ws[g * (HD + 2) + HD + 1] = sum[g];
+    }
+    cg::cluster_group cl = cg::this_cluster();
+    cl.sync();
+    const int n = (int)cl.num_blocks();
+    for (int k = (int)cl.block_rank() * blockDim.x + threadIdx.x; k < G * HD; k += n * blockDim.x) {
+        int g = k / HD, d = k - g * HD;
+        float m = -INFINITY, l = 0.0f, acc = 0.0f;
+        for (int c = 0; c < n; c++) {
+            const float *o = cl.map_shared_rank(ws, c) + g * (HD + 2);
+            if (o[HD + 1] > 0.0f) m = fmaxf(m, o[HD]);
+        }
+        for (int c = 0; c < n; c++) {
+            const float *o = cl.map_shared_rank(ws, c) + g * (HD + 2);
+            if (o[HD + 1] > 0.0f) {
+                float f = __expf(o[HD] - m);
+                l += o[HD + 1] * f;
+                acc += o[d] * f;
+            }
+        }
+        store_dt(a.out, a.q_dt, qi * a.so + (int64_t)(kh * G + g) * HD + d, l > 0.0f ? acc / l : 0.0f);
+    }
+    cl.sync();
 }
 
 // Lane (r = lane / 4, t = lane % 4). Dims: k-step 2s + u of Q.K^T takes, in lane (r, t), dims
@@ -149,7 +210,31 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, 4)
         }
     if (t == 0 && r < G) mine[r * (HD + 2) + HD] = m, mine[r * (HD + 2) + HD + 1] = l;
     __syncthreads();
-    decode_block_store<MMA_WARPS, G>(a, ws, kh, qi, split);
+    if (a.cluster)
+        cluster_store<G, HD>(a, ws, kh, qi);
+    else
+        decode_block_store<MMA_WARPS, G>(a, ws, kh, qi, split);
+}
+
+// kernel<<<grid, MMA_WARPS * 32>>>, as a cluster of a.n_splits blocks along y when a.cluster.
+template <typename K, typename... A>
+static void launch_k(rill_stream *s, const att_args &a, bool pdl, K kernel, dim3 grid, A &&...args) {
+    if (!a.cluster) {
+        cuda_launch_as(s, pdl, kernel, grid, MMA_WARPS * 32, 0, std::forward<A>(args)...);
+        return;
+    }
+    cudaLaunchAttribute at[2];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = 1, at[0].val.clusterDim.y = (unsigned)a.n_splits, at[0].val.clusterDim.z = 1;
+    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[1].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(MMA_WARPS * 32);
+    cfg.stream = s->cs;
+    cfg.attrs = at;
+    cfg.numAttrs = pdl ? 2 : 1;
+    cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
 }
 
 template <typename T, int G>
@@ -157,11 +242,11 @@ static void launch_g(rill_stream *s, const att_args &a, dim3 grid, int hd, const
                      const rill_tensor *k_new, const rill_tensor *v_new, bool pdl) {
     const T *kn = k_new ? (const T *)k_new->data : NULL, *vn = v_new ? (const T *)v_new->data : NULL;
     if (hd == 64)
-        cuda_launch_as(s, pdl, attention_decode_mma_kernel<T, G, 64>, grid, MMA_WARPS * 32, 0, a, (const T *)k->data,
-                       k->stride, (const T *)v->data, v->stride, kn, vn);
+        launch_k(s, a, pdl, attention_decode_mma_kernel<T, G, 64>, grid, a, (const T *)k->data, k->stride,
+                 (const T *)v->data, v->stride, kn, vn);
     else
-        cuda_launch_as(s, pdl, attention_decode_mma_kernel<T, G, 128>, grid, MMA_WARPS * 32, 0, a, (const T *)k->data,
-                       k->stride, (const T *)v->data, v->stride, kn, vn);
+        launch_k(s, a, pdl, attention_decode_mma_kernel<T, G, 128>, grid, a, (const T *)k->data, k->stride,
+                 (const T *)v->data, v->stride, kn, vn);
 }
 
 template <typename T>
@@ -198,5 +283,16 @@ void attention_decode_mma(rill_stream *s, const att_args &a, int64_t n_q, const 
         launch_t<bf16>(s, a, grid, group, p.head_dim, k, v, k_new, v_new, pdl);
     else
         launch_t<f16>(s, a, grid, group, p.head_dim, k, v, k_new, v_new, pdl);
-    if (cuda_launched(s, "attention") && a.n_splits > 1) attention_merge(s, a, n_q, pdl);
+    if (cuda_launched(s, "attention") && a.n_splits > 1 && !a.cluster) attention_merge(s, a, n_q, pdl);
+}
+
+int attention_decode_cluster(int64_t n_k) {
+    const char *off = getenv("RILL_CUDA_ATTN_CLUSTER");
+    if ((off && !strcmp(off, "0")) || getenv("RILL_CUDA_ATTN_SPLIT")) return 0;
+    int64_t want = (n_k + 63) / 64;
+    if (want <= 1) return 0;
+    int c = 2;
+    while (c < want && c < 8)
+        c *= 2;
+    return (n_k + c - 1) / c <= 128 ? c : 0;
 }
