@@ -31,10 +31,10 @@ static bool attention_pdl(void) { return cuda_pdl_on() && !getenv_is("RILL_CUDA_
 enum { DECODE_CORES = 1, DECODE_MMA = 2 };
 
 // Splits per (kv head, query) of the tensor-core decode kernel: one split (no merge) for caches of up
-// to 512 keys (H200, Llama-3-8B decode at 272 keys: 411 tok/s vs 410 with 5 splits), else one wave
-// of its blocks (4 per SM) in splits of at least 64 keys (H200, 32/8 heads, 32k keys: 51 us with
-// splits of 256 keys, two waves; 43 us with 512, one wave). RILL_CUDA_ATTN_SPLIT=N (64..8192) asks
-// for splits of N keys.
+// to 512 keys (H200, Llama-3-8B decode at 272 keys: 411 tok/s vs 410 with 5 splits; since then up
+// to 1,024 keys take attention_decode_cluster's plan where it applies), else at most 2 of its blocks
+// per SM in splits of at least 64 keys (H200, 32/8 heads, 32k keys: 51 us with splits of 256 keys,
+// two waves; 43 us with 512, one wave). RILL_CUDA_ATTN_SPLIT=N (64..8192) asks for splits of N keys.
 static int64_t mma_splits(int64_t n_k, int64_t groups) {
     static int sms = 0;
     if (!sms) {
@@ -47,7 +47,9 @@ static int64_t mma_splits(int64_t n_k, int64_t groups) {
     int per = e ? atoi(e) : 0;
     if (per >= 64 && per <= 8192) return (n_k + per - 1) / per;
     if (n_k <= 512) return 1;
-    int64_t want = (n_k + 63) / 64, wave = 4 * (int64_t)sms / groups;
+    // at most 2 blocks per SM: at 16k keys (Llama-3-8B, H100) 33 splits of ~500 keys ran 316.6 tok/s
+    // against 306.9 with 66 of ~250 (4 per SM) and 288.9 with 128 of 128
+    int64_t want = (n_k + 63) / 64, wave = 2 * (int64_t)sms / groups;
     return want < wave ? want : wave > 1 ? wave : 1;
 }
 
