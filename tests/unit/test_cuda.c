@@ -217,7 +217,7 @@ static void free_attention_case(rill_tensor *q, rill_tensor *k, rill_tensor *v, 
         free(host[i]->data);
     }
 }
-// replayed decode step) over a cache whose rows past it are NaN. Caches of 65 to 1,024 keys split
+// replayed decode step) over a cache whose rows past it are NaN. Caches of 65 to 2,048 keys split
 // into 2-8 blocks that merge as one cluster (attention_decode_cluster), longer ones through
 // attention_merge.
 static void test_long_cache_attention_splits_keys_and_matches(void **state) {

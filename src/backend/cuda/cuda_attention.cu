@@ -32,7 +32,7 @@ enum { DECODE_CORES = 1, DECODE_MMA = 2 };
 
 // Splits per (kv head, query) of the tensor-core decode kernel: one split (no merge) for caches of up
 // to 512 keys (H200, Llama-3-8B decode at 272 keys: 411 tok/s vs 410 with 5 splits; since then up
-// to 1,024 keys take attention_decode_cluster's plan where it applies), else at most 2 of its blocks
+// to 2,048 keys take attention_decode_cluster's plan where it applies), else at most 2 of its blocks
 // per SM in splits of at least 64 keys (H200, 32/8 heads, 32k keys: 51 us with splits of 256 keys,
 // two waves; 43 us with 512, one wave). RILL_CUDA_ATTN_SPLIT=N (64..8192) asks for splits of N keys.
 static int64_t mma_splits(int64_t n_k, int64_t groups) {

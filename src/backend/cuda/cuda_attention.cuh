@@ -88,10 +88,11 @@ void attention_merge(rill_stream *s, const att_args &a, int64_t n_q, bool pdl);
 // has several splits).
 bool attention_decode_mma_fits(const rill_attn_params *p, const rill_tensor *q, const rill_tensor *k,
                                const rill_tensor *v);
-// Splits of the tensor-core decode kernel for n_k keys (65 to 1,024) when they merge as one cluster:
-// a power of two, 2 to 8 (the portable cluster size), of at most 128 keys each; else 0, the split
+// Splits of the tensor-core decode kernel for n_k keys (65 to 2,048) when they merge as one cluster:
+// a power of two, 2 to 8 (the portable cluster size), of at most 256 keys each; else 0, the split
 // plan of mma_splits and attention_merge. Clusters of 16 lost to that plan (H100, SmolLM2 at 1,040
-// keys: 1,602 vs 1,665 tok/s). RILL_CUDA_ATTN_CLUSTER=0 (to measure) or RILL_CUDA_ATTN_SPLIT turns it off.
+// keys: 1,602 vs 1,665 tok/s); 8 splits of 130 keys won (1,740). RILL_CUDA_ATTN_CLUSTER=N sets the
+// keys per split, at most (0: no cluster, to measure); RILL_CUDA_ATTN_SPLIT turns it off too.
 int attention_decode_cluster(int64_t n_k);
 // k_new, v_new (or NULL): one query's newest key and value, which the kernel reads for the cache row
 // at the device position and writes into it (attention_append).

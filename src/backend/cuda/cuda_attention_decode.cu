@@ -8,7 +8,7 @@
 // the order of the d terms of Q.K^T and of the 16 keys of P.V is free as long as both operands use
 // the same one, so each lane reads 8 consecutive dims of a key row (K: as they are; V: two keys'
 // halves paired with byte permutes). Online softmax per 16 keys in f32; the block merges its warps.
-// Caches of 65 to 1,024 keys are split over 2-8 blocks that form one thread block cluster and merge
+// Caches of 65 to 2,048 keys are split over 2-8 blocks that form one thread block cluster and merge
 // through distributed shared memory (cluster_store); longer ones split wider and attention_merge
 // merges them in a second launch.
 #include <cooperative_groups.h>
@@ -287,12 +287,17 @@ void attention_decode_mma(rill_stream *s, const att_args &a, int64_t n_q, const 
 }
 
 int attention_decode_cluster(int64_t n_k) {
-    const char *off = getenv("RILL_CUDA_ATTN_CLUSTER");
-    if ((off && !strcmp(off, "0")) || getenv("RILL_CUDA_ATTN_SPLIT")) return 0;
+    static int max_keys = -1; // keys per split, at most (RILL_CUDA_ATTN_CLUSTER=N; 0: no cluster)
+    if (max_keys < 0) {
+        const char *e = getenv("RILL_CUDA_ATTN_CLUSTER");
+        max_keys = e ? atoi(e) : 256;
+        if (max_keys < 0) max_keys = 0;
+    }
+    if (!max_keys || getenv("RILL_CUDA_ATTN_SPLIT")) return 0;
     int64_t want = (n_k + 63) / 64;
     if (want <= 1) return 0;
     int c = 2;
     while (c < want && c < 8)
         c *= 2;
-    return (n_k + c - 1) / c <= 128 ? c : 0;
+    return (n_k + c - 1) / c <= max_keys ? c : 0;
 }
