@@ -159,6 +159,12 @@ typedef struct rill_backend_ops {
     // then matmul(out, h, w). h is written too; out, h, x and r may not alias.
     void (*norm_matmul)(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
                         const float *norm_w, float eps, bool add_one, const rill_weight *w);
+    // norm_qkv_rope (optional): norm_matmul, then rope(out's first p->n_heads heads, pos, p), as one
+    // op where the backend can (one token); false, having issued nothing, where it cannot: the caller
+    // then runs norm_matmul and rope.
+    bool (*norm_qkv_rope)(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
+                          const float *norm_w, float eps, bool add_one, const rill_weight *w, const rill_tensor *pos,
+                          const rill_rope_params *p);
     // norm_mlp: the norm of norm_matmul (h and x written as there), then the MLP after it:
     // g [n][ffn] = act(h . gate^T) * (h . up^T) as act_mul computes it, gate_up's rows the gate rows
     // then the up rows ([2 ffn][cols]), and out [n][down.rows] = matmul(g, down). gate and up need

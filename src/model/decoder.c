@@ -318,24 +318,30 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
         // the previous layer's MLP output joins the residual in this norm; the stacked q/k/v matmul
         // runs with it
         bool stacked_qkv = L->qkv.rows && !m->mla;
-        norm_then(op, s, &a.h, &a.x, l > 0 && fuse_add ? &a.o : NULL, L->attn_norm, eps, add1,
-                  stacked_qkv ? &a.qkv : NULL, stacked_qkv ? &L->qkv : NULL);
+        const rill_tensor *r = l > 0 && fuse_add ? &a.o : NULL;
+        rill_rope_params rq = {c->n_heads,     c->head_dim, m->rope_dims,
+                               m->rope_layout, L->inv_freq, L->window ? 1.0f : m->rope_mscale};
+        rill_rope_params rk = rq, rqk = rq; // rqk: the adjacent q and k heads of the stacked q/k/v
+        rk.n_heads = c->n_kv_heads;
+        rqk.n_heads += rk.n_heads;
+        // stacked: one matmul with the norm, and one rope over q and k (inside the matmul where the
+        // backend takes norm_qkv_rope)
+        bool roped = stacked_qkv && op->norm_qkv_rope &&
+                     op->norm_qkv_rope(s, &a.qkv, &a.h, &a.x, r, L->attn_norm, eps, add1, &L->qkv, &a.pos, &rqk);
+        if (!roped)
+            norm_then(op, s, &a.h, &a.x, r, L->attn_norm, eps, add1, stacked_qkv ? &a.qkv : NULL,
+                      stacked_qkv ? &L->qkv : NULL);
         rill_tensor q = a.q, k = a.k, v = a.v; // views of a.qkv when the projections are stacked
         if (m->mla)
             mla_qk(m, s, L, &a, eps);
         else {
-            rill_rope_params rq = {c->n_heads,     c->head_dim, m->rope_dims,
-                                   m->rope_layout, L->inv_freq, L->window ? 1.0f : m->rope_mscale};
-            rill_rope_params rk = rq;
-            rk.n_heads = c->n_kv_heads;
-            if (stacked_qkv) { // one matmul (with the norm above), and one rope over the adjacent q and k heads
+            if (stacked_qkv) {
                 int64_t qd = q.cols, kd = k.cols;
                 q = rill_tensor_cols(&a.qkv, 0, qd);
                 k = rill_tensor_cols(&a.qkv, qd, kd);
                 v = rill_tensor_cols(&a.qkv, qd + kd, kd);
                 rill_tensor qk = rill_tensor_cols(&a.qkv, 0, qd + kd);
-                rq.n_heads += rk.n_heads;
-                op->rope(s, &qk, &a.pos, &rq);
+                if (!roped) op->rope(s, &qk, &a.pos, &rqk);
             } else {
                 op->matmul(s, &q, &a.h, &L->q);
                 op->matmul(s, &k, &a.h, &L->k);

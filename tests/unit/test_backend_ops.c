@@ -408,6 +408,76 @@ static void test_norm_mlp(void **state) {
     if (be->act_dtype != DTYPE_F32) assert_int_equal(taken, one_token_4bit);
 }
 
+// norm_qkv_rope against add_rmsnorm (or rmsnorm), matmul over a stacked q/k/v weight, then rope over
+// its first heads (q's and k's), at a position read from the device: h, the residual x and out. A
+// backend with the op takes one token on 4-bit weights with 16-bit activations (CUDA: the GEMV turns
+// each pair of rows in its epilogue); a declined call must leave x as it was.
+static void test_norm_qkv_rope(void **state) {
+    if (!be->ops->norm_qkv_rope) {
+        print_message("%s: no norm_qkv_rope (the decoder runs norm_matmul and rope)\n", be_name);
+        return;
+    }
+    static const struct {
+        int64_t cols;
+        int heads, kv, hd, rot;
+        rill_rope_layout layout;
+        float mscale;
+        int bits, group;
+        bool bias, with_r;
+    } cases[] = {
+        {576, 9, 3, 64, 64, ROPE_NEOX, 1.0f, 4, 64, false, true},         // SmolLM2's shape
+        {1024, 8, 2, 128, 128, ROPE_NEOX, 1.0f, 4, 64, true, false},      // Llama-like, q/k/v bias
+        {512, 4, 4, 64, 32, ROPE_INTERLEAVED, 1.25f, 4, 32, false, true}, // partial, interleaved
+        {576, 9, 3, 64, 64, ROPE_NEOX, 1.0f, 8, 64, false, true},         // 8-bit: declined on CUDA
+    };
+    int taken = 0, eligible = 0;
+    for (size_t k = 0; k < N_OF(cases); k++) {
+        int64_t cols = cases[k].cols, rot_rows = (int64_t)(cases[k].heads + cases[k].kv) * cases[k].hd;
+        int64_t n_out = rot_rows + (int64_t)cases[k].kv * cases[k].hd;
+        wpair w = make_weight(n_out, cols, cases[k].bits, cases[k].group,
+                              be->act_dtype == DTYPE_F16 ? DTYPE_F16 : DTYPE_BF16, cases[k].bias);
+        pair x = make(be->act_dtype, 1, cols, 3.0f), r = make(be->act_dtype, 1, cols, 1.0f);
+        pair h = make_out(be->act_dtype, 1, cols), out = make_out(be->act_dtype, 1, n_out);
+        pair pos = make_i32(1, 0, 40000);
+        float *nw = fill_scalars(DTYPE_F32, (size_t)cols, -1.0f, 2.0f);
+        float *nwd = dev_copy(nw, (size_t)cols * 4);
+        int half = cases[k].rot / 2;
+        float *inv = malloc((size_t)half * 4);
+        for (int i = 0; i < half; i++)
+            inv[i] = (float)pow(10000.0, -2.0 * i / cases[k].rot);
+        float *inv_d = dev_copy(inv, (size_t)half * 4);
+        rill_rope_params p = {
+            cases[k].heads + cases[k].kv, cases[k].hd, cases[k].rot, cases[k].layout, inv_d, cases[k].mscale};
+        bool with_r = cases[k].with_r;
+        bool took = be->ops->norm_qkv_rope(st, &out.dev, &h.dev, &x.dev, with_r ? &r.dev : NULL, nwd, 1e-6f, false,
+                                           &w.dev, &pos.dev, &p);
+        eligible += cases[k].bits == 4;
+        taken += took && cases[k].bits == 4;
+        if (took) {
+            if (with_r)
+                ref_add_rmsnorm(&h.host, &x.host, &r.host, nw, 1e-6f, false);
+            else
+                ref_rmsnorm(&h.host, &x.host, nw, 1e-6f, false);
+            ref_matmul(&out.host, &h.host, &w.host);
+            rill_tensor qk = rill_tensor_cols(&out.host, 0, rot_rows);
+            p.inv_freq = inv;
+            ref_rope(&qk, &pos.host, &p);
+            CHECK(&x, "norm_qkv_rope residual, case %zu", k);
+            CHECK(&h, "norm_qkv_rope norm, case %zu", k);
+            CHECK(&out, "norm_qkv_rope case %zu (%d + %d heads of %d, rot %d, %s)", k, cases[k].heads, cases[k].kv,
+                  cases[k].hd, cases[k].rot, cases[k].layout == ROPE_NEOX ? "neox" : "interleaved");
+        } else
+            CHECK(&x, "norm_qkv_rope declined, case %zu: the residual is as it was", k);
+        free(inv);
+        be->ops->free(be, inv_d);
+        drop(&pos);
+        drop_norm_case(nw, nwd, &x, &r, &h, &out);
+        drop_weight(&w);
+    }
+    print_message("%s: norm_qkv_rope took %d of the %d one-token 4-bit cases\n", be_name, taken, eligible);
+    if (be->act_dtype != DTYPE_F32) assert_int_equal(taken, eligible);
+}
+
 // act_matmul against act_mul then matmul, with gate and up the two halves of one tensor (as the
 // stacked gate/up projection leaves them).
 static void test_act_matmul(void **state) {
@@ -938,6 +1008,7 @@ int main(void) {
             cmocka_unit_test_prestate_setup_teardown(test_norm_matmul, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_act_matmul, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_norm_mlp, setup, teardown, &name),
+            cmocka_unit_test_prestate_setup_teardown(test_norm_qkv_rope, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_rope, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_attention, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_attention_q, setup, teardown, &name),

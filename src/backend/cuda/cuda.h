@@ -117,6 +117,20 @@ void cuda_quantize_act(rill_stream *s, const cuda_qx *q, const rill_tensor *gate
 void cuda_gemv_q4(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w);
 // out [1][w.rows / 2] = act(gate) * up, the two halves of the GEMV over w (gate rows, then up rows).
 void cuda_gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w, rill_act act);
+// RoPE done by the 4-bit GEMV of a stacked q/k/v weight for one token, in its epilogue: rows
+// [0, n_rot_rows) are the rotated heads (q's, then k's) of head_dim rows each; pos: the device
+// position (I32 [1]); the rest as rill_rope_params (rot_dims == head_dim unless interleaved).
+typedef struct {
+    const int32_t *pos;
+    const float *inv_freq; // [rot_dims / 2]
+    int rot_dims, head_dim, interleaved, n_rot_rows;
+    float mscale;
+} cuda_rope_epi;
+// Whether the one-token 4-bit GEMV runs w on the resident-grid stream kernel (6144 rows or more).
+bool cuda_gemv_q4_streams(const rill_weight *w, int64_t n_tok);
+// out [1][w.rows] = x . W^T from x quantized in q, the rows of re rotated (a warp per rotated pair).
+void cuda_gemv_q4_rope(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
+                       const cuda_rope_epi *re);
 // add_rmsnorm (rmsnorm when r is NULL) that also writes h quantized into q (cuda_rmsnorm.cu); false,
 // with nothing launched, when the rows do not fit its 8-wide kernel (then run the op apart).
 bool cuda_norm_quantize(rill_stream *s, rill_tensor *h, rill_tensor *x, const rill_tensor *r, const float *w, float eps,
@@ -124,6 +138,9 @@ bool cuda_norm_quantize(rill_stream *s, rill_tensor *h, rill_tensor *x, const ri
 // The ops with the matmul after them fused in (cuda_matmul_fused.c; backend.h says what they compute).
 void cuda_norm_matmul(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
                       const float *norm_w, float eps, bool add_one, const rill_weight *w);
+bool cuda_norm_qkv_rope(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
+                        const float *norm_w, float eps, bool add_one, const rill_weight *w, const rill_tensor *pos,
+                        const rill_rope_params *p);
 bool cuda_norm_mlp(rill_stream *s, rill_tensor *out, rill_tensor *g, rill_tensor *h, rill_tensor *x,
                    const rill_tensor *r, const float *norm_w, float eps, bool add_one, const rill_weight *gate_up,
                    rill_act act, const rill_weight *down);

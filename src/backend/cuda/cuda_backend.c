@@ -203,6 +203,7 @@ static const rill_backend_ops cuda_ops = {
     .norm_matmul = cuda_norm_matmul,
     .act_matmul = cuda_act_matmul,
     .norm_mlp = cuda_norm_mlp,
+    .norm_qkv_rope = cuda_norm_qkv_rope,
     .rope = cuda_rope,
     .attention = cuda_attention,
     .attention_q = cuda_attention_q,

@@ -72,23 +72,49 @@ constexpr int q4_min_blocks(int rows, int maxt, int d) {
 // before the word is used); the first D are loaded before pdl_wait, overlapping the kernel before.
 // ACT >= 0 (with SPLIT 1, ROWS 2, MAXT 1): a warp's two rows are gate row p and up row p + n_out / 2
 // of a stacked gate/up weight, and it writes out[p] = act(gate) * up, each rounded as act_mul rounds.
+// ACT == Q4_ROPE (the same shape): a warp's two rows are the pair RoPE rotates together (rope_pair),
+// written rotated as the rope op would leave them (each rounded, rotated, rounded again).
+enum { Q4_ROPE = -2 };
+
+// Pair p of RoPE mode's rows: within the rotated heads, (e, e + head_dim / 2) of a head, or (2i,
+// 2i + 1) interleaved; past them, consecutive rows, not rotated (*i = -1); else *i: the angle's index.
+__device__ __forceinline__ void rope_pair(const cuda_rope_epi &re, int64_t p, int64_t *r0, int64_t *r1, int *i) {
+    int64_t rot_pairs = re.n_rot_rows / 2, hh = re.head_dim / 2;
+    if (p < rot_pairs) {
+        int64_t head = p / hh, k = p - head * hh;
+        *r0 = head * re.head_dim + (re.interleaved ? 2 * k : k);
+        *r1 = re.interleaved ? *r0 + 1 : *r0 + hh;
+        *i = re.interleaved ? (2 * k < re.rot_dims ? (int)k : -1) : (int)k;
+    } else {
+        *r0 = re.n_rot_rows + 2 * (p - rot_pairs);
+        *r1 = *r0 + 1;
+        *i = -1;
+    }
+}
+
 template <typename TX, typename TS, int SPLIT, int ROWS, int MAXT, int D, int ACT = -1>
 __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
     gemv_q4_dp4a_kernel(TX *out, int64_t so, const uint4 *xq, const float *xs, const float *xsum, const uint4 *packed,
                         const TS *scales, const TS *biases, const float *bias, int64_t n_out, int64_t n_in, int gs,
-                        int n_tok) {
+                        int n_tok, cuda_rope_epi re) {
     __shared__ float part[GEMV_WARPS][MAXT];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, share = warp % SPLIT;
     int64_t row0 = ((int64_t)blockIdx.x * (GEMV_WARPS / SPLIT) + warp / SPLIT) * ROWS;
     int64_t n_vec = n_in / 32, groups = n_in / gs, plane2 = 2 * n_vec * n_tok; // uint4 offset of plane 2
     int gsh = __ffs(gs) - 1;
     bool gs_pow2 = (gs & (gs - 1)) == 0;
-    static_assert(ACT < 0 || (SPLIT == 1 && ROWS == 2 && MAXT == 1), "act(gate) * up takes a row pair per warp");
-    const int64_t pair = (int64_t)blockIdx.x * GEMV_WARPS + warp, half = n_out / 2; // (ACT >= 0)
+    constexpr bool PAIRS = ACT >= 0 || ACT == Q4_ROPE;
+    static_assert(!PAIRS || (SPLIT == 1 && ROWS == 2 && MAXT == 1), "act(gate) * up and RoPE take a row pair per warp");
+    const int64_t pair = (int64_t)blockIdx.x * GEMV_WARPS + warp, half = n_out / 2; // (PAIRS)
     int64_t rows[ROWS]; // clamped: a row past the end is computed and dropped (it stays for the barrier)
+    int rope_i = -1;    // (Q4_ROPE) the pair's angle index, -1: not rotated
+    if constexpr (ACT == Q4_ROPE) {
+        rope_pair(re, pair < half ? pair : half - 1, &rows[0], &rows[ROWS - 1], &rope_i);
+    } else {
 #pragma unroll
-    for (int r = 0; r < ROWS; r++)
-        rows[r] = ACT >= 0 ? (pair < half ? pair : half - 1) + r * half : row0 + r < n_out ? row0 + r : n_out - 1;
+        for (int r = 0; r < ROWS; r++)
+            rows[r] = ACT >= 0 ? (pair < half ? pair : half - 1) + r * half : row0 + r < n_out ? row0 + r : n_out - 1;
+    }
     float acc[ROWS][MAXT];
 #pragma unroll
     for (int r = 0; r < ROWS; r++)
@@ -118,6 +144,14 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
         load(p, v0 + p * step);
     pdl_wait();
     pdl_trigger();
+    float rope_c = 1.0f, rope_s = 0.0f; // (Q4_ROPE) cos and sin times mscale, while the weights stream
+    if constexpr (ACT == Q4_ROPE) {
+        if (rope_i >= 0) {
+            double sn, cs;
+            sincos((double)*re.pos * (double)re.inv_freq[rope_i], &sn, &cs);
+            rope_c = (float)cs * re.mscale, rope_s = (float)sn * re.mscale;
+        }
+    }
     for (int vb = v0; vb < nv; vb += D * step) {
 #pragma unroll
         for (int p = 0; p < D; p++) {
@@ -141,7 +175,15 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
             }
         }
     }
-    if constexpr (ACT >= 0) {
+    if constexpr (ACT == Q4_ROPE) {
+        float x0 = warp_sum(acc[0][0]), x1 = warp_sum(acc[ROWS - 1][0]);
+        if (lane == 0 && pair < half) {
+            x0 = to_f32(from_f32<TX>(x0 + (bias ? bias[rows[0]] : 0.0f)));
+            x1 = to_f32(from_f32<TX>(x1 + (bias ? bias[rows[ROWS - 1]] : 0.0f)));
+            out[rows[0]] = from_f32<TX>(rope_i >= 0 ? x0 * rope_c - x1 * rope_s : x0);
+            out[rows[ROWS - 1]] = from_f32<TX>(rope_i >= 0 ? x1 * rope_c + x0 * rope_s : x1);
+        }
+    } else if constexpr (ACT >= 0) {
         float g = warp_sum(acc[0][0]), u = warp_sum(acc[ROWS - 1][0]);
         if (lane == 0 && pair < half) {
             g = to_f32(from_f32<TX>(g + (bias ? bias[rows[0]] : 0.0f)));
@@ -352,6 +394,12 @@ static int64_t gemv_split_below(void) {
     return rows;
 }
 
+extern "C" bool cuda_gemv_q4_streams(const rill_weight *w, int64_t n_tok) {
+    int r, d;
+    return n_tok == 1 && w->rows >= stream_min_rows() && !(w->rows < gemv_split_below() && w->cols >= 2048) &&
+           stream_mode(&r, &d);
+}
+
 // RILL_CUDA_GEMV=float keeps 4-bit weights on the f32 path (for measuring one against the other).
 static bool float_only(void) {
     static int on = -1; // (read once)
@@ -454,7 +502,7 @@ template <typename TX> static void gemv_q4(rill_stream *s, rill_tensor *out, con
                   cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, SPL, RW, MT, D>, g, block, 0, o, out->stride,         \
                                   (const uint4 *)xq, (const float *)xs, (const float *)xsum, (const uint4 *)w->packed, \
                                   (const TS *)w->scales, (const TS *)w->biases, (const float *)w->bias, w->rows,       \
-                                  w->cols, w->group_size, nt))
+                                  w->cols, w->group_size, nt, cuda_rope_epi{}))
 #define Q4_LAUNCH_D(SPL, RW)                                                                                           \
     do {                                                                                                               \
         if (depth == 4)                                                                                                \
@@ -497,7 +545,8 @@ static void gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, cons
                   cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, 1, 2, 1, D, ACT>, g, GEMV_WARPS * 32, 0,              \
                                   (TX *)out->data, out->stride, (const uint4 *)q->codes, (const float *)q->scale,      \
                                   (const float *)q->sum, (const uint4 *)w->packed, (const TS *)w->scales,              \
-                                  (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols, w->group_size, 1))
+                                  (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols, w->group_size, 1,   \
+                                  cuda_rope_epi{}))
     if (depth == 4)
         Q4_ACT_LAUNCH(4);
     else if (depth == 2)
@@ -506,6 +555,29 @@ static void gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, cons
         Q4_ACT_LAUNCH(1);
 #undef Q4_ACT_LAUNCH
     cuda_launched(s, "norm_mlp (gemv)");
+}
+
+// out [1][w.rows] for one token with RoPE in the epilogue (gemv_q4_dp4a_kernel with Q4_ROPE): a warp
+// per rotated pair of rows, as the gate/up pairs are taken.
+template <typename TX>
+static void gemv_q4_rope(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
+                         const cuda_rope_epi *re) {
+    unsigned g = (unsigned)((w->rows / 2 + GEMV_WARPS - 1) / GEMV_WARPS);
+    CUDA_DISPATCH(s, "norm_matmul (rope)", w->dtype, TS,
+                  cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, 1, 2, 1, 1, Q4_ROPE>, g, GEMV_WARPS * 32, 0,
+                                  (TX *)out->data, out->stride, (const uint4 *)q->codes, (const float *)q->scale,
+                                  (const float *)q->sum, (const uint4 *)w->packed, (const TS *)w->scales,
+                                  (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols, w->group_size, 1,
+                                  *re));
+    cuda_launched(s, "norm_matmul (rope)");
+}
+
+extern "C" void cuda_gemv_q4_rope(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
+                                  const cuda_rope_epi *re) {
+    if (out->dtype == DTYPE_BF16)
+        gemv_q4_rope<bf16>(s, out, q, w, re);
+    else
+        gemv_q4_rope<f16>(s, out, q, w, re);
 }
 
 extern "C" void cuda_gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,

@@ -38,6 +38,36 @@ void cuda_norm_matmul(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_ten
     if (s->status == RILL_OK) cuda_matmul(s, out, h, w);
 }
 
+// RILL_CUDA_QKV_ROPE=0 declines every norm_qkv_rope (to measure).
+static bool qkv_rope_allowed(void) {
+    static int on = -1;
+    return env_switch_on("RILL_CUDA_QKV_ROPE", &on);
+}
+
+// norm_matmul, then RoPE on out's first p->n_heads heads, for one token whose stacked q/k/v weight
+// the 4-bit GEMV takes: the norm writes x quantized, and the GEMV's warps each take the two rows
+// that RoPE turns together and write them rotated (cuda_gemv_q4_rope): the rope launch goes (H100,
+// SmolLM2 1,737 -> 1,838 tok/s). It declines where the stream kernel takes the matrix (Llama-3-8B's
+// 6144-row q/k/v: on the pair kernel 440.9 vs 441.3 tok/s, 16k 306.8 vs 313.3), and anything else:
+// false, with nothing issued.
+bool cuda_norm_qkv_rope(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
+                        const float *norm_w, float eps, bool add_one, const rill_weight *w, const rill_tensor *pos,
+                        const rill_rope_params *p) {
+    int64_t rot_rows = (int64_t)p->n_heads * p->head_dim;
+    if (!qkv_rope_allowed() || x->rows != 1 || !gemv_q4_takes(out, x, w) || cuda_gemv_q4_streams(w, 1) || w->rows % 2 ||
+        rot_rows > w->rows || p->head_dim % 2 || p->rot_dims % 2 || p->rot_dims <= 0 || p->rot_dims > p->head_dim ||
+        (p->layout != ROPE_INTERLEAVED && p->rot_dims != p->head_dim) || pos->dtype != DTYPE_I32 || pos->rows < 1 ||
+        out->stride != out->cols)
+        return false;
+    cuda_qx q;
+    if (!cuda_qx_scratch(s, x->rows, x->cols, &q, "norm_matmul (rope)")) return true; // (status set)
+    if (!cuda_norm_quantize(s, h, x, r, norm_w, eps, add_one, &q)) return false;
+    cuda_rope_epi re = {(const int32_t *)pos->data,    p->inv_freq,   p->rot_dims, p->head_dim,
+                        p->layout == ROPE_INTERLEAVED, (int)rot_rows, p->mscale};
+    if (s->status == RILL_OK) cuda_gemv_q4_rope(s, out, &q, w, &re);
+    return true;
+}
+
 // RILL_CUDA_PAIR_ACT=0 declines every norm_mlp, so the decoder runs norm_matmul and act_matmul;
 // RILL_CUDA_PAIR_ACT=always takes it for large down matrices too (both to measure).
 static int pair_act_mode(void) {
