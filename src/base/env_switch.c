@@ -11,3 +11,13 @@ bool env_switch_on(const char *name, int *state) {
     }
     return *state != 0;
 }
+
+int64_t env_count(const char *name, int64_t fallback, int64_t *state) {
+    if (*state < 0) {
+        const char *e = getenv(name);
+        char *end = NULL;
+        long long v = e && *e ? strtoll(e, &end, 10) : -1;
+        *state = end && !*end && v >= 0 ? (int64_t)v : fallback;
+    }
+    return *state;
+}

@@ -1,5 +1,5 @@
 // test_base.c: the base layer: error messages, the accounted allocator, arenas, file mapping,
-// atomic writes and the f16/bf16 conversions.
+// atomic writes, the f16/bf16 conversions and the environment switches and counts.
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +16,7 @@
 #include "base/arena.h"
 #include "base/atomic_file.h"
 #include "base/dtype.h"
+#include "base/env_switch.h"
 #include "base/half.h"
 #include "base/mapfile.h"
 #include "base/status.h"
@@ -105,10 +106,10 @@ static void test_half_conversions_round_to_nearest_even(void **state) {
     }
     assert_float_equal(f16_to_f32(0x3c00), 1.0f, 0);
     assert_float_equal(f16_to_f32(0x0001), 5.9604645e-8f, 1e-14);
-    assert_int_equal(f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);      // tie -> even
-    assert_int_equal(f32_to_f16(1.0f + 3.0f / 2048), 0x3c02);      // tie -> even (up)
-    assert_int_equal(f32_to_f16(70000.0f), 0x7c00);                 // overflow -> inf
-    assert_int_equal(f32_to_bf16(1.0f + 1.0f / 256), 0x3f80);       // tie -> even
+    assert_int_equal(f32_to_f16(1.0f + 1.0f / 2048), 0x3c00); // tie -> even
+    assert_int_equal(f32_to_f16(1.0f + 3.0f / 2048), 0x3c02); // tie -> even (up)
+    assert_int_equal(f32_to_f16(70000.0f), 0x7c00);           // overflow -> inf
+    assert_int_equal(f32_to_bf16(1.0f + 1.0f / 256), 0x3f80); // tie -> even
     assert_int_equal(f32_to_bf16(1.0f + 3.0f / 256), 0x3f82);
     for (int i = 0; i < 10000; i++) {
         float x = test_rand_normal() * 100;
@@ -118,9 +119,38 @@ static void test_half_conversions_round_to_nearest_even(void **state) {
 }
 
 static void test_dtype_names_round_trip(void **state) {
-    for (int t = 1; t < DTYPE_COUNT; t++) assert_int_equal(dtype_from_name(dtype_name((rill_dtype)t)), t);
+    for (int t = 1; t < DTYPE_COUNT; t++)
+        assert_int_equal(dtype_from_name(dtype_name((rill_dtype)t)), t);
     assert_int_equal(dtype_from_name("F8_E4M3X"), DTYPE_INVALID);
     assert_int_equal(dtype_size(DTYPE_BF16), 2);
+}
+
+// A switch is off only at "0"; a count takes a number >= 0 and falls back on anything else; both
+// keep their first answer.
+static void test_env_switches_and_counts(void **state) {
+    int sw = -1;
+    setenv("RILL_TEST_SWITCH", "0", 1);
+    assert_false(env_switch_on("RILL_TEST_SWITCH", &sw));
+    setenv("RILL_TEST_SWITCH", "1", 1);
+    assert_false(env_switch_on("RILL_TEST_SWITCH", &sw)); // (read once)
+    sw = -1;
+    assert_true(env_switch_on("RILL_TEST_SWITCH", &sw));
+    static const struct {
+        const char *value; // NULL: unset
+        int64_t want;
+    } cases[] = {{NULL, 77}, {"0", 0}, {"2048", 2048}, {"-5", 77}, {"12x", 77}, {"", 77}, {"4294967296", 4294967296}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t st = -1;
+        if (cases[i].value)
+            setenv("RILL_TEST_COUNT", cases[i].value, 1);
+        else
+            unsetenv("RILL_TEST_COUNT");
+        assert_int_equal(env_count("RILL_TEST_COUNT", 77, &st), cases[i].want);
+        setenv("RILL_TEST_COUNT", "9", 1);
+        assert_int_equal(env_count("RILL_TEST_COUNT", 77, &st), cases[i].want); // (read once)
+    }
+    unsetenv("RILL_TEST_SWITCH");
+    unsetenv("RILL_TEST_COUNT");
 }
 
 int main(void) {
@@ -132,6 +162,7 @@ int main(void) {
         cmocka_unit_test(test_map_missing_file_names_it),
         cmocka_unit_test(test_half_conversions_round_to_nearest_even),
         cmocka_unit_test(test_dtype_names_round_trip),
+        cmocka_unit_test(test_env_switches_and_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -357,9 +357,8 @@ static bool attention_plan(rill_stream *s, const char *op, const rill_tensor *ou
     // more than they save (H100, 16k keys: 32 splits 174 us, 128 splits 218 us).
     int cluster = 0;
     if (decode_kernel == DECODE_MMA) {
-        want = mma_splits(n_k, q->rows * p->n_kv_heads);
-        cluster = attention_decode_cluster(n_k);
-        if (cluster) want = cluster;
+        cluster = getenv("RILL_CUDA_ATTN_SPLIT") ? 0 : attention_decode_cluster(n_k);
+        want = cluster ? cluster : mma_splits(n_k, q->rows * p->n_kv_heads);
     } else if (decode_kernel ==
                DECODE_CORES) { // blocks per (kv head, query) walk 128 keys per step: splits of >= 128 keys, ~528 blocks
         int64_t groups = q->rows * p->n_kv_heads;

@@ -44,6 +44,33 @@ __device__ __forceinline__ void visible_keys(const att_args &a, int64_t qi, int 
     *hi_out = hi;
 }
 
+// The merge of W warps' softmax states of head g, ws [W][G][vd + 2] each (acc [vd], max, sum; sum
+// 0: the warp saw no key): the largest max of the warps that saw keys, and the sum rescaled to it.
+template <int W, int G>
+__device__ __forceinline__ void merge_warps_head(const float *ws, int g, int vd, float *mx_out, float *sum_out) {
+    float mx = -INFINITY, sum = 0.0f;
+    for (int w = 0; w < W; w++) {
+        const float *o = ws + (w * G + g) * (vd + 2);
+        if (o[vd + 1] > 0.0f) mx = fmaxf(mx, o[vd]);
+    }
+    for (int w = 0; w < W; w++) {
+        const float *o = ws + (w * G + g) * (vd + 2);
+        if (o[vd + 1] > 0.0f) sum += o[vd + 1] * __expf(o[vd] - mx);
+    }
+    *mx_out = mx, *sum_out = sum;
+}
+
+// Element e of head g's acc over the W warps, rescaled to mx (merge_warps_head's).
+template <int W, int G>
+__device__ __forceinline__ float merge_warps_elem(const float *ws, int g, int vd, float mx, int e) {
+    float r = 0.0f;
+    for (int w = 0; w < W; w++) {
+        const float *o = ws + (w * G + g) * (vd + 2);
+        if (o[vd + 1] > 0.0f) r += o[e] * __expf(o[vd] - mx);
+    }
+    return r;
+}
+
 // The end of a decode block of W warps serving the G query heads of kv head kh: ws [W][G][vd + 2]
 // holds each warp's (acc[vd], max, sum) per head (sum 0: the warp saw no key); they are merged, then
 // written as the output (one split) or as this split's partial. Call after a __syncthreads().
@@ -53,21 +80,10 @@ __device__ __forceinline__ void decode_block_store(const att_args &a, const floa
     int vd = p.v_head_dim;
     for (int g = 0; g < G; g++) {
         int h = kh * G + g;
-        float mx = -INFINITY, sum = 0.0f;
-        for (int w = 0; w < W; w++) {
-            const float *o = ws + (w * G + g) * (vd + 2);
-            if (o[vd + 1] > 0.0f) mx = fmaxf(mx, o[vd]);
-        }
-        for (int w = 0; w < W; w++) {
-            const float *o = ws + (w * G + g) * (vd + 2);
-            if (o[vd + 1] > 0.0f) sum += o[vd + 1] * __expf(o[vd] - mx);
-        }
+        float mx, sum;
+        merge_warps_head<W, G>(ws, g, vd, &mx, &sum);
         for (int e = threadIdx.x; e < vd; e += blockDim.x) {
-            float r = 0.0f;
-            for (int w = 0; w < W; w++) {
-                const float *o = ws + (w * G + g) * (vd + 2);
-                if (o[vd + 1] > 0.0f) r += o[e] * __expf(o[vd] - mx);
-            }
+            float r = merge_warps_elem<W, G>(ws, g, vd, mx, e);
             if (a.n_splits == 1) {
                 store_dt(a.out, a.q_dt, qi * a.so + (int64_t)h * vd + e, sum > 0.0f ? r / sum : 0.0f);
             } else {
@@ -92,7 +108,7 @@ bool attention_decode_mma_fits(const rill_attn_params *p, const rill_tensor *q, 
 // a power of two, 2 to 8 (the portable cluster size), of at most 256 keys each; else 0, the split
 // plan of mma_splits and attention_merge. Clusters of 16 lost to that plan (H100, SmolLM2 at 1,040
 // keys: 1,602 vs 1,665 tok/s); 8 splits of 130 keys won (1,740). RILL_CUDA_ATTN_CLUSTER=N sets the
-// keys per split, at most (0: no cluster, to measure); RILL_CUDA_ATTN_SPLIT turns it off too.
+// keys per split, at most (0: no cluster, to measure); under RILL_CUDA_ATTN_SPLIT the caller does not ask.
 int attention_decode_cluster(int64_t n_k);
 // k_new, v_new (or NULL): one query's newest key and value, which the kernel reads for the cache row
 // at the device position and writes into it (attention_append).

@@ -15,6 +15,7 @@
 
 #include "backend/cuda/cuda_attention.cuh"
 #include "backend/cuda/cuda_mma.cuh"
+#include "base/env_switch.h"
 
 namespace cg = cooperative_groups;
 
@@ -36,19 +37,8 @@ __device__ __forceinline__ void cluster_store(const att_args &a, float *ws, int 
     float r[G], mx[G], sum[G];
 #pragma unroll
     for (int g = 0; g < G; g++) {
-        mx[g] = -INFINITY, sum[g] = 0.0f, r[g] = 0.0f;
-        for (int w = 0; w < MMA_WARPS; w++) {
-            const float *o = ws + (w * G + g) * (HD + 2);
-            if (o[HD + 1] > 0.0f) mx[g] = fmaxf(mx[g], o[HD]);
-        }
-        for (int w = 0; w < MMA_WARPS; w++) {
-            const float *o = ws + (w * G + g) * (HD + 2);
-            if (o[HD + 1] > 0.0f) {
-                float f = __expf(o[HD] - mx[g]);
-                sum[g] += o[HD + 1] * f;
-                if (e < HD) r[g] += o[e] * f;
-            }
-        }
+        merge_warps_head<MMA_WARPS, G>(ws, g, HD, &mx[g], &sum[g]);
+        r[g] = e < HD ? merge_warps_elem<MMA_WARPS, G>(ws, g, HD, mx[g], e) : 0.0f;
     }
     __syncthreads(); // every warp's state read: the block's goes over it
 #pragma unroll
@@ -287,13 +277,9 @@ void attention_decode_mma(rill_stream *s, const att_args &a, int64_t n_q, const 
 }
 
 int attention_decode_cluster(int64_t n_k) {
-    static int max_keys = -1; // keys per split, at most (RILL_CUDA_ATTN_CLUSTER=N; 0: no cluster)
-    if (max_keys < 0) {
-        const char *e = getenv("RILL_CUDA_ATTN_CLUSTER");
-        max_keys = e ? atoi(e) : 256;
-        if (max_keys < 0) max_keys = 0;
-    }
-    if (!max_keys || getenv("RILL_CUDA_ATTN_SPLIT")) return 0;
+    static int64_t state = -1; // keys per split, at most (RILL_CUDA_ATTN_CLUSTER=N; 0: no cluster)
+    int64_t max_keys = env_count("RILL_CUDA_ATTN_CLUSTER", 256, &state);
+    if (!max_keys) return 0;
     int64_t want = (n_k + 63) / 64;
     if (want <= 1) return 0;
     int c = 2;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backend/cuda/cuda_common.cuh"
+#include "base/env_switch.h"
 
 // x [n_tok][n_in] -> int8 blocks of 32 for the 4-bit dp4a kernel (cuda_qx, cuda.h), one warp per
 // block, a value per lane; xq [2][n_tok * n_in / 32][32] bytes, ordered per 8 values as
@@ -347,12 +348,8 @@ static bool stream_mode(int *rows, int *depth) {
 // The fewest rows a matrix has for the stream kernel: RILL_CUDA_GEMV_STREAM_ROWS, else 6144 (H100,
 // Llama-3-8B: with its stacked q/k/v too, 425.4 -> 429.3 tok/s; o and down, 4096 rows, lost).
 static int64_t stream_min_rows(void) {
-    static int64_t rows = -1; // (read once)
-    if (rows < 0) {
-        const char *e = getenv("RILL_CUDA_GEMV_STREAM_ROWS");
-        rows = e && atoll(e) >= 0 ? atoll(e) : 6144;
-    }
-    return rows;
+    static int64_t rows = -1;
+    return env_count("RILL_CUDA_GEMV_STREAM_ROWS", 6144, &rows);
 }
 
 // Blocks of kernel k that fit on the whole card at once (a failed query counts 1 block on each of
@@ -386,12 +383,8 @@ static void gemv_q4_stream(rill_stream *s, rill_tensor *out, const cuda_qx *q, c
 // 2048 columns or more), so that they still put warps on every SM: 2048 unless
 // RILL_CUDA_GEMV_SPLIT_BELOW says (for measuring).
 static int64_t gemv_split_below(void) {
-    static int64_t rows = -1; // (read once)
-    if (rows < 0) {
-        const char *e = getenv("RILL_CUDA_GEMV_SPLIT_BELOW");
-        rows = e && atoll(e) >= 0 ? atoll(e) : 2048;
-    }
-    return rows;
+    static int64_t rows = -1;
+    return env_count("RILL_CUDA_GEMV_SPLIT_BELOW", 2048, &rows);
 }
 
 extern "C" bool cuda_gemv_q4_streams(const rill_weight *w, int64_t n_tok) {
@@ -416,11 +409,7 @@ static bool float_only(void) {
 // RILL_CUDA_GEMV_FLOAT_MAX sets the most weights (rows x columns) for which it does; 0 turns it off.
 static bool float_pays(const rill_weight *w, int nt) {
     static int64_t most = -1;
-    if (most < 0) {
-        const char *e = getenv("RILL_CUDA_GEMV_FLOAT_MAX");
-        most = e ? atoll(e) : (int64_t)1 << 20;
-    }
-    return nt == 1 && w->rows * w->cols <= most;
+    return nt == 1 && w->rows * w->cols <= env_count("RILL_CUDA_GEMV_FLOAT_MAX", (int64_t)1 << 20, &most);
 }
 
 extern "C" bool cuda_gemv_wants_qx(const rill_weight *w, rill_dtype dt, int64_t n_tok) {
