@@ -1,22 +1,20 @@
 // cuda_rmsnorm.cu: RMSNorm, one block per row: the sum of squares in f32 (block reduction), then
-// out = x / sqrt(mean(x^2) + eps) * (w + add_one). Each thread rereads the elements it summed, so
-// out may alias x. add_rmsnorm first adds the residual r into x (rounded to the dtype, as the add
-// op stores it) in the same pass: one launch instead of two per residual add of a decoder layer.
-// f16/bf16 rows of whole 16-byte words take 8 values per thread (rmsnorm8_kernel).
+// out = x / sqrt(mean(x^2) + eps) * (w + add_one). Each thread rereads the elements it summed (the
+// 8-wide kernel keeps its first word in registers instead), so out may alias x. add_rmsnorm first
+// adds the residual r into x (rounded to the dtype, as the add op stores it) in the same pass: one
+// launch instead of two per residual add of a decoder layer. f16/bf16 rows of whole 16-byte words
+// take 8 values per thread (rmsnorm8_kernel).
 #include "backend/cuda/cuda_common.cuh"
 
-// The sum of v over the block (every thread gets it); part: [32] shared floats.
+// The sum of v over the block (every thread gets it); part: [32] shared floats, written once (a
+// kernel calls this once). Every warp sums the warps' partials itself, in the same order as the
+// others: one barrier, and no second pass through warp 0 and shared memory.
 __device__ __forceinline__ float block_sum(float v, float *part) {
     v = warp_sum(v);
     if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
     __syncthreads();
-    if (threadIdx.x < 32) {
-        float p = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0.0f;
-        p = warp_sum(p);
-        if (threadIdx.x == 0) part[0] = p;
-    }
-    __syncthreads();
-    return part[0];
+    const int lane = threadIdx.x & 31;
+    return warp_sum(lane < (int)(blockDim.x / 32) ? part[lane] : 0.0f);
 }
 
 // x, out: [rows][cols] (strides sx, so); w: [cols] f32
@@ -81,6 +79,7 @@ __global__ void rmsnorm8_kernel(T *out, int64_t so, T *x, int64_t sx, const T *r
     pdl_trigger();
     T *xr = x + blockIdx.x * sx;
     float ss = 0.0f;
+    float f0[8]; // this thread's first word (as stored), kept for the second pass
     for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) {
         float f[8];
         load8(xr + c, f);
@@ -98,6 +97,10 @@ __global__ void rmsnorm8_kernel(T *out, int64_t so, T *x, int64_t sx, const T *r
 #pragma unroll
         for (int e = 0; e < 8; e++)
             ss += f[e] * f[e];
+        if (c == threadIdx.x * 8)
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                f0[e] = f[e];
     }
     float inv = rsqrtf(block_sum(ss, part) / (float)cols + eps);
     T *outr = out + blockIdx.x * so;
@@ -108,7 +111,12 @@ __global__ void rmsnorm8_kernel(T *out, int64_t so, T *x, int64_t sx, const T *r
         float f[8];
         alignas(16) T v[8];
         if (live) {
-            load8(xr + c, f);
+            if (w0 == 0) // (the word held since the first pass: no second trip to memory)
+#pragma unroll
+                for (int e = 0; e < 8; e++)
+                    f[e] = f0[e];
+            else
+                load8(xr + c, f);
 #pragma unroll
             for (int e = 0; e < 8; e++)
                 v[e] = from_f32<T>(f[e] * inv * ((w0 == 0 ? w0f[e] : w[c + e]) + add));
