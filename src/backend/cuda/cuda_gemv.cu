@@ -22,25 +22,37 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_affine_kernel(TX *out, int64_t so, const TX *x, int64_t sx, const uint4 *packed, const TS *scales,
                        const TS *biases, const float *bias, int64_t n_out, int64_t n_in, int gs, int n_tok) {
     constexpr int VALS = 128 / BITS; // values per 16-byte load
-    pdl_wait();
-    pdl_trigger();
     int lane = threadIdx.x & 31;
     int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
-    if (row >= n_out) return;
     int64_t n_vec = n_in / VALS, groups = n_in / gs;
     int gsh = __ffs(gs) - 1;
     bool gs_pow2 = (gs & (gs - 1)) == 0;
     const uint4 *prow = packed + row * n_vec;
     const TS *srow = scales + row * groups, *brow = biases + row * groups;
+    // a lane's next word with its scale and bias, in flight while the one before is used; the first
+    // is asked before pdl_wait (weights: nothing an earlier kernel wrote), overlapping that kernel
+    uint4 q4n = make_uint4(0, 0, 0, 0);
+    float scn = 0.0f, bin = 0.0f;
+    auto load = [&](int64_t v) {
+        if (row >= n_out || v >= n_vec) return;
+        int64_t c0 = v * VALS, g = gs_pow2 ? c0 >> gsh : c0 / gs; // no 64-bit division when gs is 2^k
+        q4n = __ldcs(prow + v);
+        scn = to_f32(srow[g]), bin = to_f32(brow[g]);
+    };
+    load(lane);
+    pdl_wait();
+    pdl_trigger();
+    if (row >= n_out) return;
     float acc[CUDA_GEMV_MAX_TOK];
 #pragma unroll
     for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++)
         acc[t] = 0.0f;
     for (int64_t v = lane; v < n_vec; v += 32) {
-        uint4 q4 = __ldcs(prow + v);
+        uint4 q4 = q4n;
+        float sc = scn, bi = bin;
+        load(v + 32);
         unsigned qw[4] = {q4.x, q4.y, q4.z, q4.w};
-        int64_t c0 = v * VALS, g = gs_pow2 ? c0 >> gsh : c0 / gs; // no 64-bit division when gs is 2^k
-        float sc = to_f32(srow[g]), bi = to_f32(brow[g]);
+        int64_t c0 = v * VALS;
 #pragma unroll
         for (int t = 0; t < CUDA_GEMV_MAX_TOK; t++) {
             if (t >= n_tok) break;
