@@ -16,11 +16,12 @@ struct rill_stream {
     rill_backend *be;
     cudaStream_t cs;
     cublasHandle_t blas;
-    void *scratch;        // [scratch_bytes] device bytes: dequantized tiles, attention partials
-    size_t scratch_bytes; // grows, never shrinks; ops on one stream share it in stream order
-    rill_status status;   // the first failure on this stream, RILL_OK otherwise
-    char error[256];      // its message
-    bool capturing;       // between graph_begin and graph_end
+    void *scratch;                  // [scratch_bytes] device bytes: dequantized tiles, attention partials
+    size_t scratch_bytes;           // grows, never shrinks; ops on one stream share it in stream order
+    rill_status status;             // the first failure on this stream, RILL_OK otherwise
+    char error[256];                // its message
+    bool capturing;                 // between graph_begin and graph_end
+    struct cuda_timeline *timeline; // (RILL_CUDA_TIMELINE builds, cuda_timeline.c) NULL: off
 };
 
 struct rill_graph {
@@ -126,6 +127,20 @@ typedef struct {
     int rot_dims, head_dim, interleaved, n_rot_rows;
     float mscale;
 } cuda_rope_epi;
+// The timeline of a captured decode step (cuda_timeline.c, cuda_timeline.cu; RILL_CUDA_TIMELINE
+// builds): per launch, the time from its pdl_wait returning to the next launch's, averaged over the
+// replays, printed when the stream goes. Each .cu file registers the setter of its copy of the
+// device symbols; the names come from cuda_launched while a graph is captured.
+typedef void (*cuda_timeline_attach_fn)(unsigned long long *t, unsigned *n, unsigned cap);
+int cuda_timeline_register(cuda_timeline_attach_fn attach);
+void cuda_timeline_name(rill_stream *s, const char *op);
+void cuda_timeline_capture(rill_stream *s);
+void cuda_timeline_before_replay(rill_stream *s);
+void cuda_timeline_after_replay(rill_stream *s);
+void cuda_timeline_report(rill_stream *s);
+// (cuda_timeline.cu) sums[i] += t[i + 1] - t[i] for the n stamps of a replay; sums[cap]: replays.
+void cuda_timeline_accumulate(rill_stream *s, const unsigned long long *t, const unsigned *n, double *sums,
+                              unsigned cap);
 // Whether the one-token 4-bit GEMV runs w on the resident-grid stream kernel (6144 rows or more).
 bool cuda_gemv_q4_streams(const rill_weight *w, int64_t n_tok);
 // out [1][w.rows] = x . W^T from x quantized in q, the rows of re rotated (a warp per rotated pair).

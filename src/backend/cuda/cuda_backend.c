@@ -39,6 +39,9 @@ static void cuda_download(rill_stream *s, void *dst, const void *src, size_t byt
 static void cuda_stream_destroy(rill_stream *s) {
     if (!s) return;
     cudaStreamSynchronize(s->cs);
+#ifdef RILL_CUDA_TIMELINE
+    cuda_timeline_report(s);
+#endif
     if (s->blas) cublasDestroy(s->blas);
     if (s->scratch) cuda_free(s->be, s->scratch);
     cudaStreamDestroy(s->cs);
@@ -128,6 +131,9 @@ static rill_status cuda_stream_status(rill_stream *s) {
 
 // Capture in thread-local mode: other threads' CUDA calls go on as usual.
 static rill_status cuda_graph_begin(rill_stream *s) {
+#ifdef RILL_CUDA_TIMELINE
+    cuda_timeline_capture(s);
+#endif
     if (!cuda_ok(s, cudaStreamBeginCapture(s->cs, cudaStreamCaptureModeThreadLocal), "graph_begin")) return RILL_EIO;
     s->capturing = true;
     return RILL_OK;
@@ -159,7 +165,14 @@ static rill_status cuda_graph_end(rill_stream *s, rill_graph **out) {
 }
 
 static rill_status cuda_graph_launch(rill_stream *s, rill_graph *g) {
+#ifdef RILL_CUDA_TIMELINE
+    cuda_timeline_before_replay(s);
+    bool ok = cuda_ok(s, cudaGraphLaunch(g->exec, s->cs), "graph_launch");
+    cuda_timeline_after_replay(s);
+    return ok ? RILL_OK : RILL_EIO;
+#else
     return cuda_ok(s, cudaGraphLaunch(g->exec, s->cs), "graph_launch") ? RILL_OK : RILL_EIO;
+#endif
 }
 
 static void cuda_graph_destroy(rill_graph *g) {

@@ -153,8 +153,38 @@ __device__ __forceinline__ void qx_store_warp(int8_t *xq, float *xs, float *xsum
 // Whether p is 16-byte aligned (the vector loads and stores need it).
 static inline bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-// After a launch: records a launch failure of `op`.
-static inline bool cuda_launched(rill_stream *s, const char *op) { return cuda_ok(s, cudaGetLastError(), op); }
+// After a launch: records a launch failure of `op` (and, in a timeline build, the launch's name).
+static inline bool cuda_launched(rill_stream *s, const char *op) {
+#ifdef RILL_CUDA_TIMELINE
+    cuda_timeline_name(s, op);
+#endif
+    return cuda_ok(s, cudaGetLastError(), op);
+}
+
+#ifdef RILL_CUDA_TIMELINE
+// The timeline (cuda_timeline.c; builds with -DRILL_CUDA_TIMELINE=ON only): block (0, 0, 0) of every
+// kernel stamps %globaltimer once its pdl_wait returns, into slot atomicAdd(n, 1) of t. Each .cu
+// file has its own copy of these symbols; the setter below, registered at start-up, points them at
+// the buffers (NULL: off).
+static __device__ unsigned long long *timeline_t; // [timeline_cap] stamps
+static __device__ unsigned *timeline_n;           // stamps taken (the host zeroes it per step)
+static __device__ unsigned timeline_cap;
+static void timeline_attach(unsigned long long *t, unsigned *n, unsigned cap) {
+    cudaMemcpyToSymbol(timeline_t, &t, sizeof t);
+    cudaMemcpyToSymbol(timeline_n, &n, sizeof n);
+    cudaMemcpyToSymbol(timeline_cap, &cap, sizeof cap);
+}
+[[maybe_unused]] static const int timeline_registered = cuda_timeline_register(timeline_attach);
+__device__ __forceinline__ void timeline_stamp() {
+    if (threadIdx.x | threadIdx.y | threadIdx.z | blockIdx.x | blockIdx.y | blockIdx.z) return;
+    unsigned long long *t = timeline_t;
+    if (!t) return;
+    unsigned long long now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    unsigned i = atomicAdd(timeline_n, 1u);
+    if (i < timeline_cap) t[i] = now;
+}
+#endif
 
 enum { GEMV_WARPS = 8 }; // warps (rows, or row groups) per block of the decode GEMVs
 
@@ -168,6 +198,9 @@ enum { GEMV_WARPS = 8 }; // warps (rows, or row groups) per block of the decode 
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+#ifdef RILL_CUDA_TIMELINE
+    timeline_stamp();
 #endif
 }
 __device__ __forceinline__ void pdl_trigger() {
