@@ -7,7 +7,7 @@
 # RILL_CUDA_GEMV_DEPTH=1,1,1, RILL_FUSE_ADD=0, RILL_CUDA_ATTENTION=cores, RILL_CUDA_PREFILL_ATTN=gemm,
 # RILL_CUDA_WARMUP=0, ...), and Llama-3-8B prefill both cold (a process's first) and warm (`rill bench`);
 # prints a table last. Logs go to $OUT (<= 8 files). With RILL_GPU_HEAD=1 it also builds the committed
-# tree (git archive HEAD) in /tmp/head and runs its Llama decode alternately with this tree's (A/B
+# tree (a carried .head.tar from scripts/head-tar, else git archive HEAD) in /tmp/head and runs its Llama decode alternately with this tree's (A/B
 # on one card). RILL_GPU_QUICK=1 keeps the build, the checks and the main decode runs, alternated
 # with RILL_GPU_AB (an env setting, default RILL_CUDA_FUSE_QX=0) or, with RILL_GPU_HEAD=1, with the
 # committed tree; it skips the rest. Run it from the
@@ -40,11 +40,18 @@ if ! { cmake -S . -B build-gpu $GEN -DRILL_WERROR=ON -DRILL_CUDA=ON &&
 fi
 stamp "built"
 if [ "${RILL_GPU_HEAD:-0}" = 1 ]; then # the committed tree, built while the checks run
-    # (the device's copy of .git may be older than the local one: say which commit this is)
-    echo "HEAD on this machine: $(git log -1 --format='%h %s' HEAD | cut -c1-80)" | tee -a /tmp/rill-card.txt
-    rm -rf /tmp/head && mkdir -p /tmp/head && git archive HEAD | tar -x -C /tmp/head &&
-        (cd /tmp/head && cmake -S . -B build $GEN -DRILL_CUDA=ON && cmake --build build -j 8 --target rill-cli) \
-            > "$OUT/head.log" 2>&1 &
+    # (the device's copy of .git may be older than the local one: a carried .head.tar from
+    # scripts/head-tar is the commit to compare with; else this machine's HEAD; say which)
+    rm -rf /tmp/head && mkdir -p /tmp/head
+    if [ -f .head.tar ]; then
+        echo "HEAD (carried .head.tar): $(cat .head.txt 2>/dev/null)" | tee -a /tmp/rill-card.txt
+        tar -x -f .head.tar -C /tmp/head
+    else
+        echo "HEAD on this machine: $(git log -1 --format='%h %s' HEAD | cut -c1-80)" | tee -a /tmp/rill-card.txt
+        git archive HEAD | tar -x -C /tmp/head
+    fi &&
+        (cd /tmp/head && cmake -S . -B build $GEN -DRILL_CUDA=ON -DRILL_TESTS=OFF &&
+            cmake --build build -j 8 --target rill-cli) > "$OUT/head.log" 2>&1 &
     HEAD_PID=$!
 fi
 
