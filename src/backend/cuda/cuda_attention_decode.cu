@@ -209,37 +209,17 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, HD == 128 ? 2 : 4)
         decode_block_store<MMA_WARPS, G>(a, ws, kh, qi, split);
 }
 
-// kernel<<<grid, MMA_WARPS * 32>>>, as a cluster of a.n_splits blocks along y when a.cluster.
-template <typename K, typename... A>
-static void launch_k(rill_stream *s, const att_args &a, bool pdl, K kernel, dim3 grid, A &&...args) {
-    if (!a.cluster) {
-        cuda_launch_as(s, pdl, kernel, grid, MMA_WARPS * 32, 0, std::forward<A>(args)...);
-        return;
-    }
-    cudaLaunchAttribute at[2];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = 1, at[0].val.clusterDim.y = (unsigned)a.n_splits, at[0].val.clusterDim.z = 1;
-    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[1].val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = dim3(MMA_WARPS * 32);
-    cfg.stream = s->cs;
-    cfg.attrs = at;
-    cfg.numAttrs = pdl ? 2 : 1;
-    cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
-}
-
 template <typename T, int G>
 static void launch_g(rill_stream *s, const att_args &a, dim3 grid, int hd, const rill_tensor *k, const rill_tensor *v,
                      const rill_tensor *k_new, const rill_tensor *v_new, bool pdl) {
     const T *kn = k_new ? (const T *)k_new->data : NULL, *vn = v_new ? (const T *)v_new->data : NULL;
+    unsigned cluster = a.cluster ? (unsigned)a.n_splits : 1; // (the splits of one kv head: blocks along y)
     if (hd == 64)
-        launch_k(s, a, pdl, attention_decode_mma_kernel<T, G, 64>, grid, a, (const T *)k->data, k->stride,
-                 (const T *)v->data, v->stride, kn, vn);
+        cuda_launch_cluster(s, pdl, cluster, attention_decode_mma_kernel<T, G, 64>, grid, MMA_WARPS * 32, 0, a,
+                            (const T *)k->data, k->stride, (const T *)v->data, v->stride, kn, vn);
     else
-        launch_k(s, a, pdl, attention_decode_mma_kernel<T, G, 128>, grid, a, (const T *)k->data, k->stride,
-                 (const T *)v->data, v->stride, kn, vn);
+        cuda_launch_cluster(s, pdl, cluster, attention_decode_mma_kernel<T, G, 128>, grid, MMA_WARPS * 32, 0, a,
+                            (const T *)k->data, k->stride, (const T *)v->data, v->stride, kn, vn);
 }
 
 template <typename T>

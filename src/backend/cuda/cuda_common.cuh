@@ -25,6 +25,15 @@ template <> __device__ __forceinline__ float from_f32<float>(float v) { return v
 template <> __device__ __forceinline__ f16 from_f32<f16>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ bf16 from_f32<bf16>(float v) { return __float2bfloat16_rn(v); }
 
+// RoPE's cos and sin (times mscale) at position pos for inverse frequency inv_freq: the angle and
+// its sincos in double (positions reach 10^5, where an f32 angle is off by more than the f32
+// tolerance of the op tests). The rope op and the q/k/v GEMV's RoPE epilogue both turn with it.
+__device__ __forceinline__ void rope_cos_sin(int32_t pos, float inv_freq, float mscale, float *c, float *s) {
+    double sn, cs;
+    sincos((double)pos * (double)inv_freq, &sn, &cs);
+    *c = (float)cs * mscale, *s = (float)sn * mscale;
+}
+
 // Element i of an array whose dtype is known only at run time (F32, F16 or BF16).
 __device__ __forceinline__ float load_dt(const void *p, rill_dtype dt, int64_t i) {
     if (dt == DTYPE_F32) return ((const float *)p)[i];
@@ -219,22 +228,37 @@ static inline bool cuda_pdl_on(void) {
     return on != 0;
 }
 
-// kernel<<<grid, block, smem, s->cs>>>(args...), as a programmatic dependent launch when pdl. The
-// kernel must follow the pdl_wait rule above. Errors surface through cudaGetLastError (cuda_launched).
+// kernel<<<grid, block, smem, s->cs>>>(args...), as a programmatic dependent launch when pdl, and
+// with cluster_y > 1 as thread block clusters of cluster_y blocks along y. The kernel must follow
+// the pdl_wait rule above. Errors surface through cudaGetLastError (cuda_launched).
 template <typename... KP, typename... A>
-static inline void cuda_launch_as(rill_stream *s, bool pdl, void (*kernel)(KP...), dim3 grid, dim3 block, size_t smem,
-                                  A &&...args) {
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
+static inline void cuda_launch_cluster(rill_stream *s, bool pdl, unsigned cluster_y, void (*kernel)(KP...), dim3 grid,
+                                       dim3 block, size_t smem, A &&...args) {
+    cudaLaunchAttribute at[2];
+    unsigned n = 0;
+    if (pdl) {
+        at[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[n++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (cluster_y > 1) {
+        at[n].id = cudaLaunchAttributeClusterDimension;
+        at[n].val.clusterDim.x = 1, at[n].val.clusterDim.y = cluster_y, at[n++].val.clusterDim.z = 1;
+    }
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = s->cs;
     cfg.attrs = at;
-    cfg.numAttrs = pdl ? 1 : 0;
+    cfg.numAttrs = n;
     cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
+}
+
+// The same without clusters.
+template <typename... KP, typename... A>
+static inline void cuda_launch_as(rill_stream *s, bool pdl, void (*kernel)(KP...), dim3 grid, dim3 block, size_t smem,
+                                  A &&...args) {
+    cuda_launch_cluster(s, pdl, 1, kernel, grid, block, smem, std::forward<A>(args)...);
 }
 
 // The same, as a programmatic dependent launch unless RILL_CUDA_PDL=0.

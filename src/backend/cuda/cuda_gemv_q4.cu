@@ -147,11 +147,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
     pdl_trigger();
     float rope_c = 1.0f, rope_s = 0.0f; // (Q4_ROPE) cos and sin times mscale, while the weights stream
     if constexpr (ACT == Q4_ROPE) {
-        if (rope_i >= 0) {
-            double sn, cs;
-            sincos((double)*re.pos * (double)re.inv_freq[rope_i], &sn, &cs);
-            rope_c = (float)cs * re.mscale, rope_s = (float)sn * re.mscale;
-        }
+        if (rope_i >= 0) rope_cos_sin(*re.pos, re.inv_freq[rope_i], re.mscale, &rope_c, &rope_s);
     }
     for (int vb = v0; vb < nv; vb += D * step) {
 #pragma unroll

@@ -18,9 +18,8 @@ __global__ void rope_kernel(T *x, int64_t sx, const int32_t *pos, int64_t sp, ri
     int half = p.rot_dims / 2;
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += gridDim.x * blockDim.x) {
         int i = idx % half, tg = idx / half, g = tg % groups, t = tg / groups;
-        double s, c;
-        sincos((double)pos[t * sp] * (double)p.inv_freq[i], &s, &c);
-        float cf = (float)c * p.mscale, sf = (float)s * p.mscale;
+        float cf, sf;
+        rope_cos_sin(pos[t * sp], p.inv_freq[i], p.mscale, &cf, &sf);
         int a = p.layout == ROPE_INTERLEAVED ? 2 * i : i;
         int b = p.layout == ROPE_INTERLEAVED ? 2 * i + 1 : i + half;
         int nh = min(per, p.n_heads - g * per);
