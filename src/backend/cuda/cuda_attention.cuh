@@ -20,13 +20,17 @@ typedef struct {
     int cluster;
 } att_args;
 
-// Keys [lo, hi] that query qi sees within key split `split` (causal end, window start). With the
-// query position on the device, k and v may be a whole cache: only the keys the last query sees are
-// split (gridDim.z queries).
-__device__ __forceinline__ void visible_keys(const att_args &a, int64_t qi, int split, int64_t *lo_out,
-                                             int64_t *hi_out) {
+// The first query's position: the device counter's, or the host's.
+__device__ __forceinline__ int64_t first_query_pos(const att_args &a) {
+    return a.p.mask.q_pos_dev ? (int64_t)*a.p.mask.q_pos_dev : a.p.mask.q_pos0;
+}
+
+// Keys [lo, hi] that query qi sees within key split `split` (causal end, window start), the first
+// query at position q0 (first_query_pos). With the query position on the device, k and v may be a
+// whole cache: only the keys the last query sees are split (gridDim.z queries).
+__device__ __forceinline__ void visible_keys_at(const att_args &a, int64_t q0, int64_t qi, int split, int64_t *lo_out,
+                                                int64_t *hi_out) {
     const rill_attn_params &p = a.p;
-    int64_t q0 = p.mask.q_pos_dev ? (int64_t)*p.mask.q_pos_dev : p.mask.q_pos0;
     int64_t hi = q0 + qi - p.mask.k_pos0, lo = 0;
     if (p.mask.window > 0) lo = hi - p.mask.window + 1;
     int64_t split_len = a.split_len;
@@ -42,6 +46,11 @@ __device__ __forceinline__ void visible_keys(const att_args &a, int64_t qi, int 
     if (hi > a.n_k - 1) hi = a.n_k - 1;
     *lo_out = lo;
     *hi_out = hi;
+}
+
+__device__ __forceinline__ void visible_keys(const att_args &a, int64_t qi, int split, int64_t *lo_out,
+                                             int64_t *hi_out) {
+    visible_keys_at(a, first_query_pos(a), qi, split, lo_out, hi_out);
 }
 
 // The merge of W warps' softmax states of head g, ws [W][G][vd + 2] each (acc [vd], max, sum; sum

@@ -48,22 +48,29 @@ __device__ __forceinline__ void cluster_store(const att_args &a, float *ws, int 
     }
     cg::cluster_group cl = cg::this_cluster();
     cl.sync();
-    const int n = (int)cl.num_blocks();
+    const int n = (int)cl.num_blocks(); // (at most 8: attention_decode_cluster)
     for (int k = (int)cl.block_rank() * blockDim.x + threadIdx.x; k < G * HD; k += n * blockDim.x) {
         int g = k / HD, d = k - g * HD;
-        float m = -INFINITY, l = 0.0f, acc = 0.0f;
-        for (int c = 0; c < n; c++) {
-            const float *o = cl.map_shared_rank(ws, c) + g * (HD + 2);
-            if (o[HD + 1] > 0.0f) m = fmaxf(m, o[HD]);
-        }
-        for (int c = 0; c < n; c++) {
-            const float *o = cl.map_shared_rank(ws, c) + g * (HD + 2);
-            if (o[HD + 1] > 0.0f) {
-                float f = __expf(o[HD] - m);
-                l += o[HD + 1] * f;
-                acc += o[d] * f;
+        float bm[8], bl[8], bo[8]; // every block's max, sum and value: all asked for at once
+#pragma unroll
+        for (int c = 0; c < 8; c++) {
+            bm[c] = -INFINITY, bl[c] = 0.0f, bo[c] = 0.0f;
+            if (c < n) {
+                const float *o = cl.map_shared_rank(ws, c) + g * (HD + 2);
+                bm[c] = o[HD], bl[c] = o[HD + 1], bo[c] = o[d];
             }
         }
+        float m = -INFINITY, l = 0.0f, acc = 0.0f;
+#pragma unroll
+        for (int c = 0; c < 8; c++)
+            if (bl[c] > 0.0f) m = fmaxf(m, bm[c]);
+#pragma unroll
+        for (int c = 0; c < 8; c++)
+            if (bl[c] > 0.0f) {
+                float f = __expf(bm[c] - m);
+                l += bl[c] * f;
+                acc += bo[c] * f;
+            }
         store_dt(a.out, a.q_dt, qi * a.so + (int64_t)(kh * G + g) * HD + d, l > 0.0f ? acc / l : 0.0f);
     }
     cl.sync();
@@ -86,15 +93,19 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, HD == 128 ? 2 : 4)
     attention_decode_mma_kernel(att_args a, const T *K, int64_t sk, const T *V, int64_t sv, const T *Knew,
                                 const T *Vnew) {
     __shared__ float ws[MMA_WARPS * G * (HD + 2)]; // per warp and head: acc [HD], max, sum
+    const rill_attn_params &p = a.p;
+    // The position is read before pdl_wait: a device counter advances at the end of a step, never
+    // in the launch just before this one (the only one that may still run: every kernel waits
+    // before it triggers), so the key and value loads need not wait for a load after pdl_wait.
+    const int64_t q0 = first_query_pos(a);
     pdl_wait();
     pdl_trigger();
-    const rill_attn_params &p = a.p;
     const int kh = blockIdx.x, split = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int r = lane >> 2, t = lane & 3;
     const int64_t qi = blockIdx.z;
     int64_t newest = -1; // the row of K and V that Knew and Vnew stand for
     if (Knew) {
-        newest = (int64_t)*p.mask.q_pos_dev - p.mask.k_pos0;
+        newest = q0 - p.mask.k_pos0;
         if (split == 0 && newest >= 0 && newest < a.n_k)
             for (int e = threadIdx.x; e < HD; e += blockDim.x) {
                 ((T *)K)[newest * sk + (int64_t)kh * HD + e] = Knew[(int64_t)kh * HD + e];
@@ -117,7 +128,7 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, HD == 128 ? 2 : 4)
             qa[2 * s + u][1] = pack2<T>(f[2], f[3]);
         }
     int64_t lo, hi;
-    visible_keys(a, qi, split, &lo, &hi);
+    visible_keys_at(a, q0, qi, split, &lo, &hi);
     const T *kb = K + (int64_t)kh * HD, *vb = V + (int64_t)kh * HD;
     float m = -INFINITY, l = 0.0f; // head r's running max (same in its 4 lanes) and this lane's share of the sum
     float o[HD / 16][4];           // O^T m-tiles: rows as above, columns heads 2t, 2t+1
