@@ -9,8 +9,8 @@
 // the same one, so each lane reads 8 consecutive dims of a key row (K: as they are; V: two keys'
 // halves paired with byte permutes). Online softmax per 16 keys in f32; the block merges its warps.
 // Caches of 65 to 2,048 keys are split over 2-8 blocks that form one thread block cluster and merge
-// through distributed shared memory (cluster_store); longer ones split wider and attention_merge
-// merges them in a second launch.
+// through distributed shared memory (cluster_merge_store); longer ones split wider and
+// attention_merge merges them in a second launch.
 #include <cooperative_groups.h>
 
 #include "backend/cuda/cuda_attention.cuh"
@@ -25,55 +25,40 @@ __device__ __forceinline__ uint32_t word(const uint4 &v, int i) {
     return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
 
-// The end of a block of a cluster-merged launch (a.cluster): its warps' states (ws, as
-// decode_block_store takes them) merged, and the block's state written over the start of ws (G x
-// (HD + 2)); after the cluster's barrier the output's G x HD values are spread over the cluster's
-// threads, each merging its value over the blocks' states through distributed shared memory; a
-// second barrier keeps every block's ws alive until all have read it.
+// A cluster-merged launch (a.cluster: the n splits of one kv head as a cluster of n = 2, 4 or 8
+// blocks) merges through distributed shared memory, each head in the block that owns it: rank g /
+// hpr owns head g (hpr = ceil(G / n) heads per rank, so n x hpr <= 8). Every warp writes its state
+// of head g (acc [HD], max, sum) into slot ((rank x MMA_WARPS + warp) x hpr + g % hpr) of the
+// owner's box [n][MMA_WARPS][hpr][HD + 2]; after one cluster barrier each owner merges its heads'
+// n x MMA_WARPS states from its own shared memory. Nothing reads a block's shared memory after that
+// barrier, so no second one holds the blocks back (H100: this replaced a merge of the warps in each
+// block, then reads of every block's merged state through DSMEM between two barriers).
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.aligned;" ::: "memory"); }
+
+// The owner's half: head g's output from the n x MMA_WARPS states in box (lane j weighs state j).
 template <int G, int HD>
-__device__ __forceinline__ void cluster_store(const att_args &a, float *ws, int kh, int64_t qi) {
-    static_assert(HD <= MMA_WARPS * 32, "a thread per dim");
-    const int e = threadIdx.x;
-    float r[G], mx[G], sum[G];
+__device__ __forceinline__ void cluster_merge_store(const att_args &a, const float *box, int kh, int64_t qi, int rank,
+                                                    int n) {
+    static_assert(HD <= MMA_WARPS * 32 && HD % 32 == 0, "a thread per dim, whole warps");
+    const int hpr = (G + n - 1) / n, states = n * MMA_WARPS, lane = threadIdx.x & 31, d = threadIdx.x;
+    const int64_t stride = (int64_t)hpr * (HD + 2); // from one state of a head to the next
+    for (int slot = 0; slot < hpr; slot++) {
+        const int g = rank * hpr + slot;
+        if (g >= G || d >= HD) return; // (uniform per warp: HD is a multiple of 32)
+        const float *st = box + slot * (HD + 2);
+        float mj = -INFINITY, lj = 0.0f;
+        if (lane < states) mj = st[lane * stride + HD], lj = st[lane * stride + HD + 1];
+        const float mx = warp_max(lj > 0.0f ? mj : -INFINITY);
+        const float f = lj > 0.0f ? __expf(mj - mx) : 0.0f, sum = warp_sum(lj * f);
+        float acc = 0.0f;
 #pragma unroll
-    for (int g = 0; g < G; g++) {
-        merge_warps_head<MMA_WARPS, G>(ws, g, HD, &mx[g], &sum[g]);
-        r[g] = e < HD ? merge_warps_elem<MMA_WARPS, G>(ws, g, HD, mx[g], e) : 0.0f;
+        for (int j = 0; j < 32; j++) // (f is 0 past the states: a repeated last state adds nothing)
+            acc += st[min(j, states - 1) * stride + d] * __shfl_sync(0xffffffffu, f, j);
+        store_dt(a.out, a.q_dt, qi * a.so + (int64_t)(kh * G + g) * HD + d, sum > 0.0f ? acc / sum : 0.0f);
     }
-    __syncthreads(); // every warp's state read: the block's goes over it
-#pragma unroll
-    for (int g = 0; g < G; g++) {
-        if (e < HD) ws[g * (HD + 2) + e] = r[g];
-        if (e == 0) ws[g * (HD + 2) + HD] = mx[g], ws[g * (HD + 2) + HD + 1] = sum[g];
-    }
-    cg::cluster_group cl = cg::this_cluster();
-    cl.sync();
-    const int n = (int)cl.num_blocks(); // (at most 8: attention_decode_cluster)
-    for (int k = (int)cl.block_rank() * blockDim.x + threadIdx.x; k < G * HD; k += n * blockDim.x) {
-        int g = k / HD, d = k - g * HD;
-        float bm[8], bl[8], bo[8]; // every block's max, sum and value: all asked for at once
-#pragma unroll
-        for (int c = 0; c < 8; c++) {
-            bm[c] = -INFINITY, bl[c] = 0.0f, bo[c] = 0.0f;
-            if (c < n) {
-                const float *o = cl.map_shared_rank(ws, c) + g * (HD + 2);
-                bm[c] = o[HD], bl[c] = o[HD + 1], bo[c] = o[d];
-            }
-        }
-        float m = -INFINITY, l = 0.0f, acc = 0.0f;
-#pragma unroll
-        for (int c = 0; c < 8; c++)
-            if (bl[c] > 0.0f) m = fmaxf(m, bm[c]);
-#pragma unroll
-        for (int c = 0; c < 8; c++)
-            if (bl[c] > 0.0f) {
-                float f = __expf(bm[c] - m);
-                l += bl[c] * f;
-                acc += bo[c] * f;
-            }
-        store_dt(a.out, a.q_dt, qi * a.so + (int64_t)(kh * G + g) * HD + d, l > 0.0f ? acc / l : 0.0f);
-    }
-    cl.sync();
 }
 
 // Lane (r = lane / 4, t = lane % 4). Dims: k-step 2s + u of Q.K^T takes, in lane (r, t), dims
@@ -92,7 +77,11 @@ template <typename T, int G, int HD>
 __global__ void __launch_bounds__(MMA_WARPS * 32, HD == 128 ? 2 : 4)
     attention_decode_mma_kernel(att_args a, const T *K, int64_t sk, const T *V, int64_t sv, const T *Knew,
                                 const T *Vnew) {
-    __shared__ float ws[MMA_WARPS * G * (HD + 2)]; // per warp and head: acc [HD], max, sum
+    // per warp and head: acc [HD], max, sum (MMA_WARPS x G states); a cluster's box
+    // (cluster_merge_store: 8 x MMA_WARPS states at most) in the same room (mma_smem)
+    extern __shared__ float4 smem4[];
+    float *ws = (float *)smem4;
+    if (a.cluster) cluster_arrive_relaxed(); // (this block has started: waited for before DSMEM writes)
     const rill_attn_params &p = a.p;
     // The position is read before pdl_wait: a device counter advances at the end of a step, never
     // in the launch just before this one (the only one that may still run: every kernel waits
@@ -198,8 +187,17 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, HD == 128 ? 2 : 4)
     }
     l += __shfl_xor_sync(0xffffffffu, l, 1);
     l += __shfl_xor_sync(0xffffffffu, l, 2);
-    // this warp's state into ws, then the block's merge
-    float *mine = ws + warp * G * (HD + 2);
+    // this warp's state of head g at state(g): ws (slot warp x G + g) for the block's merge, or
+    // the owner's box of a cluster
+    cg::cluster_group cl = cg::this_cluster();
+    const int n = a.cluster ? (int)cl.num_blocks() : 1, rank = a.cluster ? (int)cl.block_rank() : 0;
+    const int hpr = (G + n - 1) / n;
+    auto state = [&](int g) -> float * {
+        if (!a.cluster) return ws + (warp * G + g) * (HD + 2);
+        return cl.map_shared_rank(ws, g / hpr) + ((rank * MMA_WARPS + warp) * hpr + g % hpr) * (HD + 2);
+    };
+    if (a.cluster) cluster_wait();                                             // every block of the cluster has started
+    float *mine[2] = {state(min(2 * t, G - 1)), state(min(2 * t + 1, G - 1))}; // heads 2t, 2t + 1
 #pragma unroll
     for (int h = 0; h < HD / 64; h++)
 #pragma unroll
@@ -207,17 +205,23 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, HD == 128 ? 2 : 4)
             int d = 64 * h + 8 * r + 2 * i;
 #pragma unroll
             for (int c = 0; c < 2; c++)
-                if (2 * t + c < G) {
-                    mine[(2 * t + c) * (HD + 2) + d] = o[4 * h + i][c];
-                    mine[(2 * t + c) * (HD + 2) + d + 1] = o[4 * h + i][2 + c];
-                }
+                if (2 * t + c < G) *(float2 *)(mine[c] + d) = make_float2(o[4 * h + i][c], o[4 * h + i][2 + c]);
         }
-    if (t == 0 && r < G) mine[r * (HD + 2) + HD] = m, mine[r * (HD + 2) + HD + 1] = l;
+    if (t == 0 && r < G) *(float2 *)(state(r) + HD) = make_float2(m, l);
+    if (a.cluster) {
+        cl.sync(); // every state in its owner's box
+        cluster_merge_store<G, HD>(a, ws, kh, qi, rank, n);
+        return;
+    }
     __syncthreads();
-    if (a.cluster)
-        cluster_store<G, HD>(a, ws, kh, qi);
-    else
-        decode_block_store<MMA_WARPS, G>(a, ws, kh, qi, split);
+    decode_block_store<MMA_WARPS, G>(a, ws, kh, qi, split);
+}
+
+// Dynamic shared memory of attention_decode_mma_kernel: no more than the launch uses (a kernel that
+// asks for more may need the SM's L1/shared split changed, which waits for the kernel before it).
+static size_t mma_smem(const att_args &a, int group, int hd) {
+    int n = a.cluster ? a.n_splits : 1, states = a.cluster ? n * ((group + n - 1) / n) : group;
+    return (size_t)MMA_WARPS * states * (hd + 2) * sizeof(float);
 }
 
 template <typename T, int G>
@@ -226,11 +230,13 @@ static void launch_g(rill_stream *s, const att_args &a, dim3 grid, int hd, const
     const T *kn = k_new ? (const T *)k_new->data : NULL, *vn = v_new ? (const T *)v_new->data : NULL;
     unsigned cluster = a.cluster ? (unsigned)a.n_splits : 1; // (the splits of one kv head: blocks along y)
     if (hd == 64)
-        cuda_launch_cluster(s, pdl, cluster, attention_decode_mma_kernel<T, G, 64>, grid, MMA_WARPS * 32, 0, a,
-                            (const T *)k->data, k->stride, (const T *)v->data, v->stride, kn, vn);
+        cuda_launch_cluster(s, pdl, cluster, attention_decode_mma_kernel<T, G, 64>, grid, MMA_WARPS * 32,
+                            mma_smem(a, G, hd), a, (const T *)k->data, k->stride, (const T *)v->data, v->stride, kn,
+                            vn);
     else
-        cuda_launch_cluster(s, pdl, cluster, attention_decode_mma_kernel<T, G, 128>, grid, MMA_WARPS * 32, 0, a,
-                            (const T *)k->data, k->stride, (const T *)v->data, v->stride, kn, vn);
+        cuda_launch_cluster(s, pdl, cluster, attention_decode_mma_kernel<T, G, 128>, grid, MMA_WARPS * 32,
+                            mma_smem(a, G, hd), a, (const T *)k->data, k->stride, (const T *)v->data, v->stride, kn,
+                            vn);
 }
 
 template <typename T>
