@@ -32,6 +32,10 @@ struct rill_event {
     cudaEvent_t ev;
 };
 
+// The L1/shared split each kernel asks for, set the first time it is launched (cuda_carveout.c;
+// cuda_launch_cluster calls it).
+void cuda_kernel_carveout(const void *kernel);
+
 // Memory (cuda_memory.c): device blocks accounted through rill_memory_account.
 void *cuda_alloc(rill_backend *be, size_t bytes);
 void cuda_free(rill_backend *be, void *p);

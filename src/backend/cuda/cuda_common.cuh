@@ -230,7 +230,8 @@ static inline bool cuda_pdl_on(void) {
 
 // kernel<<<grid, block, smem, s->cs>>>(args...), as a programmatic dependent launch when pdl, and
 // with cluster_y > 1 as thread block clusters of cluster_y blocks along y. The kernel must follow
-// the pdl_wait rule above. Errors surface through cudaGetLastError (cuda_launched).
+// the pdl_wait rule above; its first launch sets its L1/shared split (cuda_kernel_carveout). Errors
+// surface through cudaGetLastError (cuda_launched).
 template <typename... KP, typename... A>
 static inline void cuda_launch_cluster(rill_stream *s, bool pdl, unsigned cluster_y, void (*kernel)(KP...), dim3 grid,
                                        dim3 block, size_t smem, A &&...args) {
@@ -244,6 +245,7 @@ static inline void cuda_launch_cluster(rill_stream *s, bool pdl, unsigned cluste
         at[n].id = cudaLaunchAttributeClusterDimension;
         at[n].val.clusterDim.x = 1, at[n].val.clusterDim.y = cluster_y, at[n++].val.clusterDim.z = 1;
     }
+    cuda_kernel_carveout((const void *)kernel);
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
