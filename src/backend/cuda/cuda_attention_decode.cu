@@ -92,15 +92,12 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, HD == 128 ? 2 : 4)
     const int kh = blockIdx.x, split = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int r = lane >> 2, t = lane & 3;
     const int64_t qi = blockIdx.z;
-    int64_t newest = -1; // the row of K and V that Knew and Vnew stand for
-    if (Knew) {
-        newest = q0 - p.mask.k_pos0;
-        if (split == 0 && newest >= 0 && newest < a.n_k)
-            for (int e = threadIdx.x; e < HD; e += blockDim.x) {
-                ((T *)K)[newest * sk + (int64_t)kh * HD + e] = Knew[(int64_t)kh * HD + e];
-                ((T *)V)[newest * sv + (int64_t)kh * HD + e] = Vnew[(int64_t)kh * HD + e];
-            }
-    }
+    // the row of K and V that Knew and Vnew stand for; split 0 copies them there after its keys
+    // (nothing in this launch reads that row from K or V), so that no load waits behind the stores
+    const int64_t newest = Knew ? q0 - p.mask.k_pos0 : -1;
+    const bool copies = Knew && split == 0 && newest >= 0 && newest < a.n_k && (int)threadIdx.x < HD;
+    T new_k = T(), new_v = T();
+    if (copies) new_k = Knew[(int64_t)kh * HD + threadIdx.x], new_v = Vnew[(int64_t)kh * HD + threadIdx.x];
     uint32_t qa[HD / 16][2]; // Q's rows r < G (rows r + 8 are zero): fragment registers 0 and 2 per k-step
 #pragma unroll
     for (int s = 0; s < HD / 32; s++)
@@ -184,6 +181,10 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, HD == 128 ? 2 : 4)
                                   __byte_perm(w2, w3, 0x7632)};
                 mma16816<T>(oi, av, b0, b1);
             }
+    }
+    if (copies) {
+        ((T *)K)[newest * sk + (int64_t)kh * HD + threadIdx.x] = new_k;
+        ((T *)V)[newest * sv + (int64_t)kh * HD + threadIdx.x] = new_v;
     }
     l += __shfl_xor_sync(0xffffffffu, l, 1);
     l += __shfl_xor_sync(0xffffffffu, l, 2);
