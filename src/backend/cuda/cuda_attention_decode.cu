@@ -7,10 +7,11 @@
 // S's accumulator layout is P^T's operand layout, so P stays in registers. Every load is 16 bytes:
 // the order of the d terms of Q.K^T and of the 16 keys of P.V is free as long as both operands use
 // the same one, so each lane reads 8 consecutive dims of a key row (K: as they are; V: two keys'
-// halves paired with byte permutes). Online softmax per 16 keys in f32; the block merges its warps.
-// Caches of 65 to 2,048 keys are split over 2-8 blocks that form one thread block cluster and merge
-// through distributed shared memory (cluster_merge_store); longer ones split wider and
-// attention_merge merges them in a second launch.
+// halves paired with byte permutes). Online softmax per 16 keys in f32. Caches of up to 64 keys: one
+// block merges its warps. Caches of 65 to 2,048 keys are split over 2-8 blocks that form one thread
+// block cluster and merge every warp's state in the block that owns the head, through distributed
+// shared memory (cluster_merge_store); longer ones split wider, each block merges its warps, and
+// attention_merge merges the splits in a second launch.
 #include <cooperative_groups.h>
 
 #include "backend/cuda/cuda_attention.cuh"
@@ -38,7 +39,8 @@ __device__ __forceinline__ void cluster_arrive_relaxed() {
 }
 __device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.aligned;" ::: "memory"); }
 
-// The owner's half: head g's output from the n x MMA_WARPS states in box (lane j weighs state j).
+// The owner's half: head g's output from the n x MMA_WARPS <= 32 states in box (lane j weighs
+// state j).
 template <int G, int HD>
 __device__ __forceinline__ void cluster_merge_store(const att_args &a, const float *box, int kh, int64_t qi, int rank,
                                                     int n) {
@@ -197,7 +199,7 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, HD == 128 ? 2 : 4)
         if (!a.cluster) return ws + (warp * G + g) * (HD + 2);
         return cl.map_shared_rank(ws, g / hpr) + ((rank * MMA_WARPS + warp) * hpr + g % hpr) * (HD + 2);
     };
-    if (a.cluster) cluster_wait();                                             // every block of the cluster has started
+    if (a.cluster) cluster_wait(); // every block of the cluster has started (its arrive was the first thing it did)
     float *mine[2] = {state(min(2 * t, G - 1)), state(min(2 * t + 1, G - 1))}; // heads 2t, 2t + 1
 #pragma unroll
     for (int h = 0; h < HD / 64; h++)
