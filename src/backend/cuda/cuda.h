@@ -134,8 +134,11 @@ typedef struct {
 // The timeline of a captured decode step (cuda_timeline.c, cuda_timeline.cu; RILL_CUDA_TIMELINE
 // builds): per launch, the time from its pdl_wait returning to the next launch's, averaged over the
 // replays, printed when the stream goes. Each .cu file registers the setter of its copy of the
-// device symbols; the names come from cuda_launched while a graph is captured.
-typedef void (*cuda_timeline_attach_fn)(unsigned long long *t, unsigned *n, unsigned cap);
+// device symbols; the names come from cuda_launched while a graph is captured. Inside a kernel,
+// timeline_phase(k) adds the time since block (0, 0, 0)'s pdl_wait returned to phase k's sum (k <
+// CUDA_TIMELINE_PHASES; printed as means over the launches that mark it).
+enum { CUDA_TIMELINE_PHASES = 16 };
+typedef void (*cuda_timeline_attach_fn)(unsigned long long *t, unsigned *n, unsigned cap, unsigned long long *phases);
 int cuda_timeline_register(cuda_timeline_attach_fn attach);
 void cuda_timeline_name(rill_stream *s, const char *op);
 void cuda_timeline_capture(rill_stream *s);

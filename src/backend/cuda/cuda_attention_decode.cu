@@ -72,6 +72,8 @@ __device__ __forceinline__ void cluster_merge_store(const att_args &a, const flo
 // Knew, Vnew (one query, a cache on a device position; else NULL): the newest key and value, not yet
 // in K and V: row q_pos of the cache is read from them, and block (kv head, split 0) writes them into
 // that row of K and V for the steps after (the cache's copy_at, in the same launch).
+// Timeline builds (bench/gpu_timeline.sh) mark phases 0-4 in block (0, 0, 0): keys walked, every
+// block of the cluster started, states written, barrier passed, output stored.
 // Registers: 128-dim heads get enough for 2 blocks per SM (the most the long-cache plan puts on one,
 // mma_splits), where a bound of 4 spilled 76 bytes (H100, Llama-3-8B, alternated against it: 16k
 // 316.5 -> 322.6 tok/s, short 437.7 -> 442.4); 64-dim heads fit 4 without spilling.
@@ -184,6 +186,7 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, HD == 128 ? 2 : 4)
                 mma16816<T>(oi, av, b0, b1);
             }
     }
+    TIMELINE_PHASE(0); // (timeline builds) keys walked
     if (copies) {
         ((T *)K)[newest * sk + (int64_t)kh * HD + threadIdx.x] = new_k;
         ((T *)V)[newest * sv + (int64_t)kh * HD + threadIdx.x] = new_v;
@@ -200,6 +203,7 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, HD == 128 ? 2 : 4)
         return cl.map_shared_rank(ws, g / hpr) + ((rank * MMA_WARPS + warp) * hpr + g % hpr) * (HD + 2);
     };
     if (a.cluster) cluster_wait(); // every block of the cluster has started (its arrive was the first thing it did)
+    TIMELINE_PHASE(1);
     float *mine[2] = {state(min(2 * t, G - 1)), state(min(2 * t + 1, G - 1))}; // heads 2t, 2t + 1
 #pragma unroll
     for (int h = 0; h < HD / 64; h++)
@@ -211,13 +215,17 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, HD == 128 ? 2 : 4)
                 if (2 * t + c < G) *(float2 *)(mine[c] + d) = make_float2(o[4 * h + i][c], o[4 * h + i][2 + c]);
         }
     if (t == 0 && r < G) *(float2 *)(state(r) + HD) = make_float2(m, l);
+    TIMELINE_PHASE(2); // states written
     if (a.cluster) {
         cl.sync(); // every state in its owner's box
+        TIMELINE_PHASE(3);
         cluster_merge_store<G, HD>(a, ws, kh, qi, rank, n);
-        return;
+    } else {
+        __syncthreads();
+        TIMELINE_PHASE(3);
+        decode_block_store<MMA_WARPS, G>(a, ws, kh, qi, split);
     }
-    __syncthreads();
-    decode_block_store<MMA_WARPS, G>(a, ws, kh, qi, split);
+    TIMELINE_PHASE(4); // output (or the split's partial) stored
 }
 
 // Dynamic shared memory of attention_decode_mma_kernel: no more than the launch uses (a kernel that

@@ -175,13 +175,20 @@ static inline bool cuda_launched(rill_stream *s, const char *op) {
 // kernel stamps %globaltimer once its pdl_wait returns, into slot atomicAdd(n, 1) of t. Each .cu
 // file has its own copy of these symbols; the setter below, registered at start-up, points them at
 // the buffers (NULL: off).
-static __device__ unsigned long long *timeline_t; // [timeline_cap] stamps
-static __device__ unsigned *timeline_n;           // stamps taken (the host zeroes it per step)
-static __device__ unsigned timeline_cap;
-static void timeline_attach(unsigned long long *t, unsigned *n, unsigned cap) {
+static __device__ unsigned long long *timeline_t;      // [timeline_cap] stamps
+static __device__ unsigned *timeline_n;                // stamps taken (the host zeroes it per step)
+static __device__ unsigned timeline_cap;               // t's length
+static __device__ unsigned long long *timeline_phases; // [CUDA_TIMELINE_PHASES][2]: ns summed, marks
+static void timeline_attach(unsigned long long *t, unsigned *n, unsigned cap, unsigned long long *phases) {
     cudaMemcpyToSymbol(timeline_t, &t, sizeof t);
     cudaMemcpyToSymbol(timeline_n, &n, sizeof n);
     cudaMemcpyToSymbol(timeline_cap, &cap, sizeof cap);
+    cudaMemcpyToSymbol(timeline_phases, &phases, sizeof phases);
+}
+// When block (0, 0, 0)'s pdl_wait returned (its thread 0 writes and reads it).
+__device__ __forceinline__ unsigned long long &timeline_wait_at() {
+    __shared__ unsigned long long at;
+    return at;
 }
 [[maybe_unused]] static const int timeline_registered = cuda_timeline_register(timeline_attach);
 __device__ __forceinline__ void timeline_stamp() {
@@ -192,7 +199,21 @@ __device__ __forceinline__ void timeline_stamp() {
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
     unsigned i = atomicAdd(timeline_n, 1u);
     if (i < timeline_cap) t[i] = now;
+    timeline_wait_at() = now;
 }
+// Phase k of this launch ends now: its time since the wait joins phase k's sum (block (0, 0, 0)).
+__device__ __forceinline__ void timeline_phase(int k) {
+    if (threadIdx.x | threadIdx.y | threadIdx.z | blockIdx.x | blockIdx.y | blockIdx.z) return;
+    unsigned long long *ph = timeline_phases;
+    if (!ph || !timeline_t || k < 0 || k >= CUDA_TIMELINE_PHASES) return;
+    unsigned long long now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    atomicAdd(&ph[2 * k], now - timeline_wait_at());
+    atomicAdd(&ph[2 * k + 1], 1ull);
+}
+#define TIMELINE_PHASE(k) timeline_phase(k)
+#else
+#define TIMELINE_PHASE(k) ((void)0)
 #endif
 
 enum { GEMV_WARPS = 8 }; // warps (rows, or row groups) per block of the decode GEMVs

@@ -14,6 +14,7 @@
 #include "backend/cuda/cuda.h"
 
 enum { TIMELINE_CAP = 8192, TIMELINE_FILES = 32, TIMELINE_ORDER = 40, TIMELINE_GROUPS = 64 };
+#define PHASE_BYTES (2 * CUDA_TIMELINE_PHASES * sizeof(unsigned long long))
 
 static cuda_timeline_attach_fn attachers[TIMELINE_FILES]; // one per .cu file
 static int n_attachers;
@@ -28,6 +29,7 @@ struct cuda_timeline {
     unsigned long long *t;          // [TIMELINE_CAP] device stamps of one replay
     unsigned *n;                    // device: stamps taken
     double *sums;                   // device [TIMELINE_CAP + 3]: differences summed, replays, span, stamps
+    unsigned long long *phases;     // device [CUDA_TIMELINE_PHASES][2]: ns since the wait summed, marks
     const char *name[TIMELINE_CAP]; // the last capture's launches, in order
     int n_names;
 };
@@ -41,16 +43,19 @@ static struct cuda_timeline *timeline_of(rill_stream *s) {
     if (!tl) return NULL;
     if (cudaMalloc((void **)&tl->t, TIMELINE_CAP * sizeof *tl->t) != cudaSuccess ||
         cudaMalloc((void **)&tl->n, sizeof *tl->n) != cudaSuccess ||
-        cudaMalloc((void **)&tl->sums, (TIMELINE_CAP + 3) * sizeof *tl->sums) != cudaSuccess) {
+        cudaMalloc((void **)&tl->sums, (TIMELINE_CAP + 3) * sizeof *tl->sums) != cudaSuccess ||
+        cudaMalloc((void **)&tl->phases, PHASE_BYTES) != cudaSuccess) {
         cudaGetLastError();
         fprintf(stderr, "cuda timeline: no device memory for the stamps; off\n");
+        cudaFree(tl->t), cudaFree(tl->n), cudaFree(tl->sums);
         free(tl);
         return NULL;
     }
     cudaMemset(tl->sums, 0, (TIMELINE_CAP + 3) * sizeof *tl->sums);
+    cudaMemset(tl->phases, 0, PHASE_BYTES);
     cudaMemset(tl->n, 0x7f, sizeof *tl->n); // (stamps outside a replay land past the cap)
     for (int i = 0; i < n_attachers; i++)
-        attachers[i](tl->t, tl->n, TIMELINE_CAP);
+        attachers[i](tl->t, tl->n, TIMELINE_CAP, tl->phases);
     s->timeline = tl;
     return tl;
 }
@@ -65,6 +70,7 @@ void cuda_timeline_capture(rill_stream *s) {
     if (!tl) return;
     tl->n_names = 0;
     cudaMemsetAsync(tl->sums, 0, (TIMELINE_CAP + 3) * sizeof *tl->sums, s->cs);
+    cudaMemsetAsync(tl->phases, 0, PHASE_BYTES, s->cs);
 }
 
 void cuda_timeline_before_replay(rill_stream *s) {
@@ -107,9 +113,16 @@ void cuda_timeline_report(rill_stream *s) {
         for (int i = 0; i + 1 < n && i < TIMELINE_ORDER; i++)
             fprintf(stderr, "  %4d %-28s %7.2f\n", i, tl->name[i], sums[i] / replays / 1e3);
     }
+    unsigned long long ph[2 * CUDA_TIMELINE_PHASES];
+    if (cudaMemcpy(ph, tl->phases, PHASE_BYTES, cudaMemcpyDeviceToHost) == cudaSuccess)
+        for (int k = 0; k < CUDA_TIMELINE_PHASES; k++)
+            if (ph[2 * k + 1])
+                fprintf(stderr, "  phase %2d ends %7.2f us after the wait (block (0, 0, 0), mean of %llu marks)\n", k,
+                        (double)ph[2 * k] / (double)ph[2 * k + 1] / 1e3, ph[2 * k + 1]);
     cudaFree(tl->t);
     cudaFree(tl->n);
     cudaFree(tl->sums);
+    cudaFree(tl->phases);
     free(tl);
     s->timeline = NULL;
 }
