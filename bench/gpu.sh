@@ -7,8 +7,8 @@
 # RILL_CUDA_GEMV_DEPTH=1,1,1, RILL_FUSE_ADD=0, RILL_CUDA_ATTENTION=cores, RILL_CUDA_PREFILL_ATTN=gemm,
 # RILL_CUDA_WARMUP=0, ...), and Llama-3-8B prefill both cold (a process's first) and warm (`rill bench`);
 # prints a table last. Logs go to $OUT (<= 8 files). With RILL_GPU_HEAD=1 it also builds the committed
-# tree (a carried .head.tar from scripts/head-tar, else git archive HEAD) in /tmp/head and runs its Llama decode alternately with this tree's (A/B
-# on one card). RILL_GPU_QUICK=1 keeps the build, the checks and the main decode runs, alternated
+# tree (a carried .head.tar from scripts/head-tar, else git archive HEAD) in /tmp/head and runs its
+# Llama decode alternately with this tree's (A/B on one card). RILL_GPU_QUICK=1 keeps the build, the checks and the main decode runs, alternated
 # with RILL_GPU_AB (an env setting, default RILL_CUDA_FUSE_QX=0) or, with RILL_GPU_HEAD=1, with the
 # committed tree; it skips the rest. Run it from the
 # repo root: `bash bench/gpu.sh` (device: carry [".debs"]).

@@ -31,20 +31,26 @@ static int carveout_percent(void) {
     return pct;
 }
 
+// The slot that holds kernel, or the empty one where it would go; -1: the table is full. Slots only
+// ever go from empty to a kernel, so a look without the lock is safe.
+static long seen_slot(const void *kernel) {
+    size_t h = ((uintptr_t)kernel >> 4) % SEEN_SLOTS;
+    for (size_t i = 0; i < SEEN_SLOTS; i++, h = (h + 1) % SEEN_SLOTS) {
+        const void *k = __atomic_load_n(&seen[h], __ATOMIC_ACQUIRE);
+        if (k == kernel || !k) return (long)h;
+    }
+    return -1;
+}
+
 void cuda_kernel_carveout(const void *kernel) {
     int pct = carveout_percent();
     if (pct < 0 || !kernel) return;
-    pthread_mutex_lock(&seen_lock);
-    size_t h = ((uintptr_t)kernel >> 4) % SEEN_SLOTS;
-    bool first = false;
-    for (size_t i = 0; i < SEEN_SLOTS; i++, h = (h + 1) % SEEN_SLOTS) {
-        if (seen[h] == kernel) break;
-        if (!seen[h]) {
-            seen[h] = kernel;
-            first = true;
-            break;
-        }
-    }
+    long i = seen_slot(kernel); // (every launch: no lock)
+    if (i < 0 || __atomic_load_n(&seen[i], __ATOMIC_ACQUIRE) == kernel) return;
+    pthread_mutex_lock(&seen_lock); // the kernel's first launch (or a race for it)
+    i = seen_slot(kernel);
+    bool first = i >= 0 && !seen[i];
+    if (first) __atomic_store_n(&seen[i], kernel, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&seen_lock);
     // (a hint: a kernel that needs more shared memory still gets it; a failure leaves the driver's pick)
     if (first && cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, pct) != cudaSuccess)
