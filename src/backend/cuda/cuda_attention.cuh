@@ -19,6 +19,10 @@ typedef struct {
     // block cluster, which merges the splits through distributed shared memory (no part, no merge launch).
     int cluster;
 } att_args;
+// Every attention kernel takes att_args by value. At 184 bytes nvcc compiled the decode kernel
+// differently (its merge loops no longer doubled) and the decode lost 3-7% (bench/RESULTS.md,
+// 2026-11-27 08:03Z): anything more a kernel needs goes in an argument of its own.
+static_assert(sizeof(att_args) <= 128, "att_args: at most 128 bytes");
 
 // The first query's position: the device counter's, or the host's.
 __device__ __forceinline__ int64_t first_query_pos(const att_args &a) {
