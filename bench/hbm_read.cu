@@ -4,8 +4,10 @@
 // thread in flight, and folds them into one word so that no load is dropped; back-to-back launches
 // over consecutive slices, as a decode step's GEMVs read consecutive matrices. Prints, per slice size
 // (a 4-bit Llama-3-8B layer's matrices with their scales and biases, and 1 GB for the steady rate)
-// and per launch shape, the mean microseconds per slice (launch gaps included) and TB/s. Build and
-// run on the device: `nvcc -O3 -arch=sm_90 -o /tmp/hbm_read bench/hbm_read.cu && /tmp/hbm_read`.
+// and per launch shape, the mean microseconds per slice (launch gaps included) and TB/s; then 16
+// layers' matrices in one launch with a grid-wide barrier between matrices (layers_kernel): the rate
+// a kernel that streams weights across a layer could reach. Build and run on the device:
+// `nvcc -O3 -arch=sm_90 -o /tmp/hbm_read bench/hbm_read.cu && /tmp/hbm_read`.
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,6 +40,104 @@ template <int U> __global__ void read_kernel(const uint4 *p, int64_t n, unsigned
         acc ^= v.x ^ v.y ^ v.z ^ v.w;
     }
     if (acc == 0x9e3779b9u) atomicAdd(sink, 1u); // (never true for the zeroed buffer: keeps the loads)
+}
+
+// Waits until `target` blocks have arrived at *bar (a grid-wide barrier; every block resident).
+__device__ void grid_barrier(unsigned *bar, unsigned target) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        atomicAdd(bar, 1u);
+        while (*(volatile unsigned *)bar < target) {
+        }
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+// One launch reads matrices [0, n_mat) in turn (word ranges ending at ends[m]) with a grid-wide
+// barrier after each, the dependency of a decode layer's GEMVs on each other's outputs; PRE words
+// per thread of the next matrix are asked for before the barrier, as a kernel that knows its
+// weights ahead of its input can.
+template <int U, int PRE>
+__global__ void layers_kernel(const uint4 *p, const int64_t *ends, int n_mat, unsigned *bar, unsigned *sink) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x, tid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    unsigned acc = 0;
+    uint4 pre[PRE > 0 ? PRE : 1];
+#pragma unroll
+    for (int u = 0; u < (PRE > 0 ? PRE : 1); u++)
+        pre[u] = make_uint4(0, 0, 0, 0);
+    int64_t begin = 0;
+    for (int m = 0; m < n_mat; m++) {
+        const int64_t end = ends[m];
+        int64_t i = begin + tid;
+#pragma unroll
+        for (int u = 0; u < PRE; u++) // (the words asked for before the last barrier; zero past the end)
+            acc ^= pre[u].x ^ pre[u].y ^ pre[u].z ^ pre[u].w;
+        i += PRE * stride;
+        for (; i + (U - 1) * stride < end; i += U * stride) {
+            uint4 v[U];
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                v[u] = __ldcs(p + i + u * stride);
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+        }
+        for (; i < end; i += stride) {
+            uint4 v = __ldcs(p + i);
+            acc ^= v.x ^ v.y ^ v.z ^ v.w;
+        }
+        if (m + 1 < n_mat)
+#pragma unroll
+            for (int u = 0; u < PRE; u++) {
+                int64_t j = end + tid + u * stride;
+                pre[u] = j < ends[m + 1] ? __ldcs(p + j) : make_uint4(0, 0, 0, 0);
+            }
+        grid_barrier(bar, (unsigned)(m + 1) * gridDim.x);
+        begin = end;
+    }
+    if (acc == 0x9e3779b9u) atomicAdd(sink, 1u);
+}
+
+// 16 layers of a 4-bit Llama-3-8B (q/k/v, o, gate/up, down) through layers_kernel on `per_sm`
+// blocks of 256 threads per SM (at most what fits), timed on the second of two launches.
+template <int U, int PRE>
+static int run_layers(const uint4 *buf, const int64_t *mat_bytes, int sms, int per_sm, unsigned *sink) {
+    enum { LAYERS = 16, PER_LAYER = 4 };
+    int64_t ends[LAYERS * PER_LAYER], at = 0;
+    for (int m = 0; m < LAYERS * PER_LAYER; m++)
+        ends[m] = at += mat_bytes[m % PER_LAYER] / 16;
+    int64_t *ends_d;
+    unsigned *bar;
+    int fit = 0;
+    CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, layers_kernel<U, PRE>, 256, 0));
+    if (per_sm > fit) per_sm = fit;
+    CHECK(cudaMalloc(&ends_d, sizeof ends));
+    CHECK(cudaMalloc(&bar, 4));
+    CHECK(cudaMemcpy(ends_d, ends, sizeof ends, cudaMemcpyHostToDevice));
+    cudaEvent_t a, b;
+    CHECK(cudaEventCreate(&a));
+    CHECK(cudaEventCreate(&b));
+    float ms = 0;
+    for (int rep = 0; rep < 2; rep++) {
+        CHECK(cudaMemset(bar, 0, 4));
+        CHECK(cudaEventRecord(a));
+        layers_kernel<U, PRE><<<sms * per_sm, 256>>>(buf, ends_d, LAYERS * PER_LAYER, bar, sink);
+        CHECK(cudaEventRecord(b));
+        CHECK(cudaEventSynchronize(b));
+        CHECK(cudaGetLastError());
+        CHECK(cudaEventElapsedTime(&ms, a, b));
+    }
+    double us = ms * 1e3 / LAYERS;
+    printf("layers     %8.1f MB  %4d blocks x  256 threads, %d in flight, %d before each barrier: %8.2f us per "
+           "layer  %5.3f TB/s\n",
+           at * 16 / 1e6 / LAYERS, sms * per_sm, U, PRE, us, at * 16 / (double)LAYERS / us / 1e6);
+    CHECK(cudaEventDestroy(a));
+    CHECK(cudaEventDestroy(b));
+    CHECK(cudaFree(ends_d));
+    CHECK(cudaFree(bar));
+    return 0;
 }
 
 template <int U>
@@ -92,6 +192,12 @@ int main(void) {
             run<8>(n, buf, w, b, sms * 2, 256, sink))
             return 1;
     }
+    // a layer's matrices in one launch, a grid-wide barrier between them (q/k/v, o, gate/up, down)
+    static const int64_t layer[4] = {14155776, 9437184, 66060288, 33030144};
+    if (run_layers<2, 0>(buf, layer, sms, 2, sink) || run_layers<2, 2>(buf, layer, sms, 2, sink) ||
+        run_layers<4, 4>(buf, layer, sms, 2, sink) || run_layers<2, 0>(buf, layer, sms, 8, sink) ||
+        run_layers<2, 2>(buf, layer, sms, 8, sink) || run_layers<4, 4>(buf, layer, sms, 4, sink))
+        return 1;
     CHECK(cudaFree(buf));
     CHECK(cudaFree(sink));
     return 0;
