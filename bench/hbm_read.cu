@@ -21,12 +21,10 @@
         }                                                                                                              \
     } while (0)
 
-// Reads words [0, n) of p, U 16-byte words per thread in flight (a grid-stride loop).
-template <int U> __global__ void read_kernel(const uint4 *p, int64_t n, unsigned *sink) {
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    unsigned acc = 0;
-    for (; i + (U - 1) * stride < n; i += U * stride) {
+// Folds words i, i + stride, ... below end of p into acc, U 16-byte loads per thread in flight.
+template <int U>
+__device__ __forceinline__ unsigned read_range(const uint4 *p, int64_t i, int64_t end, int64_t stride, unsigned acc) {
+    for (; i + (U - 1) * stride < end; i += U * stride) {
         uint4 v[U];
 #pragma unroll
         for (int u = 0; u < U; u++)
@@ -35,10 +33,17 @@ template <int U> __global__ void read_kernel(const uint4 *p, int64_t n, unsigned
         for (int u = 0; u < U; u++)
             acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
     }
-    for (; i < n; i += stride) {
+    for (; i < end; i += stride) {
         uint4 v = __ldcs(p + i);
         acc ^= v.x ^ v.y ^ v.z ^ v.w;
     }
+    return acc;
+}
+
+// Reads words [0, n) of p (a grid-stride loop).
+template <int U> __global__ void read_kernel(const uint4 *p, int64_t n, unsigned *sink) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    unsigned acc = read_range<U>(p, (int64_t)blockIdx.x * blockDim.x + threadIdx.x, n, stride, 0u);
     if (acc == 0x9e3779b9u) atomicAdd(sink, 1u); // (never true for the zeroed buffer: keeps the loads)
 }
 
@@ -74,20 +79,7 @@ __global__ void layers_kernel(const uint4 *p, const int64_t *ends, int n_mat, un
 #pragma unroll
         for (int u = 0; u < PRE; u++) // (the words asked for before the last barrier; zero past the end)
             acc ^= pre[u].x ^ pre[u].y ^ pre[u].z ^ pre[u].w;
-        i += PRE * stride;
-        for (; i + (U - 1) * stride < end; i += U * stride) {
-            uint4 v[U];
-#pragma unroll
-            for (int u = 0; u < U; u++)
-                v[u] = __ldcs(p + i + u * stride);
-#pragma unroll
-            for (int u = 0; u < U; u++)
-                acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
-        }
-        for (; i < end; i += stride) {
-            uint4 v = __ldcs(p + i);
-            acc ^= v.x ^ v.y ^ v.z ^ v.w;
-        }
+        acc = read_range<U>(p, i + PRE * stride, end, stride, acc);
         if (m + 1 < n_mat)
 #pragma unroll
             for (int u = 0; u < PRE; u++) {
