@@ -92,22 +92,66 @@ __global__ void layers_kernel(const uint4 *p, const int64_t *ends, int n_mat, un
     if (acc == 0x9e3779b9u) atomicAdd(sink, 1u);
 }
 
-// 16 layers of a 4-bit Llama-3-8B (q/k/v, o, gate/up, down) through layers_kernel on `per_sm`
-// blocks of 256 threads per SM (at most what fits), timed on the second of two launches.
-template <int U, int PRE>
+// layers_kernel with each thread's loads in a ring of D words that runs on from one matrix into the
+// next (the stream GEMV's ring, across matrices): at a barrier a thread already has its first D words
+// of the next matrix in flight, and refills each slot as it uses it. Every thread takes counts[m]
+// words of matrix m (masked past its end), so all of a block reach each barrier together.
+template <int D>
+__global__ void layers_ring_kernel(const uint4 *p, const int64_t *ends, const int *counts, int n_mat, int total,
+                                   unsigned *bar, unsigned *sink) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x, tid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    unsigned acc = 0;
+    uint4 ring[D];
+    int lm = 0, lk = 0; // the next word to ask for: matrix lm, the thread's k-th word of it
+    auto load = [&](int slot) {
+        if (lm >= n_mat) return;
+        int64_t j = (lm ? ends[lm - 1] : 0) + tid + lk * stride;
+        ring[slot] = j < ends[lm] ? __ldcs(p + j) : make_uint4(0, 0, 0, 0);
+        if (++lk == counts[lm]) lk = 0, lm++;
+    };
+#pragma unroll
+    for (int slot = 0; slot < D; slot++)
+        load(slot);
+    int um = 0, uk = 0; // the word in use
+    for (int i0 = 0; i0 < total; i0 += D)
+#pragma unroll
+        for (int slot = 0; slot < D; slot++) {
+            if (i0 + slot >= total) break;
+            if (uk == 0 && um > 0) grid_barrier(bar, (unsigned)um * gridDim.x); // matrix um's input is ready
+            uint4 w = ring[slot];
+            load(slot);
+            acc ^= w.x ^ w.y ^ w.z ^ w.w;
+            if (++uk == counts[um]) uk = 0, um++;
+        }
+    if (acc == 0x9e3779b9u) atomicAdd(sink, 1u);
+}
+
+// 16 layers of a 4-bit Llama-3-8B (q/k/v, o, gate/up, down) through layers_kernel<U, PRE> (D 0) or
+// layers_ring_kernel<D> on `per_sm` blocks of 256 threads per SM (at most what fits), timed on the
+// second of two launches.
+template <int U, int PRE, int D>
 static int run_layers(const uint4 *buf, const int64_t *mat_bytes, int sms, int per_sm, unsigned *sink) {
     enum { LAYERS = 16, PER_LAYER = 4 };
     int64_t ends[LAYERS * PER_LAYER], at = 0;
     for (int m = 0; m < LAYERS * PER_LAYER; m++)
         ends[m] = at += mat_bytes[m % PER_LAYER] / 16;
     int64_t *ends_d;
+    int *counts_d, counts[LAYERS * PER_LAYER], total = 0;
     unsigned *bar;
     int fit = 0;
-    CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, layers_kernel<U, PRE>, 256, 0));
+    if (D)
+        CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, layers_ring_kernel < D ? D : 1 >, 256, 0));
+    else
+        CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, layers_kernel < U ? U : 1, PRE >, 256, 0));
     if (per_sm > fit) per_sm = fit;
+    int64_t threads = (int64_t)sms * per_sm * 256;
+    for (int m = 0; m < LAYERS * PER_LAYER; m++)
+        total += counts[m] = (int)((ends[m] - (m ? ends[m - 1] : 0) + threads - 1) / threads);
     CHECK(cudaMalloc(&ends_d, sizeof ends));
+    CHECK(cudaMalloc(&counts_d, sizeof counts));
     CHECK(cudaMalloc(&bar, 4));
     CHECK(cudaMemcpy(ends_d, ends, sizeof ends, cudaMemcpyHostToDevice));
+    CHECK(cudaMemcpy(counts_d, counts, sizeof counts, cudaMemcpyHostToDevice));
     cudaEvent_t a, b;
     CHECK(cudaEventCreate(&a));
     CHECK(cudaEventCreate(&b));
@@ -115,19 +159,29 @@ static int run_layers(const uint4 *buf, const int64_t *mat_bytes, int sms, int p
     for (int rep = 0; rep < 2; rep++) {
         CHECK(cudaMemset(bar, 0, 4));
         CHECK(cudaEventRecord(a));
-        layers_kernel<U, PRE><<<sms * per_sm, 256>>>(buf, ends_d, LAYERS * PER_LAYER, bar, sink);
+        if (D)
+            layers_ring_kernel<D ? D : 1>
+                <<<sms * per_sm, 256>>>(buf, ends_d, counts_d, LAYERS * PER_LAYER, total, bar, sink);
+        else
+            layers_kernel<U ? U : 1, PRE><<<sms * per_sm, 256>>>(buf, ends_d, LAYERS * PER_LAYER, bar, sink);
         CHECK(cudaEventRecord(b));
         CHECK(cudaEventSynchronize(b));
         CHECK(cudaGetLastError());
         CHECK(cudaEventElapsedTime(&ms, a, b));
     }
     double us = ms * 1e3 / LAYERS;
-    printf("layers     %8.1f MB  %4d blocks x  256 threads, %d in flight, %d before each barrier: %8.2f us per "
-           "layer  %5.3f TB/s\n",
-           at * 16 / 1e6 / LAYERS, sms * per_sm, U, PRE, us, at * 16 / (double)LAYERS / us / 1e6);
+    if (D)
+        printf("layers     %8.1f MB  %4d blocks x  256 threads, a ring of %d across the barriers:  %8.2f us per "
+               "layer  %5.3f TB/s\n",
+               at * 16 / 1e6 / LAYERS, sms * per_sm, D, us, at * 16 / (double)LAYERS / us / 1e6);
+    else
+        printf("layers     %8.1f MB  %4d blocks x  256 threads, %d in flight, %d before each barrier: %8.2f us per "
+               "layer  %5.3f TB/s\n",
+               at * 16 / 1e6 / LAYERS, sms * per_sm, U, PRE, us, at * 16 / (double)LAYERS / us / 1e6);
     CHECK(cudaEventDestroy(a));
     CHECK(cudaEventDestroy(b));
     CHECK(cudaFree(ends_d));
+    CHECK(cudaFree(counts_d));
     CHECK(cudaFree(bar));
     return 0;
 }
@@ -186,9 +240,12 @@ int main(void) {
     }
     // a layer's matrices in one launch, a grid-wide barrier between them (q/k/v, o, gate/up, down)
     static const int64_t layer[4] = {14155776, 9437184, 66060288, 33030144};
-    if (run_layers<2, 0>(buf, layer, sms, 2, sink) || run_layers<2, 2>(buf, layer, sms, 2, sink) ||
-        run_layers<4, 4>(buf, layer, sms, 2, sink) || run_layers<2, 0>(buf, layer, sms, 8, sink) ||
-        run_layers<2, 2>(buf, layer, sms, 8, sink) || run_layers<4, 4>(buf, layer, sms, 4, sink))
+    if (run_layers<2, 0, 0>(buf, layer, sms, 2, sink) || run_layers<2, 2, 0>(buf, layer, sms, 2, sink) ||
+        run_layers<4, 4, 0>(buf, layer, sms, 2, sink) || run_layers<2, 0, 0>(buf, layer, sms, 8, sink) ||
+        run_layers<2, 2, 0>(buf, layer, sms, 8, sink) || run_layers<4, 4, 0>(buf, layer, sms, 4, sink) ||
+        run_layers<0, 0, 2>(buf, layer, sms, 4, sink) || run_layers<0, 0, 4>(buf, layer, sms, 2, sink) ||
+        run_layers<0, 0, 4>(buf, layer, sms, 4, sink) || run_layers<0, 0, 8>(buf, layer, sms, 2, sink) ||
+        run_layers<0, 0, 8>(buf, layer, sms, 4, sink) || run_layers<0, 0, 16>(buf, layer, sms, 2, sink))
         return 1;
     CHECK(cudaFree(buf));
     CHECK(cudaFree(sink));
