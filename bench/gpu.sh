@@ -2,8 +2,9 @@
 # gpu.sh: everything one device call does on the GPU machine (docs/cuda.md): unpack the carried
 # .debs (scripts/device-debs), build rill with CUDA, run the op harness (every compiled backend;
 # CUDA with bf16, f16 and f32 activations; compute-sanitizer with RILL_GPU_SANITIZER=1), the CUDA
-# tests and the tiny models against the CPU, the op benchmarks, then `rill synth` models with real
-# shapes through `rill generate --device cuda`, each speed-up also with its switch off (RILL_CUDA_PDL=0,
+# tests and the tiny models against the CPU, the op benchmarks (and bench/hbm_read.cu, the read
+# ceiling), then `rill synth` models with real shapes through `rill generate --device cuda`, each
+# speed-up also with its switch off (RILL_CUDA_PDL=0,
 # RILL_CUDA_GEMV_DEPTH=1,1,1, RILL_FUSE_ADD=0, RILL_CUDA_ATTENTION=cores, RILL_CUDA_PREFILL_ATTN=gemm,
 # RILL_CUDA_WARMUP=0, ...), and Llama-3-8B prefill both cold (a process's first) and warm (`rill bench`);
 # prints a table last. Logs go to $OUT (<= 8 files). With RILL_GPU_HEAD=1 it also builds the committed
@@ -89,6 +90,10 @@ if [ "$QUICK" = 1 ]; then
 else
     timeout 300 build-gpu/bin/test_cuda bench > "$OUT/bench.log" 2>&1
     RES[op_bench]=$?
+    # the card's uncached read rate per Llama-3-8B matrix, the decode GEMVs' ceiling (bench/hbm_read.cu)
+    if nvcc -O3 -arch=sm_90 -o /tmp/hbm_read bench/hbm_read.cu > /dev/null 2>&1; then
+        timeout 120 /tmp/hbm_read 2>&1 | sed 's/^/bench hbm_read /' >> "$OUT/bench.log"
+    fi
 fi
 [ "$QUICK" = 1 ] || {
 # decode attention: the warp-per-key kernel, the CUDA-core GQA kernel (before 2026-11-26 16:00Z), and it
@@ -250,5 +255,6 @@ grep -h -E "relative error|greedy|sampled" "$OUT/model.log" | cut -c1-150
 echo
 grep -E '^bench (rows=. |warp-attn |cores-attn |cores-serial |gemm-attn |pdl=0 |depth=111 |neither )?(gemm|gemv 4-bit g64|attention)' "$OUT/bench.log" |
     cut -c1-120
+grep -E '^bench hbm_read .*(1056 blocks x  256 threads, 2 in flight|528 blocks x  512)' "$OUT/bench.log" | cut -c1-120
 echo
 cat /tmp/rill-e2e.txt
