@@ -84,6 +84,14 @@ typedef struct {
 // (or softmax); choice = scores + bias; the n_group groups ranked by the sum of their two best
 // choices, experts outside the best topk_group groups excluded; the top_k choices picked; their
 // weights = scores (normalised to sum 1 when norm), times scale.
+// The norm that will read an op's output next, which the op may prepare (matmul_add_norm,
+// norm_mlp): the norm's weights, eps and add_one, as rmsnorm takes them.
+typedef struct {
+    const float *w; // [cols] f32
+    float eps;
+    bool add_one;
+} rill_norm_next;
+
 typedef struct {
     int n_experts, top_k;
     int n_group, topk_group; // n_group 0 or 1: no group limit
@@ -156,7 +164,8 @@ typedef struct rill_backend_ops {
     // runs the two ops, which compute the same but for the rounding of the matmul's input). On a GPU
     // they save the launch that prepares x for a decode GEMV.
     // norm_matmul: add_rmsnorm(h, x, r, norm_w, eps, add_one) (rmsnorm(h, x, ...) when r is NULL),
-    // then matmul(out, h, w). h is written too; out, h, x and r may not alias.
+    // then matmul(out, h, w). h is written too (unless the op before prepared this norm: see
+    // matmul_add_norm); out, h, x and r may not alias.
     void (*norm_matmul)(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
                         const float *norm_w, float eps, bool add_one, const rill_weight *w);
     // norm_qkv_rope (optional): norm_matmul, then rope(out's first p->n_heads heads, pos, p), as one
@@ -169,12 +178,22 @@ typedef struct rill_backend_ops {
     // g [n][ffn] = act(h . gate^T) * (h . up^T) as act_mul computes it, gate_up's rows the gate rows
     // then the up rows ([2 ffn][cols]), and out [n][down.rows] = matmul(g, down). gate and up need
     // never be stored; g is written but may be rounded for down as act_matmul's matmul rounds it.
-    // out may be r (it is written last); no other two alias.
+    // out may be r (it is written last); no other two alias. With next (not NULL) the MLP's output
+    // goes into the residual instead, as matmul_add_norm puts it there: x = x + out (out is not
+    // written), preparing the norm next of x.
     // Returns false, having issued nothing, where the backend has no such path for these shapes and
-    // formats: the caller then runs norm_matmul and act_matmul.
+    // formats (or, with next, no such path that adds): the caller then runs it without next, or
+    // norm_matmul and act_matmul.
     bool (*norm_mlp)(rill_stream *s, rill_tensor *out, rill_tensor *g, rill_tensor *h, rill_tensor *x,
                      const rill_tensor *r, const float *norm_w, float eps, bool add_one, const rill_weight *gate_up,
-                     rill_act act, const rill_weight *down);
+                     rill_act act, const rill_weight *down, const rill_norm_next *next);
+    // matmul_add_norm (optional): x = x + matmul(a, w), rounded as matmul then add store it, for
+    // one token where the backend can also prepare the norm `next` of x as it writes x. The op
+    // after it that norms x with those weights (norm_matmul, norm_qkv_rope or norm_mlp with r
+    // NULL) then need not read x again, and may leave its h unwritten. Returns false, having issued
+    // nothing, where it cannot: the caller then runs matmul and passes its output to that norm as r.
+    bool (*matmul_add_norm)(rill_stream *s, rill_tensor *x, const rill_tensor *a, const rill_weight *w,
+                            const rill_norm_next *next);
     // act_matmul: matmul(out, act(gate) * up, w). gate may be overwritten (with act(gate) * up).
     void (*act_matmul)(rill_stream *s, rill_tensor *out, rill_tensor *gate, const rill_tensor *up, rill_act act,
                        const rill_weight *w);

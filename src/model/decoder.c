@@ -249,19 +249,25 @@ static void norm_then(const rill_backend_ops *op, rill_stream *s, rill_tensor *h
 }
 
 // The MLP after the attention: a.o = down(act(gate) * up) of the norm of a.x (after a.x += r when
-// r is given), or the MoE; in one backend op (norm_mlp) where the backend takes it.
-static void mlp(rill_model *m, rill_stream *s, const layer_weights *L, acts *a, const rill_tensor *r, rill_act act) {
+// r is given), or the MoE; in one backend op (norm_mlp) where the backend takes it. Given next, the
+// backend may add the MLP's output into a.x itself and prepare that norm (true: a.o is not written).
+static bool mlp(rill_model *m, rill_stream *s, const layer_weights *L, acts *a, const rill_tensor *r, rill_act act,
+                const rill_norm_next *next) {
     const rill_backend_ops *op = m->be->ops;
     float eps = (float)m->cfg.rms_norm_eps;
     bool add1 = m->norm_add_one, stacked_gu = !L->moe && L->gate_up.rows;
-    if (stacked_gu && op->norm_mlp &&
-        op->norm_mlp(s, &a->o, &a->g, &a->h, &a->x, r, L->ffn_norm, eps, add1, &L->gate_up, act, &L->down))
-        return;
+    if (stacked_gu && op->norm_mlp) {
+        if (next &&
+            op->norm_mlp(s, &a->o, &a->g, &a->h, &a->x, r, L->ffn_norm, eps, add1, &L->gate_up, act, &L->down, next))
+            return true;
+        if (op->norm_mlp(s, &a->o, &a->g, &a->h, &a->x, r, L->ffn_norm, eps, add1, &L->gate_up, act, &L->down, NULL))
+            return false;
+    }
     norm_then(op, s, &a->h, &a->x, r, L->ffn_norm, eps, add1, stacked_gu ? &a->gu : NULL,
               stacked_gu ? &L->gate_up : NULL);
     if (L->moe) {
         moe_mlp(m, s, L, a, act);
-        return;
+        return false;
     }
     rill_tensor g = a->g, u = a->u;
     if (stacked_gu) { // (its matmul ran with the norm)
@@ -277,6 +283,7 @@ static void mlp(rill_model *m, rill_stream *s, const layer_weights *L, acts *a, 
         op->act_mul(s, &a->g, &g, &u, act);
         op->matmul(s, &a->o, &a->g, &L->down);
     }
+    return false;
 }
 
 rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, const rill_tensor *ids, bool all_logits,
@@ -310,15 +317,18 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
     rill_act act = strncmp(c->hidden_act, "gelu", 4) ? ACT_SILU : ACT_GELU_TANH;
     op->embed(s, &a.x, ids, &m->embed, m->embed_scale);
 
-    // Residual adds go into the norm after them (add_rmsnorm), unless RILL_FUSE_ADD=0 (to measure).
+    // Residual adds go into the norm after them (add_rmsnorm), unless RILL_FUSE_ADD=0 (to measure),
+    // or into the matmul before them where the backend takes matmul_add_norm (or norm_mlp with the
+    // next norm): that matmul then prepares the norm.
     bool fuse_add = op->add_rmsnorm != NULL && fuse_add_allowed();
+    const rill_tensor *r = NULL; // a.o while the residual a.x still lacks it (the next norm adds it)
     for (int l = 0; l < c->n_layers; l++) {
         const layer_weights *L = &m->layers[l];
         cache_layer *cl = cache->layers[l];
-        // the previous layer's MLP output joins the residual in this norm; the stacked q/k/v matmul
-        // runs with it
+        bool last_layer = l == c->n_layers - 1;
+        // the previous layer's MLP output joins the residual in this norm (r) unless it did already;
+        // the stacked q/k/v matmul runs with it
         bool stacked_qkv = L->qkv.rows && !m->mla;
-        const rill_tensor *r = l > 0 && fuse_add ? &a.o : NULL;
         rill_rope_params rq = {c->n_heads,     c->head_dim, m->rope_dims,
                                m->rope_layout, L->inv_freq, L->window ? 1.0f : m->rope_mscale};
         rill_rope_params rk = rq, rqk = rq; // rqk: the adjacent q and k heads of the stacked q/k/v
@@ -376,12 +386,25 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
             return st;
         }
         if (m->mla) mla_out(m, s, L, &a);
-        op->matmul(s, &a.o, &a.a, &L->o);
-        if (L->post_attn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_attn_norm, eps, add1);
-        if (!fuse_add) op->add(s, &a.x, &a.x, &a.o);
-        mlp(m, s, L, &a, fuse_add ? &a.o : NULL, act);
-        if (L->post_ffn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_ffn_norm, eps, add1);
-        if (!fuse_add || l == c->n_layers - 1) op->add(s, &a.x, &a.x, &a.o); // (else: the next layer's norm adds it)
+        rill_norm_next ffn_next = {L->ffn_norm, eps, add1};
+        bool o_added = fuse_add && !L->post_attn_norm && op->matmul_add_norm &&
+                       op->matmul_add_norm(s, &a.x, &a.a, &L->o, &ffn_next);
+        if (!o_added) {
+            op->matmul(s, &a.o, &a.a, &L->o);
+            if (L->post_attn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_attn_norm, eps, add1);
+            if (!fuse_add) op->add(s, &a.x, &a.x, &a.o);
+        }
+        rill_norm_next next = {last_layer ? m->final_norm : m->layers[l + 1].attn_norm, eps, add1};
+        bool mlp_added =
+            mlp(m, s, L, &a, fuse_add && !o_added ? &a.o : NULL, act, fuse_add && !L->post_ffn_norm ? &next : NULL);
+        r = NULL;
+        if (!mlp_added) {
+            if (L->post_ffn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_ffn_norm, eps, add1);
+            if (!fuse_add || last_layer)
+                op->add(s, &a.x, &a.x, &a.o);
+            else
+                r = &a.o; // (the next layer's norm adds it)
+        }
     }
 
     int64_t first = all_logits ? 0 : n - 1, rows = n - first;

@@ -373,7 +373,7 @@ static void test_norm_mlp(void **state) {
             float *nw = fill_scalars(DTYPE_F32, (size_t)cols, -1.0f, 2.0f);
             float *nwd = dev_copy(nw, (size_t)cols * 4);
             bool took = be->ops->norm_mlp(st, out_is_r ? &r.dev : &out.dev, &g.dev, &h.dev, &x.dev,
-                                          with_r ? &r.dev : NULL, nwd, 1e-6f, add_one, &w.dev, act, &wd.dev);
+                                          with_r ? &r.dev : NULL, nwd, 1e-6f, add_one, &w.dev, act, &wd.dev, NULL);
             one_token_4bit += n == 1 && wk->bits == 4 && !large;
             taken += took && n == 1 && wk->bits == 4 && !large;
             if (took) {
@@ -475,6 +475,127 @@ static void test_norm_qkv_rope(void **state) {
         drop_weight(&w);
     }
     print_message("%s: norm_qkv_rope took %d of the %d one-token 4-bit cases\n", be_name, taken, eligible);
+    if (be->act_dtype != DTYPE_F32) assert_int_equal(taken, eligible);
+}
+
+// The norm folded into the GEMVs around it: matmul_add_norm (x += a . W^T, preparing the norm
+// after it), then norm_mlp taking that norm (r NULL) and adding its own output into x with the next
+// norm prepared, then norm_qkv_rope taking that one; each against the reference of the ops apart
+// (matmul, add, rmsnorm, ...). Where a step is declined the test runs it apart, as the decoder does,
+// and x must be as it was. One variant issues another op between the steps, which must drop the
+// prepared norm and leave the results as they were. A backend with matmul_add_norm takes every
+// one-token 4-bit case with 16-bit activations (CUDA: where the f32 GEMV is matmul's path).
+static void test_norm_folded(void **state) {
+    if (!be->ops->matmul_add_norm) {
+        print_message("%s: no matmul_add_norm (the decoder runs matmul and adds in the norm)\n", be_name);
+        return;
+    }
+    static const struct {
+        int bits, group;
+        rill_dtype dt;
+        int64_t cols, ffn;
+        int heads, kv, hd;
+    } cases[] = {
+        {4, 32, DTYPE_F16, 576, 1536, 9, 3, 64},    // SmolLM2's shapes
+        {4, 64, DTYPE_BF16, 576, 1536, 9, 3, 64},   //
+        {4, 128, DTYPE_F32, 1024, 1024, 8, 2, 128}, // 2^20 weights: o and down at the f32 GEMV's bound
+        {8, 64, DTYPE_BF16, 576, 1536, 9, 3, 64},   // 8-bit: declined on CUDA
+    };
+    int taken = 0, eligible = 0;
+    for (size_t k = 0; k < N_OF(cases); k++)
+        for (int variant = 0; variant < 2; variant++) { // 1: another op between the steps
+            int64_t cols = cases[k].cols, ffn = cases[k].ffn;
+            int64_t rot_rows = (int64_t)(cases[k].heads + cases[k].kv) * cases[k].hd;
+            int64_t n_qkv = rot_rows + (int64_t)cases[k].kv * cases[k].hd;
+            bool add_one = (k + variant) % 2, bias = k % 2 == 0;
+            rill_act act = variant ? ACT_GELU_TANH : ACT_SILU;
+            wpair wo = make_weight(cols, cols, cases[k].bits, cases[k].group, cases[k].dt, bias);
+            wpair wgu = make_weight(2 * ffn, cols, cases[k].bits, cases[k].group, cases[k].dt, !bias);
+            wpair wd = make_weight(cols, ffn, cases[k].bits, cases[k].group, cases[k].dt, bias);
+            wpair wqkv = make_weight(n_qkv, cols, cases[k].bits, cases[k].group, cases[k].dt, !bias);
+            pair x = make(be->act_dtype, 1, cols, 3.0f), a = make(be->act_dtype, 1, cols, 1.0f);
+            pair o = make_out(be->act_dtype, 1, cols), h = make_out(be->act_dtype, 1, cols);
+            pair g = make_out(be->act_dtype, 1, ffn), qkv = make_out(be->act_dtype, 1, n_qkv);
+            pair other = make(be->act_dtype, 1, 64, 1.0f), pos = make_i32(1, 0, 40000);
+            float *nw1 = fill_scalars(DTYPE_F32, (size_t)cols, -1.0f, 2.0f),
+                  *nw2 = fill_scalars(DTYPE_F32, (size_t)cols, -1.0f, 2.0f);
+            float *nw1d = dev_copy(nw1, (size_t)cols * 4), *nw2d = dev_copy(nw2, (size_t)cols * 4);
+            int half = cases[k].hd / 2;
+            float *inv = malloc((size_t)half * 4);
+            for (int i = 0; i < half; i++)
+                inv[i] = (float)pow(10000.0, -2.0 * i / cases[k].hd);
+            float *inv_d = dev_copy(inv, (size_t)half * 4);
+            rill_rope_params p = {cases[k].heads + cases[k].kv, cases[k].hd, cases[k].hd, ROPE_NEOX, inv_d, 1.0f};
+            rill_norm_next next1 = {nw1d, 1e-6f, add_one}, next2 = {nw2d, 1e-6f, add_one};
+
+            // step 1: x += a . Wo^T
+            bool took1 = be->ops->matmul_add_norm(st, &x.dev, &a.dev, &wo.dev, &next1);
+            if (!took1) CHECK(&x, "matmul_add_norm declined, case %zu: the residual is as it was", k);
+            if (!took1) be->ops->matmul(st, &o.dev, &a.dev, &wo.dev);
+            ref_matmul(&o.host, &a.host, &wo.host);
+            ref_add(&x.host, &x.host, &o.host);
+            if (!took1) be->ops->add(st, &x.dev, &x.dev, &o.dev);
+            CHECK(&x, "matmul_add_norm residual, case %zu", k);
+            if (variant) be->ops->scale(st, &other.dev, &other.dev, 0.5f);
+            // step 2: the MLP of norm(x, nw1), its output into x
+            bool took2 = be->ops->norm_mlp && be->ops->norm_mlp(st, &o.dev, &g.dev, &h.dev, &x.dev, NULL, nw1d, 1e-6f,
+                                                                add_one, &wgu.dev, act, &wd.dev, &next2);
+            ref_rmsnorm(&h.host, &x.host, nw1, 1e-6f, add_one);
+            rill_tensor gu = rill_tensor_2d(be->act_dtype, 1, 2 * ffn, malloc((size_t)(2 * ffn) * 4));
+            ref_matmul(&gu, &h.host, &wgu.host);
+            rill_tensor hg = rill_tensor_cols(&gu, 0, ffn), hu = rill_tensor_cols(&gu, ffn, ffn);
+            ref_act_mul(&g.host, &hg, &hu, act);
+            free(gu.data);
+            ref_matmul(&o.host, &g.host, &wd.host);
+            if (took2)
+                CHECK(&g, "norm_mlp (prepared norm) act(gate) * up, case %zu variant %d", k, variant);
+            else {
+                CHECK(&x, "norm_mlp with next declined, case %zu: the residual is as it was", k);
+                be->ops->rmsnorm(st, &h.dev, &x.dev, nw1d, 1e-6f, add_one);
+                pair gate = make_out(be->act_dtype, 1, 2 * ffn);
+                be->ops->matmul(st, &gate.dev, &h.dev, &wgu.dev);
+                rill_tensor dg = rill_tensor_cols(&gate.dev, 0, ffn), du = rill_tensor_cols(&gate.dev, ffn, ffn);
+                be->ops->act_mul(st, &g.dev, &dg, &du, act);
+                be->ops->matmul(st, &o.dev, &g.dev, &wd.dev);
+                be->ops->add(st, &x.dev, &x.dev, &o.dev);
+                drop(&gate);
+            }
+            ref_add(&x.host, &x.host, &o.host);
+            CHECK(&x, "norm_mlp (next prepared) residual, case %zu variant %d", k, variant);
+            if (variant) be->ops->scale(st, &other.dev, &other.dev, 0.5f);
+            // step 3: q/k/v of norm(x, nw2), roped
+            bool took3 = be->ops->norm_qkv_rope && be->ops->norm_qkv_rope(st, &qkv.dev, &h.dev, &x.dev, NULL, nw2d,
+                                                                          1e-6f, add_one, &wqkv.dev, &pos.dev, &p);
+            if (!took3) {
+                rill_tensor qk = rill_tensor_cols(&qkv.dev, 0, rot_rows);
+                be->ops->norm_matmul(st, &qkv.dev, &h.dev, &x.dev, NULL, nw2d, 1e-6f, add_one, &wqkv.dev);
+                be->ops->rope(st, &qk, &pos.dev, &p);
+            }
+            ref_rmsnorm(&h.host, &x.host, nw2, 1e-6f, add_one);
+            ref_matmul(&qkv.host, &h.host, &wqkv.host);
+            rill_tensor qk = rill_tensor_cols(&qkv.host, 0, rot_rows);
+            p.inv_freq = inv;
+            ref_rope(&qk, &pos.host, &p);
+            CHECK(&qkv, "norm_qkv_rope (prepared norm), case %zu variant %d", k, variant);
+            CHECK(&x, "the residual after the steps, case %zu variant %d", k, variant);
+            eligible += cases[k].bits == 4;
+            taken += took1 && took2 && took3 && cases[k].bits == 4;
+
+            free(inv);
+            be->ops->free(be, inv_d);
+            free(nw2);
+            be->ops->free(be, nw2d);
+            drop(&other);
+            drop(&pos);
+            drop(&g);
+            drop(&qkv);
+            drop_norm_case(nw1, nw1d, &x, &a, &h, &o);
+            drop_weight(&wo);
+            drop_weight(&wgu);
+            drop_weight(&wd);
+            drop_weight(&wqkv);
+        }
+    print_message("%s: the folded norms took %d of the %d one-token 4-bit chains\n", be_name, taken, eligible);
     if (be->act_dtype != DTYPE_F32) assert_int_equal(taken, eligible);
 }
 
@@ -1009,6 +1130,7 @@ int main(void) {
             cmocka_unit_test_prestate_setup_teardown(test_act_matmul, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_norm_mlp, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_norm_qkv_rope, setup, teardown, &name),
+            cmocka_unit_test_prestate_setup_teardown(test_norm_folded, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_rope, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_attention, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_attention_q, setup, teardown, &name),

@@ -4,7 +4,10 @@
 // activation over random weights lands at 0.6-1.0e-2) logits within 1.5e-2 and the first 32 greedy
 // tokens the same (random tiny models have near-ties that bf16 flips later); and the device decode
 // loop's replayed graph giving exactly
-// the tokens of the same steps issued as plain launches (greedy and temp/top-k). Skips without a GPU.
+// the tokens of the same steps issued as plain launches (greedy and temp/top-k). The tiny models'
+// weights are dense; a 4-bit model made by `rill synth`'s writer (shapes that take the decode GEMVs
+// on quantized x, their fused norms and the norms folded into them) is checked one token per step,
+// the path a decode step takes. Skips without a GPU.
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +21,7 @@
 #include "generate/generate.h"
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "model/synth.h"
 #include "testlib.h"
 
 #define LOGIT_BOUND      1e-2
@@ -197,6 +201,95 @@ static void test_gemma3_on_gpu_matches_cpu(void **state) { check_model("gemma3",
 static void test_deepseek_v3_on_gpu_matches_cpu(void **state) { check_model("deepseek_v3", "deepseek_v3"); }
 static void test_llama_gguf_on_gpu_matches_cpu(void **state) { check_model("llama_gguf/model.gguf", "llama"); }
 
+// Logits of ids [n] fed one token per step (the decode path: one-token ops, no graph), as f32 on the
+// host: [n][vocab] (malloc'd).
+static float *stepwise_logits(rill_model *m, rill_stream *s, const int32_t *ids, int64_t n) {
+    const rill_backend_ops *op = m->be->ops;
+    rill_cache *cache;
+    assert_int_equal(model_make_cache(m, &cache), RILL_OK);
+    int64_t vocab = m->cfg.vocab_size;
+    int32_t *id_dev = op->alloc(m->be, sizeof(int32_t));
+    float *l32d = op->alloc(m->be, (size_t)vocab * sizeof(float)), *out = malloc((size_t)(n * vocab) * 4);
+    test_poison_f32(out, (size_t)(n * vocab));
+    for (int64_t i = 0; i < n; i++) {
+        op->upload(s, id_dev, &ids[i], sizeof(int32_t));
+        rill_tensor it = rill_tensor_2d(DTYPE_I32, 1, 1, id_dev), lg;
+        if (decoder_forward(m, cache, s, &it, false, &lg) != RILL_OK) fail_msg("%s", rill_last_error());
+        rill_tensor l32 = rill_tensor_2d(DTYPE_F32, 1, vocab, l32d);
+        op->copy(s, &l32, &lg);
+        op->download(s, out + i * vocab, l32d, (size_t)vocab * sizeof(float));
+        op->sync(s);
+        if (op->stream_status && op->stream_status(s) != RILL_OK) fail_msg("%s", rill_last_error());
+    }
+    op->free(m->be, l32d);
+    op->free(m->be, id_dev);
+    cache_free(cache);
+    return out;
+}
+
+static double rel_diff(const float *got, const float *want, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(got[i])) return INFINITY;
+        num += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
+        den += (double)want[i] * want[i];
+    }
+    return sqrt(num / den);
+}
+
+// A 4-bit llama of small, GPU-friendly shapes (hidden 256: o and down take the folded norm; q/k/v
+// and gate/up the pair GEMVs), random weights: its per-step logits on the GPU (bf16, f16) against
+// the CPU's, and greedy tokens from the graph equal to those of plain launches.
+static void test_4bit_decode_on_gpu_matches_cpu(void **state) {
+    rill_backend *gpu = open_cuda("bf16");
+    if (!gpu) skip();
+    rill_backend *gpu16 = open_cuda("f16"), *cpu;
+    assert_non_null(gpu16);
+    assert_int_equal(backend_open("cpu", 4, &cpu), RILL_OK);
+    static const char *config =
+        "{\"model_type\":\"llama\",\"vocab_size\":512,\"hidden_size\":256,\"intermediate_size\":768,"
+        "\"num_hidden_layers\":4,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"rms_norm_eps\":1e-05,"
+        "\"tie_word_embeddings\":true,\"hidden_act\":\"silu\"}";
+    const char *dir = test_tmp_path("-q4");
+    synth_options o = {4, 64, test_rand_u64(), 1 << 30};
+    assert_int_equal(synth_write_folder(config, "tiny-q4", &o, dir), RILL_OK);
+    rill_backend *bes[3] = {cpu, gpu, gpu16};
+    rill_stream *s[3];
+    rill_model *m[3];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(bes[i]->ops->stream_create(bes[i], &s[i]), RILL_OK);
+        if (model_load(dir, bes[i], &m[i]) != RILL_OK) fail_msg("%s", rill_last_error());
+    }
+    int32_t ids[12];
+    for (int i = 0; i < 12; i++)
+        ids[i] = (int32_t)(test_rand_u64() % 512);
+    float *want = stepwise_logits(m[0], s[0], ids, 12);
+    float *got = stepwise_logits(m[1], s[1], ids, 12), *got16 = stepwise_logits(m[2], s[2], ids, 12);
+    double rbf = rel_diff(got, want, 12 * 512), r16 = rel_diff(got16, want, 12 * 512);
+    int32_t t_graph[N_GEN], t_plain[N_GEN];
+    bool graph;
+    gen(m[1], s[1], ids, 12, 0, 0, false, t_graph, NULL, &graph);
+    gen(m[1], s[1], ids, 12, 0, 0, true, t_plain, NULL, NULL);
+    printf("4-bit llama (hidden 256), one token per step: GPU logits vs CPU: relative error %.3g (bf16), %.3g (f16); "
+           "graph %s\n",
+           rbf, r16, graph ? "yes" : "no");
+    assert_true(graph);
+    assert_memory_equal(t_graph, t_plain, sizeof t_graph);
+    if (!(r16 <= LOGIT_BOUND)) fail_msg("4-bit: GPU f16 logits relative error %.3g > %g", r16, LOGIT_BOUND);
+    if (!(rbf <= LOGIT_BOUND_BF16)) fail_msg("4-bit: GPU bf16 logits relative error %.3g > %g", rbf, LOGIT_BOUND_BF16);
+    free(want);
+    free(got);
+    free(got16);
+    for (int i = 0; i < 3; i++) {
+        model_free(m[i]);
+        bes[i]->ops->stream_destroy(s[i]);
+        backend_close(bes[i]);
+    }
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    test_run(cmd, NULL, 0);
+}
+
 // Without a GPU, asking for the cuda backend fails with a reason (what `--device cuda` prints).
 static void test_cuda_without_gpu_fails_with_a_reason(void **state) {
     rill_backend *be = NULL;
@@ -218,6 +311,7 @@ int main(void) {
         cmocka_unit_test(test_gemma3_on_gpu_matches_cpu),
         cmocka_unit_test(test_deepseek_v3_on_gpu_matches_cpu),
         cmocka_unit_test(test_llama_gguf_on_gpu_matches_cpu),
+        cmocka_unit_test(test_4bit_decode_on_gpu_matches_cpu),
         cmocka_unit_test(test_cuda_without_gpu_fails_with_a_reason),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

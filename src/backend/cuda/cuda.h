@@ -12,6 +12,36 @@
 extern "C" {
 #endif
 
+// x quantized for the 4-bit GEMV: per block of 32 values, int8 codes in two planes (x ~ d q1 +
+// d / 254 q2, d = amax / 127: ~15 bits), d / 254 and the block's f32 sum; in the stream's scratch.
+// The GEMV quantizes x itself (quant_x_kernel), or the op that produces x writes it this way
+// (cuda_norm_matmul, cuda_act_matmul), which saves that launch. A GEMV that adds its output into
+// the residual may also write the residual this way for the norm after it (cuda_res_epi).
+typedef struct {
+    int8_t *codes; // [2][n_blk][32]: plane 1, then plane 2; each 8 values ordered (0,2,4,6),(1,3,5,7)
+    float *scale;  // [n_blk] d / 254
+    float *sum;    // [n_blk]
+    float *ss;     // [n_blk] (a prepared norm, cuda_matmul_add_norm) each block's sum of squares of x
+    int64_t n_blk; // n_tok * n_in / 32, block b of token t at t * n_in / 32 + b
+} cuda_qx;
+
+// The norm a 4-bit GEMV applies after its dot products, for an x prepared unnormalized (x * (w +
+// add_one), cuda_res_epi): out = dot * rsqrt(sum(ss) / (32 n_ss) + eps) (+ bias). ss NULL: none.
+typedef struct {
+    const float *ss; // [n_ss] sums of squares per block of 32 values of x
+    int n_ss;
+    float eps;
+} cuda_norm_epi;
+// What a one-token GEMV that owns whole blocks of 32 output rows does after its dot products
+// (cuda_gemv_add_norm): x[row] += out[row] (rounded as matmul, then add, store them), then x * (w +
+// add) quantized into q, and each block's sum of squares into q.ss: the next norm, prepared.
+typedef struct {
+    void *x;        // [cols] the residual, of the activation dtype
+    const float *w; // [cols] the next norm's weights
+    float add;      // 1 for add_one norms, else 0
+    cuda_qx q;
+} cuda_res_epi;
+
 struct rill_stream {
     rill_backend *be;
     cudaStream_t cs;
@@ -22,6 +52,17 @@ struct rill_stream {
     char error[256];                // its message
     bool capturing;                 // between graph_begin and graph_end
     struct cuda_timeline *timeline; // (RILL_CUDA_TIMELINE builds, cuda_timeline.c) NULL: off
+    // The norm the last op prepared (cuda_matmul_add_norm): x [1][cols] holds the residual sum, q its
+    // values times (w + add_one) quantized, q.ss their sums of squares per block of 32. The norm op
+    // after it over the same x and weights takes it; any launch or upload drops it (x NULL).
+    struct {
+        const void *x;
+        const float *w; // [cols] f32
+        float eps;
+        bool add_one;
+        int64_t cols;
+        cuda_qx q;
+    } prep;
 };
 
 struct rill_graph {
@@ -97,16 +138,6 @@ void cuda_sample(rill_stream *s, rill_tensor *token, const rill_tensor *logits, 
 #define CUDA_GEMV_MAX_TOK 8
 void cuda_gemv(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w);
 
-// x quantized for the 4-bit GEMV: per block of 32 values, int8 codes in two planes (x ~ d q1 +
-// d / 254 q2, d = amax / 127: ~15 bits), d / 254 and the block's f32 sum; in the stream's scratch.
-// The GEMV quantizes x itself (quant_x_kernel), or the op that produces x writes it this way
-// (cuda_norm_matmul, cuda_act_matmul), which saves that launch.
-typedef struct {
-    int8_t *codes; // [2][n_blk][32]: plane 1, then plane 2; each 8 values ordered (0,2,4,6),(1,3,5,7)
-    float *scale;  // [n_blk] d / 254
-    float *sum;    // [n_blk]
-    int64_t n_blk; // n_tok * n_in / 32, block b of token t at t * n_in / 32 + b
-} cuda_qx;
 // Whether the 4-bit GEMV takes n_tok rows of x in activation dtype dt for w.
 bool cuda_gemv_q4_fits(const rill_weight *w, rill_dtype dt, int64_t n_tok);
 // Whether matmul's GEMV would quantize such an x first (it fits, and the f32 GEMV does not pay): then
@@ -121,7 +152,9 @@ void cuda_quantize_act(rill_stream *s, const cuda_qx *q, const rill_tensor *gate
 // out [n_tok][w.rows] = x . W^T (+ bias) from x quantized in q (n_tok = out->rows); w fits (above).
 void cuda_gemv_q4(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w);
 // out [1][w.rows / 2] = act(gate) * up, the two halves of the GEMV over w (gate rows, then up rows).
-void cuda_gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w, rill_act act);
+// ne (or NULL): q was prepared unnormalized, and this is its norm.
+void cuda_gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w, rill_act act,
+                      const cuda_norm_epi *ne);
 // RoPE done by the 4-bit GEMV of a stacked q/k/v weight for one token, in its epilogue: rows
 // [0, n_rot_rows) are the rotated heads (q's, then k's) of head_dim rows each; pos: the device
 // position (I32 [1]); the rest as rill_rope_params (rot_dims == head_dim unless interleaved).
@@ -148,11 +181,15 @@ void cuda_timeline_report(rill_stream *s);
 // (cuda_timeline.cu) sums[i] += t[i + 1] - t[i] for the n stamps of a replay; sums[cap]: replays.
 void cuda_timeline_accumulate(rill_stream *s, const unsigned long long *t, const unsigned *n, double *sums,
                               unsigned cap);
+// Whether the GEMV that cuda_gemv_add_norm runs takes x [1][w.rows] += a [1][w.cols] . W^T.
+bool cuda_gemv_add_norm_fits(const rill_tensor *x, const rill_tensor *a, const rill_weight *w);
+// That GEMV with its epilogue re (re->x is x's data).
+void cuda_gemv_add_norm(rill_stream *s, const rill_tensor *a, const rill_weight *w, const cuda_res_epi *re);
 // Whether the one-token 4-bit GEMV runs w on the resident-grid stream kernel (6144 rows or more).
 bool cuda_gemv_q4_streams(const rill_weight *w, int64_t n_tok);
 // out [1][w.rows] = x . W^T from x quantized in q, the rows of re rotated (a warp per rotated pair).
 void cuda_gemv_q4_rope(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
-                       const cuda_rope_epi *re);
+                       const cuda_rope_epi *re, const cuda_norm_epi *ne);
 // add_rmsnorm (rmsnorm when r is NULL) that also writes h quantized into q (cuda_rmsnorm.cu); false,
 // with nothing launched, when the rows do not fit its 8-wide kernel (then run the op apart).
 bool cuda_norm_quantize(rill_stream *s, rill_tensor *h, rill_tensor *x, const rill_tensor *r, const float *w, float eps,
@@ -165,7 +202,9 @@ bool cuda_norm_qkv_rope(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_t
                         const rill_rope_params *p);
 bool cuda_norm_mlp(rill_stream *s, rill_tensor *out, rill_tensor *g, rill_tensor *h, rill_tensor *x,
                    const rill_tensor *r, const float *norm_w, float eps, bool add_one, const rill_weight *gate_up,
-                   rill_act act, const rill_weight *down);
+                   rill_act act, const rill_weight *down, const rill_norm_next *next);
+bool cuda_matmul_add_norm(rill_stream *s, rill_tensor *x, const rill_tensor *a, const rill_weight *w,
+                          const rill_norm_next *next);
 void cuda_act_matmul(rill_stream *s, rill_tensor *out, rill_tensor *gate, const rill_tensor *up, rill_act act,
                      const rill_weight *w);
 // Rows [r0, r0 + n) of W dequantized to dt (the activation dtype): dst [n][w->cols].

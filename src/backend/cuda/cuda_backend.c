@@ -29,6 +29,7 @@ void cuda_reject(rill_stream *s, rill_status st, const char *op, const char *why
 }
 
 static void cuda_upload(rill_stream *s, void *dst, const void *src, size_t bytes) {
+    s->prep.x = NULL; // (it may write the prepared residual)
     cuda_ok(s, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s->cs), "upload");
 }
 
@@ -216,6 +217,7 @@ static const rill_backend_ops cuda_ops = {
     .norm_matmul = cuda_norm_matmul,
     .act_matmul = cuda_act_matmul,
     .norm_mlp = cuda_norm_mlp,
+    .matmul_add_norm = cuda_matmul_add_norm,
     .norm_qkv_rope = cuda_norm_qkv_rope,
     .rope = cuda_rope,
     .attention = cuda_attention,

@@ -139,6 +139,43 @@ __device__ __forceinline__ void qx_store_warp(int8_t *xq, float *xs, float *xsum
     if (lane == 0) xs[blk] = qx_scale(amax), xsum[blk] = sum;
 }
 
+// The residual epilogue of a one-token GEMV block that owns rows [32 b, 32 b + 32), b = blockIdx.x
+// (cuda_res_epi): warp 0, lane i holding row 32 b + i's output v (bias added), its residual value x
+// and the next norm's weight nw (both loaded early), adds v into the residual (rounded to T as
+// matmul stores it, then the sum as add stores it) and stores block b of the residual times (nw +
+// add) quantized, with its sum of squares in q.ss[b].
+template <typename T>
+__device__ __forceinline__ void residual_prepare(const cuda_res_epi &re, float v, float x, float nw, int lane) {
+    float f = to_f32(from_f32<T>(x + to_f32(from_f32<T>(v))));
+    ((T *)re.x)[(int64_t)blockIdx.x * 32 + lane] = from_f32<T>(f);
+    float ss = warp_sum(f * f);
+    qx_store_warp(re.q.codes, re.q.scale, re.q.sum, blockIdx.x, re.q.n_blk, lane, f * (nw + re.add));
+    if (lane == 0) re.q.ss[blockIdx.x] = ss;
+}
+
+// *p as f32, loaded where the call stands: the asm keeps the compiler from sinking the load to
+// its first use, so that its latency passes while other work runs (the values that a kernel needs
+// only at its end, right after pdl_wait).
+__device__ __forceinline__ float load_early(const float *p) {
+    float v;
+    asm volatile("ld.global.f32 %0, [%1];" : "=f"(v) : "l"(p));
+    return v;
+}
+template <typename T> __device__ __forceinline__ float load_early(const T *p) {
+    unsigned short u;
+    asm volatile("ld.global.u16 %0, [%1];" : "=h"(u) : "l"(p));
+    return to_f32(*reinterpret_cast<const T *>(&u));
+}
+
+// The factor a GEMV's dot products over an x prepared unnormalized take (cuda_norm_epi): every lane
+// of the warp gets rsqrt(mean(x^2) + eps), summed in the same order every time. s0: lane's first
+// partial sum (ne.ss[lane] or 0), loaded early (right after pdl_wait) so that its latency hides.
+__device__ __forceinline__ float prepared_norm_scale(const cuda_norm_epi &ne, float s0, int lane) {
+    for (int i = lane + 32; i < ne.n_ss; i += 32)
+        s0 += ne.ss[i];
+    return rsqrtf(warp_sum(s0) / (float)(32 * ne.n_ss) + ne.eps);
+}
+
 // Runs the trailing statement with T bound to the element type of dtype dt; other dtypes are rejected.
 #define CUDA_DISPATCH(s, op, dt, T, ...)                                                                               \
     do {                                                                                                               \
@@ -164,6 +201,7 @@ static inline bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 // After a launch: records a launch failure of `op` (and, in a timeline build, the launch's name).
 static inline bool cuda_launched(rill_stream *s, const char *op) {
+    s->prep.x = NULL; // (a launch may write x: the op that prepares a norm sets it after its own)
 #ifdef RILL_CUDA_TIMELINE
     cuda_timeline_name(s, op);
 #endif

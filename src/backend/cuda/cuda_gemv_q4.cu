@@ -56,6 +56,15 @@ __device__ __forceinline__ float q4_word_dot(uint4 w, uint4 a0, uint4 a1, uint4 
     return fmaf(wsc * xsc, (float)d, fmaf(wbi, xsm, acc));
 }
 
+// A ring slot's words, scales and biases (one per row) taken out for use, before the slot is refilled.
+template <int ROWS>
+__device__ __forceinline__ void ring_take(const uint4 (&q4)[ROWS], const float (&sc)[ROWS], const float (&bi)[ROWS],
+                                          uint4 (&w)[ROWS], float (&wsc)[ROWS], float (&wbi)[ROWS]) {
+#pragma unroll
+    for (int r = 0; r < ROWS; r++)
+        w[r] = q4[r], wsc[r] = sc[r], wbi[r] = bi[r];
+}
+
 // Blocks per SM that the registers of gemv_q4_dp4a_kernel are capped for (64K registers, 256 threads):
 // 4 (64 registers) for up to 2 words in flight per lane, 3 (85) for 4 words on up to 2 rows, else 2.
 constexpr int q4_min_blocks(int rows, int maxt, int d) {
@@ -74,7 +83,8 @@ constexpr int q4_min_blocks(int rows, int maxt, int d) {
 // ACT >= 0 (with SPLIT 1, ROWS 2, MAXT 1): a warp's two rows are gate row p and up row p + n_out / 2
 // of a stacked gate/up weight, and it writes out[p] = act(gate) * up, each rounded as act_mul rounds.
 // ACT == Q4_ROPE (the same shape): a warp's two rows are the pair RoPE rotates together (rope_pair),
-// written rotated as the rope op would leave them (each rounded, rotated, rounded again).
+// written rotated as the rope op would leave them (each rounded, rotated, rounded again). Both take
+// ne: with ne.ss set, x was prepared unnormalized and the dot products are scaled by its norm first.
 enum { Q4_ROPE = -2 };
 
 // Pair p of RoPE mode's rows: within the rotated heads, (e, e + head_dim / 2) of a head, or (2i,
@@ -97,7 +107,7 @@ template <typename TX, typename TS, int SPLIT, int ROWS, int MAXT, int D, int AC
 __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
     gemv_q4_dp4a_kernel(TX *out, int64_t so, const uint4 *xq, const float *xs, const float *xsum, const uint4 *packed,
                         const TS *scales, const TS *biases, const float *bias, int64_t n_out, int64_t n_in, int gs,
-                        int n_tok, cuda_rope_epi re) {
+                        int n_tok, cuda_rope_epi re, cuda_norm_epi ne) {
     __shared__ float part[GEMV_WARPS][MAXT];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, share = warp % SPLIT;
     int64_t row0 = ((int64_t)blockIdx.x * (GEMV_WARPS / SPLIT) + warp / SPLIT) * ROWS;
@@ -145,6 +155,10 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
         load(p, v0 + p * step);
     pdl_wait();
     pdl_trigger();
+    float ss0 = 0.0f; // (PAIRS, ne.ss) this lane's first partial sum of squares, asked for now, used last
+    if constexpr (PAIRS) {
+        if (ne.ss && lane < ne.n_ss) ss0 = load_early(ne.ss + lane);
+    }
     float rope_c = 1.0f, rope_s = 0.0f; // (Q4_ROPE) cos and sin times mscale, while the weights stream
     if constexpr (ACT == Q4_ROPE) {
         if (rope_i >= 0) rope_cos_sin(*re.pos, re.inv_freq[rope_i], re.mscale, &rope_c, &rope_s);
@@ -156,9 +170,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
             if (v >= nv) break;
             uint4 w[ROWS];
             float wsc[ROWS], wbi[ROWS];
-#pragma unroll
-            for (int r = 0; r < ROWS; r++)
-                w[r] = q4[p][r], wsc[r] = sc[p][r], wbi[r] = bi[p][r];
+            ring_take(q4[p], sc[p], bi[p], w, wsc, wbi);
             load(p, v + D * step); // the slot's next word is in flight while this one is used
 #pragma unroll
             for (int t = 0; t < MAXT; t++) {
@@ -172,8 +184,12 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
             }
         }
     }
+    float inv = 1.0f; // (PAIRS) the prepared norm's factor
+    if constexpr (PAIRS) {
+        if (ne.ss) inv = prepared_norm_scale(ne, ss0, lane);
+    }
     if constexpr (ACT == Q4_ROPE) {
-        float x0 = warp_sum(acc[0][0]), x1 = warp_sum(acc[ROWS - 1][0]);
+        float x0 = warp_sum(acc[0][0]) * inv, x1 = warp_sum(acc[ROWS - 1][0]) * inv;
         if (lane == 0 && pair < half) {
             x0 = to_f32(from_f32<TX>(x0 + (bias ? bias[rows[0]] : 0.0f)));
             x1 = to_f32(from_f32<TX>(x1 + (bias ? bias[rows[ROWS - 1]] : 0.0f)));
@@ -181,7 +197,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
             out[rows[ROWS - 1]] = from_f32<TX>(rope_i >= 0 ? x1 * rope_c + x0 * rope_s : x1);
         }
     } else if constexpr (ACT >= 0) {
-        float g = warp_sum(acc[0][0]), u = warp_sum(acc[ROWS - 1][0]);
+        float g = warp_sum(acc[0][0]) * inv, u = warp_sum(acc[ROWS - 1][0]) * inv;
         if (lane == 0 && pair < half) {
             g = to_f32(from_f32<TX>(g + (bias ? bias[rows[0]] : 0.0f)));
             u = to_f32(from_f32<TX>(u + (bias ? bias[rows[ROWS - 1]] : 0.0f)));
@@ -287,6 +303,82 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, 1, D))
             if (++cj == wpl) cj = 0, finish();
         }
     }
+}
+
+// The 4-bit GEMV for one token whose output joins the residual (cuda_gemv_add_norm): a block of
+// 32 / ROWS warps owns 32 rows, ROWS per warp. Every block quantizes the whole of x (a, the
+// activation dtype) into its shared memory itself, so no launch before it does; then
+// gemv_q4_dp4a_kernel's arithmetic with a ring of D words per row and lane (the first before
+// pdl_wait), and residual_prepare at the end: x += out, the next norm prepared. Shared memory: x's
+// two planes [2][n_vec][32] int8, then its scales and sums [n_vec] f32 (cuda_qx's layout, one token).
+template <typename TX, typename TS, int ROWS, int D>
+__global__ void __launch_bounds__(32 / ROWS * 32)
+    gemv_q4_res_kernel(const TX *a, const uint4 *packed, const TS *scales, const TS *biases, const float *bias,
+                       int n_in, int gs, cuda_res_epi re) {
+    constexpr int WARPS = 32 / ROWS;
+    extern __shared__ uint4 xq[]; // [2][nv][2] words of codes, then [nv] scales and [nv] sums
+    __shared__ float outs[32];    // the block's rows
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nv = n_in / 32, groups = n_in / gs;
+    const int row0 = (int)blockIdx.x * 32 + warp * ROWS, gsh = __ffs(gs) - 1;
+    const bool gs_pow2 = (gs & (gs - 1)) == 0;
+    uint4 q4[D][ROWS]; // a ring: slot p holds word lane + (k D + p) 32 of each row
+    float sc[D][ROWS], bi[D][ROWS];
+    auto load = [&](int p, int v) {
+        if (v >= nv) return;
+        int g = gs_pow2 ? (v * 32) >> gsh : v * 32 / gs;
+#pragma unroll
+        for (int r = 0; r < ROWS; r++) {
+            int64_t row = row0 + r;
+            q4[p][r] = __ldcs(packed + (row * nv + v));
+            sc[p][r] = to_f32(scales[row * groups + g]), bi[p][r] = to_f32(biases[row * groups + g]);
+        }
+    };
+#pragma unroll
+    for (int p = 0; p < D; p++) // weights only: nothing an earlier kernel wrote
+        load(p, lane + 32 * p);
+    const int own = (int)blockIdx.x * 32 + lane; // (warp 0) the residual row this lane ends with
+    float nw = warp == 0 ? re.w[own] : 0.0f;
+    pdl_wait();
+    pdl_trigger();
+    int8_t *codes = (int8_t *)xq;
+    float *xs = (float *)(codes + (int64_t)64 * nv), *xsum = xs + nv;
+    for (int b0 = warp; b0 < nv; b0 += 4 * WARPS) { // 4 blocks of x per warp and step: their loads in flight together
+        float v[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            v[k] = b0 + k * WARPS < nv ? load_early(a + (b0 + k * WARPS) * 32 + lane) : 0.0f;
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            if (b0 + k * WARPS < nv) qx_store_warp(codes, xs, xsum, b0 + k * WARPS, nv, lane, v[k]);
+    }
+    float xr = warp == 0 ? load_early((const TX *)re.x + own) : 0.0f; // (used last)
+    __syncthreads();
+    float acc[ROWS];
+#pragma unroll
+    for (int r = 0; r < ROWS; r++)
+        acc[r] = 0.0f;
+    for (int vb = lane; vb < nv; vb += D * 32) {
+#pragma unroll
+        for (int p = 0; p < D; p++) {
+            int v = vb + p * 32;
+            if (v >= nv) break;
+            uint4 w[ROWS];
+            float wsc[ROWS], wbi[ROWS];
+            ring_take(q4[p], sc[p], bi[p], w, wsc, wbi);
+            load(p, v + D * 32); // the slot's next word is in flight while this one is used
+            uint4 a0 = xq[2 * v], a1 = xq[2 * v + 1], b0 = xq[2 * nv + 2 * v], b1 = xq[2 * nv + 2 * v + 1];
+#pragma unroll
+            for (int r = 0; r < ROWS; r++)
+                acc[r] = q4_word_dot(w[r], a0, a1, b0, b1, wsc[r], wbi[r], xs[v], xsum[v], acc[r]);
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < ROWS; r++) {
+        float x = warp_sum(acc[r]);
+        if (lane == 0) outs[warp * ROWS + r] = x + (bias ? bias[row0 + r] : 0.0f);
+    }
+    __syncthreads();
+    if (warp == 0) residual_prepare<TX>(re, outs[lane], xr, nw, lane);
 }
 
 // Rows per warp of the 4-bit GEMV on matrices of 2048 rows or more: 2 for one token, 4 for more
@@ -418,13 +510,71 @@ extern "C" bool cuda_gemv_q4_fits(const rill_weight *w, rill_dtype dt, int64_t n
            w->cols < ((int64_t)1 << 26) && w->rows * (w->cols / 32) < ((int64_t)1 << 31) && !float_only();
 }
 
+// Columns the residual GEMV takes: its x planes in shared memory (72 bytes per 32 values) stay
+// within the 48 KB a launch gets without asking. It takes the small matrices for which matmul runs
+// the f32 GEMV (2^20 weights or fewer: no launch quantizes their x): on Llama-3-8B's o (4096 x 4096,
+// the norm after it not folded, H100) it lost 464 -> 432 tok/s.
+enum { RES_MAX_IN = 16384 };
+
+extern "C" bool cuda_gemv_add_norm_fits(const rill_tensor *x, const rill_tensor *a, const rill_weight *w) {
+    return x->rows == 1 && a->rows == 1 && x->dtype == a->dtype && w->rows == x->cols && w->cols == a->cols &&
+           w->rows % 32 == 0 && w->rows / 32 < 0x7fffffff && w->cols <= RES_MAX_IN &&
+           !cuda_gemv_wants_qx(w, a->dtype, 1) && cuda_gemv_q4_fits(w, a->dtype, 1);
+}
+
+// Rows per warp of the residual GEMV: RILL_CUDA_RES_ROWS (1, 2 or 4; to measure), else 2: blocks of
+// 512 threads. H100, SmolLM2-135M, alternated: 1 row 2,176 tok/s (1024-thread blocks: one takes a
+// whole SM's registers, so it cannot start beside the kernel before it), 2 rows 2,213, 4 rows 2,066
+// (8 warps quantize x: twice the steps per warp), the norms unfolded 2,102.
+static int res_rows(void) {
+    static int rows = 0;
+    if (!rows) {
+        const char *e = getenv("RILL_CUDA_RES_ROWS");
+        rows = e && (!strcmp(e, "1") || !strcmp(e, "4")) ? e[0] - '0' : 2;
+    }
+    return rows;
+}
+
+template <typename TX>
+static void gemv_add_norm(rill_stream *s, const rill_tensor *a, const rill_weight *w, const cuda_res_epi *re) {
+    int rows = res_rows(), deep = w->cols > 32 * 32; // (more than one word per lane: two in flight)
+    size_t smem = (size_t)(w->cols / 32) * 72;
+#define RES_LAUNCH(R, D)                                                                                               \
+    CUDA_DISPATCH(s, "matmul_add_norm", w->dtype, TS,                                                                  \
+                  cuda_launch_pdl(s, gemv_q4_res_kernel<TX, TS, R, D>, (unsigned)(w->rows / 32), 32 / R * 32, smem,    \
+                                  (const TX *)a->data, (const uint4 *)w->packed, (const TS *)w->scales,                \
+                                  (const TS *)w->biases, (const float *)w->bias, (int)w->cols, w->group_size, *re))
+    if (rows == 4 && deep)
+        RES_LAUNCH(4, 2);
+    else if (rows == 4)
+        RES_LAUNCH(4, 1);
+    else if (rows == 2 && deep)
+        RES_LAUNCH(2, 2);
+    else if (rows == 2)
+        RES_LAUNCH(2, 1);
+    else if (deep)
+        RES_LAUNCH(1, 2);
+    else
+        RES_LAUNCH(1, 1);
+#undef RES_LAUNCH
+    cuda_launched(s, "matmul_add_norm (gemv)");
+}
+
+extern "C" void cuda_gemv_add_norm(rill_stream *s, const rill_tensor *a, const rill_weight *w, const cuda_res_epi *re) {
+    if (a->dtype == DTYPE_BF16)
+        gemv_add_norm<bf16>(s, a, w, re);
+    else
+        gemv_add_norm<f16>(s, a, w, re);
+}
+
 extern "C" bool cuda_qx_scratch(rill_stream *s, int64_t n_tok, int64_t n_in, cuda_qx *q, const char *op) {
     q->n_blk = n_in / 32 * n_tok;
-    char *buf = (char *)cuda_scratch(s, (size_t)q->n_blk * 72, op);
+    char *buf = (char *)cuda_scratch(s, (size_t)q->n_blk * 76, op);
     if (!buf) return false;
     q->codes = (int8_t *)buf;
     q->scale = (float *)(buf + q->n_blk * 64);
     q->sum = q->scale + q->n_blk;
+    q->ss = q->sum + q->n_blk;
     return true;
 }
 
@@ -487,7 +637,7 @@ template <typename TX> static void gemv_q4(rill_stream *s, rill_tensor *out, con
                   cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, SPL, RW, MT, D>, g, block, 0, o, out->stride,         \
                                   (const uint4 *)xq, (const float *)xs, (const float *)xsum, (const uint4 *)w->packed, \
                                   (const TS *)w->scales, (const TS *)w->biases, (const float *)w->bias, w->rows,       \
-                                  w->cols, w->group_size, nt, cuda_rope_epi{}))
+                                  w->cols, w->group_size, nt, cuda_rope_epi{}, cuda_norm_epi{}))
 #define Q4_LAUNCH_D(SPL, RW)                                                                                           \
     do {                                                                                                               \
         if (depth == 4)                                                                                                \
@@ -521,7 +671,8 @@ template <typename TX> static void gemv_q4(rill_stream *s, rill_tensor *out, con
 // out [1][w.rows / 2] = act(gate) * up for one token, gate and up the halves of the 4-bit GEMV over
 // w from x quantized in q: a warp per (gate row, up row) pair (gemv_q4_dp4a_kernel with ACT).
 template <typename TX, int ACT>
-static void gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {
+static void gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
+                        const cuda_norm_epi *ne) {
     int64_t half = w->rows / 2;
     unsigned g = (unsigned)((half + GEMV_WARPS - 1) / GEMV_WARPS);
     int depth = gemv_depth(2, w->rows, (w->cols / 32 + 31) / 32);
@@ -531,7 +682,7 @@ static void gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, cons
                                   (TX *)out->data, out->stride, (const uint4 *)q->codes, (const float *)q->scale,      \
                                   (const float *)q->sum, (const uint4 *)w->packed, (const TS *)w->scales,              \
                                   (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols, w->group_size, 1,   \
-                                  cuda_rope_epi{}))
+                                  cuda_rope_epi{}, ne ? *ne : cuda_norm_epi{}))
     if (depth == 4)
         Q4_ACT_LAUNCH(4);
     else if (depth == 2)
@@ -546,31 +697,33 @@ static void gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, cons
 // per rotated pair of rows, as the gate/up pairs are taken.
 template <typename TX>
 static void gemv_q4_rope(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
-                         const cuda_rope_epi *re) {
+                         const cuda_rope_epi *re, const cuda_norm_epi *ne) {
     unsigned g = (unsigned)((w->rows / 2 + GEMV_WARPS - 1) / GEMV_WARPS);
     CUDA_DISPATCH(s, "norm_matmul (rope)", w->dtype, TS,
                   cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, 1, 2, 1, 1, Q4_ROPE>, g, GEMV_WARPS * 32, 0,
                                   (TX *)out->data, out->stride, (const uint4 *)q->codes, (const float *)q->scale,
                                   (const float *)q->sum, (const uint4 *)w->packed, (const TS *)w->scales,
                                   (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols, w->group_size, 1,
-                                  *re));
+                                  *re, ne ? *ne : cuda_norm_epi{}));
     cuda_launched(s, "norm_matmul (rope)");
 }
 
 extern "C" void cuda_gemv_q4_rope(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
-                                  const cuda_rope_epi *re) {
+                                  const cuda_rope_epi *re, const cuda_norm_epi *ne) {
     if (out->dtype == DTYPE_BF16)
-        gemv_q4_rope<bf16>(s, out, q, w, re);
+        gemv_q4_rope<bf16>(s, out, q, w, re, ne);
     else
-        gemv_q4_rope<f16>(s, out, q, w, re);
+        gemv_q4_rope<f16>(s, out, q, w, re, ne);
 }
 
-extern "C" void cuda_gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
-                                 rill_act act) {
+extern "C" void cuda_gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w, rill_act act,
+                                 const cuda_norm_epi *ne) {
     if (out->dtype == DTYPE_BF16)
-        act == ACT_SILU ? gemv_q4_act<bf16, ACT_SILU>(s, out, q, w) : gemv_q4_act<bf16, ACT_GELU_TANH>(s, out, q, w);
+        act == ACT_SILU ? gemv_q4_act<bf16, ACT_SILU>(s, out, q, w, ne)
+                        : gemv_q4_act<bf16, ACT_GELU_TANH>(s, out, q, w, ne);
     else
-        act == ACT_SILU ? gemv_q4_act<f16, ACT_SILU>(s, out, q, w) : gemv_q4_act<f16, ACT_GELU_TANH>(s, out, q, w);
+        act == ACT_SILU ? gemv_q4_act<f16, ACT_SILU>(s, out, q, w, ne)
+                        : gemv_q4_act<f16, ACT_GELU_TANH>(s, out, q, w, ne);
 }
 
 extern "C" void cuda_gemv_q4(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {

@@ -2,7 +2,10 @@
 // them, and the whole MLP after its norm (norm_mlp). For a decode step on 4-bit weights the op
 // before writes x already quantized for the GEMV (cuda_qx), so the GEMV's own quantization launch
 // goes: the norm quantizes the row it has just normed, and act(gate) * up is quantized where it is
-// computed. Otherwise, or with RILL_CUDA_FUSE_QX=0 (to measure), the two ops run apart.
+// computed. Otherwise, or with RILL_CUDA_FUSE_QX=0 (to measure), the two ops run apart. And the
+// norm folded into the GEMVs around it (matmul_add_norm, norm_mlp with next): the GEMV whose output
+// joins the residual adds it there and prepares the next norm (x * w quantized, sums of squares per
+// block of 32), and the GEMV after that norm scales its dot products by 1 / rms: no norm launch.
 #ifdef RILL_CUDA
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,45 @@ static bool fuse_allowed(void) {
 static bool gemv_q4_takes(const rill_tensor *out, const rill_tensor *x, const rill_weight *w) {
     return fuse_allowed() && x->cols == w->cols && out->cols == w->rows && out->rows == x->rows &&
            out->dtype == x->dtype && cuda_gemv_q4_fits(w, x->dtype, x->rows);
+}
+
+// RILL_CUDA_FOLD_NORM=0 declines every matmul_add_norm and norm_mlp with next (to measure).
+static bool fold_allowed(void) {
+    static int on = -1;
+    return env_switch_on("RILL_CUDA_FOLD_NORM", &on);
+}
+
+// The norm of x with these weights as the op before prepared it, taken (the stream holds no more),
+// into *q and *ne; false where there is none for it (then run the norm).
+static bool take_prepared(rill_stream *s, const rill_tensor *x, const rill_tensor *r, const float *w, float eps,
+                          bool add_one, cuda_qx *q, cuda_norm_epi *ne) {
+    if (r || !s->prep.x || s->prep.x != x->data || s->prep.w != w || s->prep.eps != eps || s->prep.add_one != add_one ||
+        x->rows != 1 || x->cols != s->prep.cols)
+        return false;
+    *q = s->prep.q;
+    *ne = (cuda_norm_epi){q->ss, (int)(x->cols / 32), eps};
+    s->prep.x = NULL;
+    return true;
+}
+
+// x += a . W^T with the norm next prepared (cuda_gemv_add_norm), where that GEMV takes it; false,
+// with nothing issued, otherwise. true with the stream's status set where the scratch failed.
+static bool add_norm(rill_stream *s, rill_tensor *x, const rill_tensor *a, const rill_weight *w,
+                     const rill_norm_next *next) {
+    if (!fold_allowed() || !cuda_gemv_add_norm_fits(x, a, w) || x->cols > 0x7fffffff || !next->w) return false;
+    cuda_qx q;
+    if (!cuda_qx_scratch(s, 1, x->cols, &q, "matmul_add_norm")) return true;
+    cuda_res_epi re = {x->data, next->w, next->add_one ? 1.0f : 0.0f, q};
+    cuda_gemv_add_norm(s, a, w, &re);
+    if (s->status != RILL_OK) return true;
+    s->prep.x = x->data, s->prep.w = next->w, s->prep.eps = next->eps, s->prep.add_one = next->add_one;
+    s->prep.cols = x->cols, s->prep.q = q;
+    return true;
+}
+
+bool cuda_matmul_add_norm(rill_stream *s, rill_tensor *x, const rill_tensor *a, const rill_weight *w,
+                          const rill_norm_next *next) {
+    return add_norm(s, x, a, w, next);
 }
 
 void cuda_norm_matmul(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
@@ -60,11 +102,15 @@ bool cuda_norm_qkv_rope(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_t
         out->stride != out->cols)
         return false;
     cuda_qx q;
-    if (!cuda_qx_scratch(s, x->rows, x->cols, &q, "norm_matmul (rope)")) return true; // (status set)
-    if (!cuda_norm_quantize(s, h, x, r, norm_w, eps, add_one, &q)) return false;
+    cuda_norm_epi ne;
+    bool prepared = take_prepared(s, x, r, norm_w, eps, add_one, &q, &ne);
+    if (!prepared) {
+        if (!cuda_qx_scratch(s, x->rows, x->cols, &q, "norm_matmul (rope)")) return true; // (status set)
+        if (!cuda_norm_quantize(s, h, x, r, norm_w, eps, add_one, &q)) return false;
+    }
     cuda_rope_epi re = {(const int32_t *)pos->data,    p->inv_freq,   p->rot_dims, p->head_dim,
                         p->layout == ROPE_INTERLEAVED, (int)rot_rows, p->mscale};
-    if (s->status == RILL_OK) cuda_gemv_q4_rope(s, out, &q, w, &re);
+    if (s->status == RILL_OK) cuda_gemv_q4_rope(s, out, &q, w, &re, prepared ? &ne : NULL);
     return true;
 }
 
@@ -89,7 +135,7 @@ static int pair_act_mode(void) {
 // cost every block a fence and an atomic: 462 -> 447. Anything else: false.
 bool cuda_norm_mlp(rill_stream *s, rill_tensor *out, rill_tensor *g, rill_tensor *h, rill_tensor *x,
                    const rill_tensor *r, const float *norm_w, float eps, bool add_one, const rill_weight *gate_up,
-                   rill_act act, const rill_weight *down) {
+                   rill_act act, const rill_weight *down, const rill_norm_next *next) {
     int64_t ffn = gate_up->rows / 2;
     int mode = pair_act_mode();
     rill_tensor gu = {x->dtype, 1, gate_up->rows, gate_up->rows, NULL}; // (the shape the GEMV would write)
@@ -97,11 +143,21 @@ bool cuda_norm_mlp(rill_stream *s, rill_tensor *out, rill_tensor *g, rill_tensor
           gemv_q4_takes(&gu, x, gate_up) && down->cols == ffn && out->rows == 1 && out->cols == down->rows &&
           (mode == 2 || !cuda_gemv_wants_qx(down, g->dtype, 1))))
         return false;
+    // with next: down's GEMV adds into x (which down's input g never aliases)
+    if (next && (!fold_allowed() || !next->w || !cuda_gemv_add_norm_fits(x, g, down))) return false;
     cuda_qx q;
-    if (!cuda_qx_scratch(s, 1, x->cols, &q, "norm_mlp")) return true; // (the stream holds the error)
-    if (!cuda_norm_quantize(s, h, x, r, norm_w, eps, add_one, &q)) return false;
-    if (s->status == RILL_OK) cuda_gemv_q4_act(s, g, &q, gate_up, act);
-    if (s->status == RILL_OK) cuda_matmul(s, out, g, down);
+    cuda_norm_epi ne;
+    bool prepared = take_prepared(s, x, r, norm_w, eps, add_one, &q, &ne);
+    if (!prepared) {
+        if (!cuda_qx_scratch(s, 1, x->cols, &q, "norm_mlp")) return true; // (the stream holds the error)
+        if (!cuda_norm_quantize(s, h, x, r, norm_w, eps, add_one, &q)) return false;
+    }
+    if (s->status == RILL_OK) cuda_gemv_q4_act(s, g, &q, gate_up, act, prepared ? &ne : NULL);
+    if (s->status != RILL_OK) return true;
+    if (!next)
+        cuda_matmul(s, out, g, down);
+    else
+        add_norm(s, x, g, down, next); // (it fits: checked above)
     return true;
 }
 
