@@ -80,18 +80,21 @@ typedef struct {
     rill_attn_mask mask;
 } rill_attn_params;
 
-// Routing of a mixture of experts (DeepSeek V3's group-limited top-k): scores = sigmoid(logits)
-// (or softmax); choice = scores + bias; the n_group groups ranked by the sum of their two best
-// choices, experts outside the best topk_group groups excluded; the top_k choices picked; their
-// weights = scores (normalised to sum 1 when norm), times scale.
 // The norm that will read an op's output next, which the op may prepare (matmul_add_norm,
-// norm_mlp): the norm's weights, eps and add_one, as rmsnorm takes them.
+// norm_mlp): the norm's weights, eps and add_one, as rmsnorm takes them; and, where that norm feeds
+// an MLP (norm_mlp's), its two weights, so that a backend prepares it only where its MLP op would
+// take the prepared norm (NULL: unknown).
 typedef struct {
     const float *w; // [cols] f32
     float eps;
     bool add_one;
+    const rill_weight *mlp_gate_up, *mlp_down; // (or NULL)
 } rill_norm_next;
 
+// Routing of a mixture of experts (DeepSeek V3's group-limited top-k): scores = sigmoid(logits)
+// (or softmax); choice = scores + bias; the n_group groups ranked by the sum of their two best
+// choices, experts outside the best topk_group groups excluded; the top_k choices picked; their
+// weights = scores (normalised to sum 1 when norm), times scale.
 typedef struct {
     int n_experts, top_k;
     int n_group, topk_group; // n_group 0 or 1: no group limit
@@ -187,11 +190,12 @@ typedef struct rill_backend_ops {
     bool (*norm_mlp)(rill_stream *s, rill_tensor *out, rill_tensor *g, rill_tensor *h, rill_tensor *x,
                      const rill_tensor *r, const float *norm_w, float eps, bool add_one, const rill_weight *gate_up,
                      rill_act act, const rill_weight *down, const rill_norm_next *next);
-    // matmul_add_norm (optional): x = x + matmul(a, w), rounded as matmul then add store it, for
-    // one token where the backend can also prepare the norm `next` of x as it writes x. The op
-    // after it that norms x with those weights (norm_matmul, norm_qkv_rope or norm_mlp with r
-    // NULL) then need not read x again, and may leave its h unwritten. Returns false, having issued
-    // nothing, where it cannot: the caller then runs matmul and passes its output to that norm as r.
+    // matmul_add_norm (optional): x = x + matmul(a, w) (the product rounded to x's dtype, then the
+    // sum; a may be quantized for it as the backend's matmul would), for one token where the backend
+    // can also prepare the norm `next` of x as it writes x. The op after it that norms x with those
+    // weights (norm_matmul, norm_qkv_rope or norm_mlp with r NULL) then need not read x again, and
+    // may leave its h unwritten. x and a may not alias. Returns false, having issued nothing, where
+    // it cannot: the caller then runs matmul and passes its output to that norm as r.
     bool (*matmul_add_norm)(rill_stream *s, rill_tensor *x, const rill_tensor *a, const rill_weight *w,
                             const rill_norm_next *next);
     // act_matmul: matmul(out, act(gate) * up, w). gate may be overwritten (with act(gate) * up).

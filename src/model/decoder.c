@@ -386,15 +386,17 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
             return st;
         }
         if (m->mla) mla_out(m, s, L, &a);
-        rill_norm_next ffn_next = {L->ffn_norm, eps, add1};
-        bool o_added = fuse_add && !L->post_attn_norm && op->matmul_add_norm &&
+        // o adds into the residual itself where the backend then also takes the MLP's norm prepared
+        bool stacked_gu = !L->moe && L->gate_up.rows;
+        rill_norm_next ffn_next = {L->ffn_norm, eps, add1, &L->gate_up, &L->down};
+        bool o_added = fuse_add && stacked_gu && !L->post_attn_norm && op->matmul_add_norm &&
                        op->matmul_add_norm(s, &a.x, &a.a, &L->o, &ffn_next);
         if (!o_added) {
             op->matmul(s, &a.o, &a.a, &L->o);
             if (L->post_attn_norm) op->rmsnorm(s, &a.o, &a.o, L->post_attn_norm, eps, add1);
             if (!fuse_add) op->add(s, &a.x, &a.x, &a.o);
         }
-        rill_norm_next next = {last_layer ? m->final_norm : m->layers[l + 1].attn_norm, eps, add1};
+        rill_norm_next next = {last_layer ? m->final_norm : m->layers[l + 1].attn_norm, eps, add1, NULL, NULL};
         bool mlp_added =
             mlp(m, s, L, &a, fuse_add && !o_added ? &a.o : NULL, act, fuse_add && !L->post_ffn_norm ? &next : NULL);
         r = NULL;

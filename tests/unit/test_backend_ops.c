@@ -482,8 +482,8 @@ static void test_norm_qkv_rope(void **state) {
 // after it), then norm_mlp taking that norm (r NULL) and adding its own output into x with the next
 // norm prepared, then norm_qkv_rope taking that one; each against the reference of the ops apart
 // (matmul, add, rmsnorm, ...). Where a step is declined the test runs it apart, as the decoder does,
-// and x must be as it was. One variant issues another op between the steps, which must drop the
-// prepared norm and leave the results as they were. A backend with matmul_add_norm takes every
+// and x must be as it was. One variant adds to x between the steps, so a prepared norm taken anyway
+// (not dropped by that launch) would give the wrong results. A backend with matmul_add_norm takes every
 // one-token 4-bit case with 16-bit activations (CUDA: where the f32 GEMV is matmul's path).
 static void test_norm_folded(void **state) {
     if (!be->ops->matmul_add_norm) {
@@ -516,7 +516,7 @@ static void test_norm_folded(void **state) {
             pair x = make(be->act_dtype, 1, cols, 3.0f), a = make(be->act_dtype, 1, cols, 1.0f);
             pair o = make_out(be->act_dtype, 1, cols), h = make_out(be->act_dtype, 1, cols);
             pair g = make_out(be->act_dtype, 1, ffn), qkv = make_out(be->act_dtype, 1, n_qkv);
-            pair other = make(be->act_dtype, 1, 64, 1.0f), pos = make_i32(1, 0, 40000);
+            pair other = make(be->act_dtype, 1, cols, 1.0f), pos = make_i32(1, 0, 40000);
             float *nw1 = fill_scalars(DTYPE_F32, (size_t)cols, -1.0f, 2.0f),
                   *nw2 = fill_scalars(DTYPE_F32, (size_t)cols, -1.0f, 2.0f);
             float *nw1d = dev_copy(nw1, (size_t)cols * 4), *nw2d = dev_copy(nw2, (size_t)cols * 4);
@@ -526,7 +526,8 @@ static void test_norm_folded(void **state) {
                 inv[i] = (float)pow(10000.0, -2.0 * i / cases[k].hd);
             float *inv_d = dev_copy(inv, (size_t)half * 4);
             rill_rope_params p = {cases[k].heads + cases[k].kv, cases[k].hd, cases[k].hd, ROPE_NEOX, inv_d, 1.0f};
-            rill_norm_next next1 = {nw1d, 1e-6f, add_one}, next2 = {nw2d, 1e-6f, add_one};
+            rill_norm_next next1 = {nw1d, 1e-6f, add_one, &wgu.dev, &wd.dev},
+                           next2 = {nw2d, 1e-6f, add_one, NULL, NULL};
 
             // step 1: x += a . Wo^T
             bool took1 = be->ops->matmul_add_norm(st, &x.dev, &a.dev, &wo.dev, &next1);
@@ -536,7 +537,10 @@ static void test_norm_folded(void **state) {
             ref_add(&x.host, &x.host, &o.host);
             if (!took1) be->ops->add(st, &x.dev, &x.dev, &o.dev);
             CHECK(&x, "matmul_add_norm residual, case %zu", k);
-            if (variant) be->ops->scale(st, &other.dev, &other.dev, 0.5f);
+            if (variant) { // x changes between the steps: the prepared norm must not be taken
+                be->ops->add(st, &x.dev, &x.dev, &other.dev);
+                ref_add(&x.host, &x.host, &other.host);
+            }
             // step 2: the MLP of norm(x, nw1), its output into x
             bool took2 = be->ops->norm_mlp && be->ops->norm_mlp(st, &o.dev, &g.dev, &h.dev, &x.dev, NULL, nw1d, 1e-6f,
                                                                 add_one, &wgu.dev, act, &wd.dev, &next2);
@@ -562,7 +566,10 @@ static void test_norm_folded(void **state) {
             }
             ref_add(&x.host, &x.host, &o.host);
             CHECK(&x, "norm_mlp (next prepared) residual, case %zu variant %d", k, variant);
-            if (variant) be->ops->scale(st, &other.dev, &other.dev, 0.5f);
+            if (variant) { // x changes between the steps: the prepared norm must not be taken
+                be->ops->add(st, &x.dev, &x.dev, &other.dev);
+                ref_add(&x.host, &x.host, &other.host);
+            }
             // step 3: q/k/v of norm(x, nw2), roped
             bool took3 = be->ops->norm_qkv_rope && be->ops->norm_qkv_rope(st, &qkv.dev, &h.dev, &x.dev, NULL, nw2d,
                                                                           1e-6f, add_one, &wqkv.dev, &pos.dev, &p);

@@ -54,7 +54,8 @@ struct rill_stream {
     struct cuda_timeline *timeline; // (RILL_CUDA_TIMELINE builds, cuda_timeline.c) NULL: off
     // The norm the last op prepared (cuda_matmul_add_norm): x [1][cols] holds the residual sum, q its
     // values times (w + add_one) quantized, q.ss their sums of squares per block of 32. The norm op
-    // after it over the same x and weights takes it; any launch or upload drops it (x NULL).
+    // after it over the same x and weights takes it; any launch, upload, cuBLAS matmul, graph
+    // capture or replay drops it (x NULL).
     struct {
         const void *x;
         const float *w; // [cols] f32

@@ -132,6 +132,7 @@ static rill_status cuda_stream_status(rill_stream *s) {
 
 // Capture in thread-local mode: other threads' CUDA calls go on as usual.
 static rill_status cuda_graph_begin(rill_stream *s) {
+    s->prep.x = NULL; // (a prepared norm is never carried into or out of a graph)
 #ifdef RILL_CUDA_TIMELINE
     cuda_timeline_capture(s);
 #endif
@@ -166,6 +167,7 @@ static rill_status cuda_graph_end(rill_stream *s, rill_graph **out) {
 }
 
 static rill_status cuda_graph_launch(rill_stream *s, rill_graph *g) {
+    s->prep.x = NULL;
 #ifdef RILL_CUDA_TIMELINE
     cuda_timeline_before_replay(s);
     bool ok = cuda_ok(s, cudaGraphLaunch(g->exec, s->cs), "graph_launch");

@@ -43,11 +43,35 @@ static bool take_prepared(rill_stream *s, const rill_tensor *x, const rill_tenso
     return true;
 }
 
-// x += a . W^T with the norm next prepared (cuda_gemv_add_norm), where that GEMV takes it; false,
-// with nothing issued, otherwise. true with the stream's status set where the scratch failed.
+// RILL_CUDA_PAIR_ACT=0 declines every norm_mlp, so the decoder runs norm_matmul and act_matmul;
+// RILL_CUDA_PAIR_ACT=always takes it for large down matrices too (both to measure).
+static int pair_act_mode(void) {
+    static int mode = -1;
+    if (mode < 0) {
+        const char *e = getenv("RILL_CUDA_PAIR_ACT");
+        mode = e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "always") ? 2 : 1;
+    }
+    return mode;
+}
+
+// Whether norm_mlp pairs gate/up for one token of x: the gate/up GEMV writes act(gate) * up, and
+// down reads it unquantized (the f32 GEMV of a small matrix; or any with RILL_CUDA_PAIR_ACT=always).
+static bool mlp_pairs(const rill_tensor *x, const rill_weight *gate_up, const rill_weight *down) {
+    int mode = pair_act_mode();
+    rill_tensor gu = {x->dtype, 1, gate_up->rows, gate_up->rows, NULL}; // (the shape the GEMV would write)
+    return x->rows == 1 && mode && gate_up->rows % 2 == 0 && gemv_q4_takes(&gu, x, gate_up) &&
+           down->cols == gate_up->rows / 2 && (mode == 2 || !cuda_gemv_wants_qx(down, x->dtype, 1));
+}
+
+// x += a . W^T with the norm next prepared (cuda_gemv_add_norm), where that GEMV takes it and, if the
+// norm feeds an MLP, norm_mlp would take the prepared norm (else the residual GEMV costs more than
+// the plain one and saves nothing); false, with nothing issued, otherwise. true with the stream's
+// status set where the scratch failed.
 static bool add_norm(rill_stream *s, rill_tensor *x, const rill_tensor *a, const rill_weight *w,
                      const rill_norm_next *next) {
-    if (!fold_allowed() || !cuda_gemv_add_norm_fits(x, a, w) || x->cols > 0x7fffffff || !next->w) return false;
+    if (!fold_allowed() || !fuse_allowed() || !cuda_gemv_add_norm_fits(x, a, w) || x->cols > 0x7fffffff || !next->w ||
+        (next->mlp_gate_up && next->mlp_down && !mlp_pairs(x, next->mlp_gate_up, next->mlp_down)))
+        return false;
     cuda_qx q;
     if (!cuda_qx_scratch(s, 1, x->cols, &q, "matmul_add_norm")) return true;
     cuda_res_epi re = {x->data, next->w, next->add_one ? 1.0f : 0.0f, q};
@@ -114,17 +138,6 @@ bool cuda_norm_qkv_rope(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_t
     return true;
 }
 
-// RILL_CUDA_PAIR_ACT=0 declines every norm_mlp, so the decoder runs norm_matmul and act_matmul;
-// RILL_CUDA_PAIR_ACT=always takes it for large down matrices too (both to measure).
-static int pair_act_mode(void) {
-    static int mode = -1;
-    if (mode < 0) {
-        const char *e = getenv("RILL_CUDA_PAIR_ACT");
-        mode = e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "always") ? 2 : 1;
-    }
-    return mode;
-}
-
 // One token on 4-bit weights, where down's GEMV reads its x unquantized (the f32 GEMV of a small
 // matrix): the norm writes x quantized, the GEMV's warps each take a gate row and its up row and
 // write g = act(gate) * up (gate and up are never stored), and down reads g. That is one launch
@@ -137,11 +150,8 @@ bool cuda_norm_mlp(rill_stream *s, rill_tensor *out, rill_tensor *g, rill_tensor
                    const rill_tensor *r, const float *norm_w, float eps, bool add_one, const rill_weight *gate_up,
                    rill_act act, const rill_weight *down, const rill_norm_next *next) {
     int64_t ffn = gate_up->rows / 2;
-    int mode = pair_act_mode();
-    rill_tensor gu = {x->dtype, 1, gate_up->rows, gate_up->rows, NULL}; // (the shape the GEMV would write)
-    if (!(x->rows == 1 && mode && gate_up->rows % 2 == 0 && g->rows == 1 && g->cols == ffn && g->dtype == x->dtype &&
-          gemv_q4_takes(&gu, x, gate_up) && down->cols == ffn && out->rows == 1 && out->cols == down->rows &&
-          (mode == 2 || !cuda_gemv_wants_qx(down, g->dtype, 1))))
+    if (!(mlp_pairs(x, gate_up, down) && g->rows == 1 && g->cols == ffn && g->dtype == x->dtype && out->rows == 1 &&
+          out->cols == down->rows))
         return false;
     // with next: down's GEMV adds into x (which down's input g never aliases)
     if (next && (!fold_allowed() || !next->w || !cuda_gemv_add_norm_fits(x, g, down))) return false;
