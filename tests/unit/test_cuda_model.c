@@ -57,23 +57,28 @@ static int32_t *prompt_of(const char *ref, int64_t *n) {
     return ids;
 }
 
-// All logits of ids [n] as f32 on the host: [n][vocab] (malloc'd).
-static float *prompt_logits(rill_model *m, rill_stream *s, const int32_t *ids, int64_t n) {
+// All logits of ids [n] as f32 on the host: [n][vocab] (malloc'd), fed `chunk` tokens per forward
+// pass: n at once (a prefill), or 1 per step (the decode path: one-token ops, no graph).
+static float *logits_of(rill_model *m, rill_stream *s, const int32_t *ids, int64_t n, int64_t chunk) {
     const rill_backend_ops *op = m->be->ops;
     rill_cache *cache;
     assert_int_equal(model_make_cache(m, &cache), RILL_OK);
-    int32_t *ids_dev = op->alloc(m->be, (size_t)n * sizeof(int32_t));
-    op->upload(s, ids_dev, ids, (size_t)n * sizeof(int32_t));
-    rill_tensor it = rill_tensor_2d(DTYPE_I32, n, 1, ids_dev), lg;
-    if (decoder_forward(m, cache, s, &it, true, &lg) != RILL_OK) fail_msg("%s", rill_last_error());
-    int64_t vocab = lg.cols;
-    float *l32d = op->alloc(m->be, (size_t)(n * vocab) * sizeof(float)), *out = malloc((size_t)(n * vocab) * 4);
+    int64_t vocab = m->cfg.vocab_size;
+    int32_t *ids_dev = op->alloc(m->be, (size_t)chunk * sizeof(int32_t));
+    float *l32d = op->alloc(m->be, (size_t)(chunk * vocab) * sizeof(float)), *out = malloc((size_t)(n * vocab) * 4);
     test_poison_f32(out, (size_t)(n * vocab));
-    rill_tensor l32 = rill_tensor_2d(DTYPE_F32, n, vocab, l32d);
-    op->copy(s, &l32, &lg);
-    op->download(s, out, l32d, (size_t)(n * vocab) * sizeof(float));
-    op->sync(s);
-    if (op->stream_status && op->stream_status(s) != RILL_OK) fail_msg("%s", rill_last_error());
+    for (int64_t i = 0; i < n; i += chunk) {
+        int64_t k = n - i < chunk ? n - i : chunk;
+        op->upload(s, ids_dev, ids + i, (size_t)k * sizeof(int32_t));
+        rill_tensor it = rill_tensor_2d(DTYPE_I32, k, 1, ids_dev), lg;
+        if (decoder_forward(m, cache, s, &it, true, &lg) != RILL_OK) fail_msg("%s", rill_last_error());
+        assert_int_equal(lg.cols, vocab);
+        rill_tensor l32 = rill_tensor_2d(DTYPE_F32, k, vocab, l32d);
+        op->copy(s, &l32, &lg);
+        op->download(s, out + i * vocab, l32d, (size_t)(k * vocab) * sizeof(float));
+        op->sync(s);
+        if (op->stream_status && op->stream_status(s) != RILL_OK) fail_msg("%s", rill_last_error());
+    }
     op->free(m->be, l32d);
     op->free(m->be, ids_dev);
     cache_free(cache);
@@ -133,10 +138,10 @@ static void check_model(const char *model, const char *ref) {
 
     // logits of the whole prompt
     int64_t vocab = m[0]->cfg.vocab_size;
-    float *want = prompt_logits(m[0], s[0], ids, n);
+    float *want = logits_of(m[0], s[0], ids, n, n);
     double rels[4] = {0};
     for (int b = 1; b < 4; b++) {
-        float *got = prompt_logits(m[b], s[b], ids, n);
+        float *got = logits_of(m[b], s[b], ids, n, n);
         double num = 0, den = 0;
         for (int64_t i = 0; i < n * vocab; i++) {
             if (isnan(got[i])) fail_msg("%s: GPU logit %lld is NaN", model, (long long)i);
@@ -201,32 +206,6 @@ static void test_gemma3_on_gpu_matches_cpu(void **state) { check_model("gemma3",
 static void test_deepseek_v3_on_gpu_matches_cpu(void **state) { check_model("deepseek_v3", "deepseek_v3"); }
 static void test_llama_gguf_on_gpu_matches_cpu(void **state) { check_model("llama_gguf/model.gguf", "llama"); }
 
-// Logits of ids [n] fed one token per step (the decode path: one-token ops, no graph), as f32 on the
-// host: [n][vocab] (malloc'd).
-static float *stepwise_logits(rill_model *m, rill_stream *s, const int32_t *ids, int64_t n) {
-    const rill_backend_ops *op = m->be->ops;
-    rill_cache *cache;
-    assert_int_equal(model_make_cache(m, &cache), RILL_OK);
-    int64_t vocab = m->cfg.vocab_size;
-    int32_t *id_dev = op->alloc(m->be, sizeof(int32_t));
-    float *l32d = op->alloc(m->be, (size_t)vocab * sizeof(float)), *out = malloc((size_t)(n * vocab) * 4);
-    test_poison_f32(out, (size_t)(n * vocab));
-    for (int64_t i = 0; i < n; i++) {
-        op->upload(s, id_dev, &ids[i], sizeof(int32_t));
-        rill_tensor it = rill_tensor_2d(DTYPE_I32, 1, 1, id_dev), lg;
-        if (decoder_forward(m, cache, s, &it, false, &lg) != RILL_OK) fail_msg("%s", rill_last_error());
-        rill_tensor l32 = rill_tensor_2d(DTYPE_F32, 1, vocab, l32d);
-        op->copy(s, &l32, &lg);
-        op->download(s, out + i * vocab, l32d, (size_t)vocab * sizeof(float));
-        op->sync(s);
-        if (op->stream_status && op->stream_status(s) != RILL_OK) fail_msg("%s", rill_last_error());
-    }
-    op->free(m->be, l32d);
-    op->free(m->be, id_dev);
-    cache_free(cache);
-    return out;
-}
-
 static double rel_diff(const float *got, const float *want, int64_t n) {
     double num = 0, den = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -263,8 +242,8 @@ static void test_4bit_decode_on_gpu_matches_cpu(void **state) {
     int32_t ids[12];
     for (int i = 0; i < 12; i++)
         ids[i] = (int32_t)(test_rand_u64() % 512);
-    float *want = stepwise_logits(m[0], s[0], ids, 12);
-    float *got = stepwise_logits(m[1], s[1], ids, 12), *got16 = stepwise_logits(m[2], s[2], ids, 12);
+    float *want = logits_of(m[0], s[0], ids, 12, 1);
+    float *got = logits_of(m[1], s[1], ids, 12, 1), *got16 = logits_of(m[2], s[2], ids, 12, 1);
     double rbf = rel_diff(got, want, 12 * 512), r16 = rel_diff(got16, want, 12 * 512);
     int32_t t_graph[N_GEN], t_plain[N_GEN];
     bool graph;

@@ -63,15 +63,20 @@ static bool mlp_pairs(const rill_tensor *x, const rill_weight *gate_up, const ri
            down->cols == gate_up->rows / 2 && (mode == 2 || !cuda_gemv_wants_qx(down, x->dtype, 1));
 }
 
-// x += a . W^T with the norm next prepared (cuda_gemv_add_norm), where that GEMV takes it and, if the
-// norm feeds an MLP, norm_mlp would take the prepared norm (else the residual GEMV costs more than
-// the plain one and saves nothing); false, with nothing issued, otherwise. true with the stream's
-// status set where the scratch failed.
-static bool add_norm(rill_stream *s, rill_tensor *x, const rill_tensor *a, const rill_weight *w,
-                     const rill_norm_next *next) {
-    if (!fold_allowed() || !fuse_allowed() || !cuda_gemv_add_norm_fits(x, a, w) || x->cols > 0x7fffffff || !next->w ||
-        (next->mlp_gate_up && next->mlp_down && !mlp_pairs(x, next->mlp_gate_up, next->mlp_down)))
-        return false;
+// Whether x += a . W^T can run with the norm next prepared (cuda_gemv_add_norm): that GEMV takes it
+// and, if the norm feeds an MLP, norm_mlp would take the prepared norm (else the residual GEMV costs
+// more than the plain one and saves nothing).
+static bool add_norm_fits(const rill_tensor *x, const rill_tensor *a, const rill_weight *w,
+                          const rill_norm_next *next) {
+    return fold_allowed() && fuse_allowed() && next->w && cuda_gemv_add_norm_fits(x, a, w) &&
+           !(next->mlp_gate_up && next->mlp_down && !mlp_pairs(x, next->mlp_gate_up, next->mlp_down));
+}
+
+// x += a . W^T with the norm next prepared, where add_norm_fits; false, with nothing issued,
+// otherwise. true with the stream's status set where the scratch failed.
+bool cuda_matmul_add_norm(rill_stream *s, rill_tensor *x, const rill_tensor *a, const rill_weight *w,
+                          const rill_norm_next *next) {
+    if (!add_norm_fits(x, a, w, next)) return false;
     cuda_qx q;
     if (!cuda_qx_scratch(s, 1, x->cols, &q, "matmul_add_norm")) return true;
     cuda_res_epi re = {x->data, next->w, next->add_one ? 1.0f : 0.0f, q};
@@ -80,11 +85,6 @@ static bool add_norm(rill_stream *s, rill_tensor *x, const rill_tensor *a, const
     s->prep.x = x->data, s->prep.w = next->w, s->prep.eps = next->eps, s->prep.add_one = next->add_one;
     s->prep.cols = x->cols, s->prep.q = q;
     return true;
-}
-
-bool cuda_matmul_add_norm(rill_stream *s, rill_tensor *x, const rill_tensor *a, const rill_weight *w,
-                          const rill_norm_next *next) {
-    return add_norm(s, x, a, w, next);
 }
 
 void cuda_norm_matmul(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_tensor *x, const rill_tensor *r,
@@ -154,7 +154,7 @@ bool cuda_norm_mlp(rill_stream *s, rill_tensor *out, rill_tensor *g, rill_tensor
           out->cols == down->rows))
         return false;
     // with next: down's GEMV adds into x (which down's input g never aliases)
-    if (next && (!fold_allowed() || !next->w || !cuda_gemv_add_norm_fits(x, g, down))) return false;
+    if (next && !add_norm_fits(x, g, down, next)) return false;
     cuda_qx q;
     cuda_norm_epi ne;
     bool prepared = take_prepared(s, x, r, norm_w, eps, add_one, &q, &ne);
@@ -167,7 +167,7 @@ bool cuda_norm_mlp(rill_stream *s, rill_tensor *out, rill_tensor *g, rill_tensor
     if (!next)
         cuda_matmul(s, out, g, down);
     else
-        add_norm(s, x, g, down, next); // (it fits: checked above)
+        cuda_matmul_add_norm(s, x, g, down, next); // (it fits: checked above)
     return true;
 }
 
