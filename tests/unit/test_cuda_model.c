@@ -216,19 +216,21 @@ static double rel_diff(const float *got, const float *want, int64_t n) {
     return sqrt(num / den);
 }
 
-// A 4-bit llama of small, GPU-friendly shapes (hidden 256: o and down take the folded norm; q/k/v
-// and gate/up the pair GEMVs), random weights: its per-step logits on the GPU (bf16, f16) against
-// the CPU's, and greedy tokens from the graph equal to those of plain launches.
-static void test_4bit_decode_on_gpu_matches_cpu(void **state) {
+// A 4-bit llama of small, GPU-friendly shapes (hidden 256) made by synth's writer with random
+// weights, intermediate size ffn: its per-step logits on the GPU (bf16, f16) against the CPU's, and
+// greedy tokens from the graph equal to those of plain launches.
+static void check_4bit_decode(int ffn, const char *what) {
     rill_backend *gpu = open_cuda("bf16");
     if (!gpu) skip();
     rill_backend *gpu16 = open_cuda("f16"), *cpu;
     assert_non_null(gpu16);
     assert_int_equal(backend_open("cpu", 4, &cpu), RILL_OK);
-    static const char *config =
-        "{\"model_type\":\"llama\",\"vocab_size\":512,\"hidden_size\":256,\"intermediate_size\":768,"
-        "\"num_hidden_layers\":4,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"rms_norm_eps\":1e-05,"
-        "\"tie_word_embeddings\":true,\"hidden_act\":\"silu\"}";
+    char config[512];
+    snprintf(config, sizeof config,
+             "{\"model_type\":\"llama\",\"vocab_size\":512,\"hidden_size\":256,\"intermediate_size\":%d,"
+             "\"num_hidden_layers\":4,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"rms_norm_eps\":1e-05,"
+             "\"tie_word_embeddings\":true,\"hidden_act\":\"silu\"}",
+             ffn);
     const char *dir = test_tmp_path("-q4");
     synth_options o = {4, 64, test_rand_u64(), 1 << 30};
     assert_int_equal(synth_write_folder(config, "tiny-q4", &o, dir), RILL_OK);
@@ -249,9 +251,9 @@ static void test_4bit_decode_on_gpu_matches_cpu(void **state) {
     bool graph;
     gen(m[1], s[1], ids, 12, 0, 0, false, t_graph, NULL, &graph);
     gen(m[1], s[1], ids, 12, 0, 0, true, t_plain, NULL, NULL);
-    printf("4-bit llama (hidden 256), one token per step: GPU logits vs CPU: relative error %.3g (bf16), %.3g (f16); "
-           "graph %s\n",
-           rbf, r16, graph ? "yes" : "no");
+    printf("4-bit llama (hidden 256, ffn %d: %s), one token per step: GPU logits vs CPU: relative error %.3g (bf16), "
+           "%.3g (f16); graph %s\n",
+           ffn, what, rbf, r16, graph ? "yes" : "no");
     assert_true(graph);
     assert_memory_equal(t_graph, t_plain, sizeof t_graph);
     if (!(r16 <= LOGIT_BOUND)) fail_msg("4-bit: GPU f16 logits relative error %.3g > %g", r16, LOGIT_BOUND);
@@ -268,6 +270,12 @@ static void test_4bit_decode_on_gpu_matches_cpu(void **state) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     test_run(cmd, NULL, 0);
 }
+
+// ffn 768: o and down take the folded norm, q/k/v and gate/up the pair GEMVs.
+static void test_4bit_decode_on_gpu_matches_cpu(void **state) { check_4bit_decode(768, "o and down folded"); }
+// ffn 4352: down (256 x 4352) is over 2^20 weights, so its GEMV takes x quantized, by the launch
+// after gate/up (act_matmul), as on Llama-3-8B.
+static void test_4bit_large_down_on_gpu_matches_cpu(void **state) { check_4bit_decode(4352, "down takes g quantized"); }
 
 // Without a GPU, asking for the cuda backend fails with a reason (what `--device cuda` prints).
 static void test_cuda_without_gpu_fails_with_a_reason(void **state) {
@@ -291,6 +299,7 @@ int main(void) {
         cmocka_unit_test(test_deepseek_v3_on_gpu_matches_cpu),
         cmocka_unit_test(test_llama_gguf_on_gpu_matches_cpu),
         cmocka_unit_test(test_4bit_decode_on_gpu_matches_cpu),
+        cmocka_unit_test(test_4bit_large_down_on_gpu_matches_cpu),
         cmocka_unit_test(test_cuda_without_gpu_fails_with_a_reason),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
