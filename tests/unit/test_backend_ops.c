@@ -482,9 +482,11 @@ static void test_norm_qkv_rope(void **state) {
 // after it), then norm_mlp taking that norm (r NULL) and adding its own output into x with the next
 // norm prepared, then norm_qkv_rope taking that one; each against the reference of the ops apart
 // (matmul, add, rmsnorm, ...). Where a step is declined the test runs it apart, as the decoder does,
-// and x must be as it was. One variant adds to x between the steps, so a prepared norm taken anyway
-// (not dropped by that launch) would give the wrong results. A backend with matmul_add_norm takes every
-// one-token 4-bit case with 16-bit activations (CUDA: where the f32 GEMV is matmul's path).
+// and x must be as it was. Variants: 1 adds to x between the steps, so a prepared norm taken anyway
+// (not dropped by that launch) would give the wrong results; 2 runs step 1 as a plain matmul whose
+// output norm_mlp adds in as r (with next); 3 calls norm_mlp without next, so it takes the prepared
+// norm and writes down's output apart, which the test adds. A backend with matmul_add_norm takes
+// every one-token 4-bit case with 16-bit activations (CUDA: where the f32 GEMV is matmul's path).
 static void test_norm_folded(void **state) {
     if (!be->ops->matmul_add_norm) {
         print_message("%s: no matmul_add_norm (the decoder runs matmul and adds in the norm)\n", be_name);
@@ -503,12 +505,12 @@ static void test_norm_folded(void **state) {
     };
     int taken = 0, eligible = 0;
     for (size_t k = 0; k < N_OF(cases); k++)
-        for (int variant = 0; variant < 2; variant++) { // 1: another op between the steps
+        for (int variant = 0; variant < 4; variant++) { // (above)
             int64_t cols = cases[k].cols, ffn = cases[k].ffn;
             int64_t rot_rows = (int64_t)(cases[k].heads + cases[k].kv) * cases[k].hd;
             int64_t n_qkv = rot_rows + (int64_t)cases[k].kv * cases[k].hd;
             bool add_one = (k + variant) % 2, bias = k % 2 == 0;
-            rill_act act = variant ? ACT_GELU_TANH : ACT_SILU;
+            rill_act act = variant % 2 ? ACT_GELU_TANH : ACT_SILU;
             wpair wo = make_weight(cols, cols, cases[k].bits, cases[k].group, cases[k].dt, bias);
             wpair wgu = make_weight(2 * ffn, cols, cases[k].bits, cases[k].group, cases[k].dt, !bias);
             wpair wd = make_weight(cols, ffn, cases[k].bits, cases[k].group, cases[k].dt, bias);
@@ -529,21 +531,24 @@ static void test_norm_folded(void **state) {
             rill_norm_next next1 = {nw1d, 1e-6f, add_one, &wgu.dev, &wd.dev},
                            next2 = {nw2d, 1e-6f, add_one, NULL, NULL};
 
-            // step 1: x += a . Wo^T
-            bool took1 = be->ops->matmul_add_norm(st, &x.dev, &a.dev, &wo.dev, &next1);
+            // step 1: x += a . Wo^T (variant 2: o = a . Wo^T, added by step 2)
+            bool took1 = variant != 2 && be->ops->matmul_add_norm(st, &x.dev, &a.dev, &wo.dev, &next1);
             if (!took1) CHECK(&x, "matmul_add_norm declined, case %zu: the residual is as it was", k);
             if (!took1) be->ops->matmul(st, &o.dev, &a.dev, &wo.dev);
             ref_matmul(&o.host, &a.host, &wo.host);
             ref_add(&x.host, &x.host, &o.host);
-            if (!took1) be->ops->add(st, &x.dev, &x.dev, &o.dev);
-            CHECK(&x, "matmul_add_norm residual, case %zu", k);
-            if (variant) { // x changes between the steps: the prepared norm must not be taken
+            if (!took1 && variant != 2) be->ops->add(st, &x.dev, &x.dev, &o.dev);
+            if (variant != 2) CHECK(&x, "matmul_add_norm residual, case %zu", k);
+            if (variant == 1) { // x changes between the steps: the prepared norm must not be taken
                 be->ops->add(st, &x.dev, &x.dev, &other.dev);
                 ref_add(&x.host, &x.host, &other.host);
             }
-            // step 2: the MLP of norm(x, nw1), its output into x
-            bool took2 = be->ops->norm_mlp && be->ops->norm_mlp(st, &o.dev, &g.dev, &h.dev, &x.dev, NULL, nw1d, 1e-6f,
-                                                                add_one, &wgu.dev, act, &wd.dev, &next2);
+            // step 2: the MLP of norm(x, nw1) (variant 2: of norm(x + o)), its output into x (variant 3:
+            // into o, then added)
+            const rill_tensor *r2 = variant == 2 ? &o.dev : NULL;
+            bool took2 =
+                be->ops->norm_mlp && be->ops->norm_mlp(st, &o.dev, &g.dev, &h.dev, &x.dev, r2, nw1d, 1e-6f, add_one,
+                                                       &wgu.dev, act, &wd.dev, variant == 3 ? NULL : &next2);
             ref_rmsnorm(&h.host, &x.host, nw1, 1e-6f, add_one);
             rill_tensor gu = rill_tensor_2d(be->act_dtype, 1, 2 * ffn, malloc((size_t)(2 * ffn) * 4));
             ref_matmul(&gu, &h.host, &wgu.host);
@@ -554,7 +559,8 @@ static void test_norm_folded(void **state) {
             if (took2)
                 CHECK(&g, "norm_mlp (prepared norm) act(gate) * up, case %zu variant %d", k, variant);
             else {
-                CHECK(&x, "norm_mlp with next declined, case %zu: the residual is as it was", k);
+                if (variant != 2) CHECK(&x, "norm_mlp with next declined, case %zu: the residual is as it was", k);
+                if (variant == 2) be->ops->add(st, &x.dev, &x.dev, &o.dev);
                 be->ops->rmsnorm(st, &h.dev, &x.dev, nw1d, 1e-6f, add_one);
                 pair gate = make_out(be->act_dtype, 1, 2 * ffn);
                 be->ops->matmul(st, &gate.dev, &h.dev, &wgu.dev);
@@ -564,9 +570,10 @@ static void test_norm_folded(void **state) {
                 be->ops->add(st, &x.dev, &x.dev, &o.dev);
                 drop(&gate);
             }
+            if (took2 && variant == 3) be->ops->add(st, &x.dev, &x.dev, &o.dev);
             ref_add(&x.host, &x.host, &o.host);
             CHECK(&x, "norm_mlp (next prepared) residual, case %zu variant %d", k, variant);
-            if (variant) { // x changes between the steps: the prepared norm must not be taken
+            if (variant == 1) { // x changes between the steps: the prepared norm must not be taken
                 be->ops->add(st, &x.dev, &x.dev, &other.dev);
                 ref_add(&x.host, &x.host, &other.host);
             }
@@ -586,7 +593,7 @@ static void test_norm_folded(void **state) {
             CHECK(&qkv, "norm_qkv_rope (prepared norm), case %zu variant %d", k, variant);
             CHECK(&x, "the residual after the steps, case %zu variant %d", k, variant);
             eligible += cases[k].bits == 4;
-            taken += took1 && took2 && took3 && cases[k].bits == 4;
+            taken += (took1 || variant == 2) && took2 && took3 && cases[k].bits == 4;
 
             free(inv);
             be->ops->free(be, inv_d);
