@@ -117,6 +117,33 @@ static int first_diff(const int32_t *a, const int32_t *b, int n) {
     return -1;
 }
 
+// Relative L2 error of got against want [n]; infinite where got has a NaN.
+static double rel_diff(const float *got, const float *want, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(got[i])) return INFINITY;
+        num += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
+        den += (double)want[i] * want[i];
+    }
+    return sqrt(num / den);
+}
+
+// The model in dir loaded on each of the n backends, each with a stream of its own.
+static void load_on_each(const char *dir, int n, rill_backend **bes, rill_stream **s, rill_model **m) {
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(bes[i]->ops->stream_create(bes[i], &s[i]), RILL_OK);
+        if (model_load(dir, bes[i], &m[i]) != RILL_OK) fail_msg("%s", rill_last_error());
+    }
+}
+
+static void close_each(int n, rill_backend **bes, rill_stream **s, rill_model **m) {
+    for (int i = 0; i < n; i++) {
+        model_free(m[i]);
+        bes[i]->ops->stream_destroy(s[i]);
+        backend_close(bes[i]);
+    }
+}
+
 static void check_model(const char *model, const char *ref) {
     rill_backend *gpu = open_cuda("bf16");
     if (!gpu) skip();
@@ -129,10 +156,7 @@ static void check_model(const char *model, const char *ref) {
     rill_backend *bes[4] = {cpu, gpu, gpu32, gpu16};
     rill_stream *s[4];
     rill_model *m[4];
-    for (int i = 0; i < 4; i++) {
-        assert_int_equal(bes[i]->ops->stream_create(bes[i], &s[i]), RILL_OK);
-        if (model_load(dir, bes[i], &m[i]) != RILL_OK) fail_msg("%s", rill_last_error());
-    }
+    load_on_each(dir, 4, bes, s, m);
     int64_t n;
     int32_t *ids = prompt_of(ref, &n);
 
@@ -142,13 +166,8 @@ static void check_model(const char *model, const char *ref) {
     double rels[4] = {0};
     for (int b = 1; b < 4; b++) {
         float *got = logits_of(m[b], s[b], ids, n, n);
-        double num = 0, den = 0;
-        for (int64_t i = 0; i < n * vocab; i++) {
-            if (isnan(got[i])) fail_msg("%s: GPU logit %lld is NaN", model, (long long)i);
-            num += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
-            den += (double)want[i] * want[i];
-        }
-        rels[b] = sqrt(num / den);
+        rels[b] = rel_diff(got, want, n * vocab);
+        if (isinf(rels[b])) fail_msg("%s: a GPU logit is NaN (backend %d)", model, b);
         free(got);
     }
     double rel = rels[1];
@@ -191,11 +210,7 @@ static void check_model(const char *model, const char *ref) {
 
     free(want);
     free(ids);
-    for (int i = 0; i < 4; i++) {
-        model_free(m[i]);
-        bes[i]->ops->stream_destroy(s[i]);
-        backend_close(bes[i]);
-    }
+    close_each(4, bes, s, m);
 }
 
 static void test_llama_on_gpu_matches_cpu(void **state) { check_model("llama", "llama"); }
@@ -205,16 +220,6 @@ static void test_qwen3_on_gpu_matches_cpu(void **state) { check_model("qwen3", "
 static void test_gemma3_on_gpu_matches_cpu(void **state) { check_model("gemma3", "gemma3"); }
 static void test_deepseek_v3_on_gpu_matches_cpu(void **state) { check_model("deepseek_v3", "deepseek_v3"); }
 static void test_llama_gguf_on_gpu_matches_cpu(void **state) { check_model("llama_gguf/model.gguf", "llama"); }
-
-static double rel_diff(const float *got, const float *want, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (isnan(got[i])) return INFINITY;
-        num += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
-        den += (double)want[i] * want[i];
-    }
-    return sqrt(num / den);
-}
 
 // A 4-bit llama of small, GPU-friendly shapes (hidden 256) made by synth's writer with random
 // weights, intermediate size ffn: its per-step logits on the GPU (bf16, f16) against the CPU's, and
@@ -237,10 +242,7 @@ static void check_4bit_decode(int ffn, const char *what) {
     rill_backend *bes[3] = {cpu, gpu, gpu16};
     rill_stream *s[3];
     rill_model *m[3];
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(bes[i]->ops->stream_create(bes[i], &s[i]), RILL_OK);
-        if (model_load(dir, bes[i], &m[i]) != RILL_OK) fail_msg("%s", rill_last_error());
-    }
+    load_on_each(dir, 3, bes, s, m);
     int32_t ids[12];
     for (int i = 0; i < 12; i++)
         ids[i] = (int32_t)(test_rand_u64() % 512);
@@ -261,11 +263,7 @@ static void check_4bit_decode(int ffn, const char *what) {
     free(want);
     free(got);
     free(got16);
-    for (int i = 0; i < 3; i++) {
-        model_free(m[i]);
-        bes[i]->ops->stream_destroy(s[i]);
-        backend_close(bes[i]);
-    }
+    close_each(3, bes, s, m);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     test_run(cmd, NULL, 0);
