@@ -242,20 +242,22 @@ typedef struct rill_backend_ops {
     void (*attention_append)(rill_stream *s, rill_tensor *out, const rill_tensor *q, const rill_tensor *k_new,
                              const rill_tensor *v_new, rill_tensor *keys, rill_tensor *values, const int32_t *row,
                              const rill_attn_params *p);
-    // x[0] += v on the device. x: device I32 [1].
-    void (*add_i32)(rill_stream *s, int32_t *x, int32_t v);
     // token [1][1] I32 = argmax of logits [1][vocab] when temp == 0 (ties: the lowest id), else a
     // draw from softmax(logits / temp) over the top_k largest (top_k 0: all), with randomness
-    // from (seed, *step); step: device I32 [1].
+    // from (seed, *step); step: device I32 [1], or NULL (step 0). With publish (host_alloc memory,
+    // [2] I32) the op also ends a device-loop step: publish[*step & 1] = the token, then *step += 1,
+    // both from the device, so that no copy stands between two replays (the host reads the token
+    // once an event recorded after the op has completed).
     void (*sample)(rill_stream *s, rill_tensor *token, const rill_tensor *logits, float temp, int top_k, uint64_t seed,
-                   const int32_t *step);
+                   int32_t *step, int32_t *publish);
     // Capture: the ops issued on s between graph_begin and graph_end are recorded, not run (no
     // allocation, sync or host-side read may happen in between); graph_launch replays them.
     rill_status (*graph_begin)(rill_stream *s);
     rill_status (*graph_end)(rill_stream *s, rill_graph **out);
     rill_status (*graph_launch)(rill_stream *s, rill_graph *g);
     void (*graph_destroy)(rill_graph *g); // NULL is allowed
-    // Host memory that copies to and from the device can use asynchronously (pinned).
+    // Host memory that copies to and from the device can use asynchronously (pinned), and that
+    // kernels may write at the same address (mapped: sample's publish).
     void *(*host_alloc)(rill_backend *be, size_t bytes);
     void (*host_free)(rill_backend *be, void *p);
     // The first failure on s since it was created (RILL_OK if none), with its message set again.

@@ -468,7 +468,7 @@ static void test_greedy_sample_is_the_first_argmax(void **state) {
             rill_tensor d = to_dev(&h), logits = rill_tensor_cols(&d, shift, vocab);
             int32_t *tok = be->ops->alloc(be, 4), got = -1;
             rill_tensor token = rill_tensor_2d(DTYPE_I32, 1, 1, tok);
-            be->ops->sample(st, &token, &logits, 0.0f, 0, 1, NULL);
+            be->ops->sample(st, &token, &logits, 0.0f, 0, 1, NULL, NULL);
             be->ops->download(st, &got, tok, 4);
             be->ops->sync(st);
             assert_int_equal(st->status, RILL_OK);

@@ -129,9 +129,8 @@ void cuda_moe_combine(rill_stream *s, rill_tensor *out, const rill_tensor *y, co
 // The decode-loop ops (cuda_decode.cu).
 void cuda_copy_at(rill_stream *s, rill_tensor *out, const rill_tensor *x, rill_tensor *out2, const rill_tensor *x2,
                   const int32_t *row);
-void cuda_add_i32(rill_stream *s, int32_t *x, int32_t v);
 void cuda_sample(rill_stream *s, rill_tensor *token, const rill_tensor *logits, float temp, int top_k, uint64_t seed,
-                 const int32_t *step);
+                 int32_t *step, int32_t *publish);
 
 // Matmul building blocks (cuda_gemv.cu, cuda_gemv_q4.cu, cuda_dequant.cu), used by cuda_matmul.c.
 // Decode: out [n_tok][n_out] = x [n_tok][n_in] . W^T (+ bias) for n_tok <= CUDA_GEMV_MAX_TOK,

@@ -186,7 +186,8 @@ static void cuda_graph_destroy(rill_graph *g) {
 
 static void *cuda_host_alloc(rill_backend *be, size_t bytes) {
     void *p = NULL;
-    if (!cuda_ok(NULL, cudaMallocHost(&p, bytes ? bytes : 1), "host_alloc")) return NULL;
+    // mapped: under unified addressing a kernel may write it at the same address (sample's publish)
+    if (!cuda_ok(NULL, cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocMapped), "host_alloc")) return NULL;
     return p;
 }
 
@@ -235,7 +236,6 @@ static const rill_backend_ops cuda_ops = {
     .copy = cuda_copy,
     .copy_at = cuda_copy_at,
     .attention_append = cuda_attention_append,
-    .add_i32 = cuda_add_i32,
     .sample = cuda_sample,
     .graph_begin = cuda_graph_begin,
     .graph_end = cuda_graph_end,

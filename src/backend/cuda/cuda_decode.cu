@@ -1,7 +1,8 @@
 // cuda_decode.cu: the ops a captured decode step needs beside the model's: a copy into rows
-// chosen by a device counter (the KV cache write), the counter's increment, and sampling on the
-// GPU (argmax, or a Gumbel-max draw from softmax(logits / temp) over the top k), so that a step
-// reads its input token where the step before wrote it and the host never touches the logits.
+// chosen by a device counter (the KV cache write), and sampling on the GPU (argmax, or a Gumbel-max
+// draw from softmax(logits / temp) over the top k) that also publishes the token into mapped host
+// memory and advances the counter, so that a step reads its input token where the step before wrote
+// it, the host never touches the logits, and no copy or extra launch stands between two replays.
 #include <math.h>
 
 #include "backend/cuda/cuda_common.cuh"
@@ -55,17 +56,6 @@ extern "C" void cuda_copy_at(rill_stream *s, rill_tensor *out, const rill_tensor
         copy_at_one(s, out, x, NULL, NULL, row);
         if (out2) copy_at_one(s, out2, x2, NULL, NULL, row);
     }
-}
-
-__global__ void add_i32_kernel(int32_t *x, int32_t v) {
-    pdl_wait();
-    pdl_trigger();
-    x[0] += v;
-}
-
-extern "C" void cuda_add_i32(rill_stream *s, int32_t *x, int32_t v) {
-    cuda_launch_pdl(s, add_i32_kernel, 1, 1, 0, x, v);
-    cuda_launched(s, "add_i32");
 }
 
 // A uniform draw in (0, 1) from (seed, step, i): splitmix64 of the three.
@@ -123,12 +113,24 @@ __device__ int block_count(int c, int *sc) {
     return t;
 }
 
+// Thread 0's end of sampling: the token, and with publish the device loop's step ends here too
+// (the host's copy of the token, the position advanced).
+__device__ void sample_done(int32_t *token, int32_t t, int32_t *step, int32_t *publish) {
+    token[0] = t;
+    if (publish) {
+        int32_t p = *step;
+        publish[p & 1] = t;
+        *step = p + 1;
+    }
+}
+
 // One block. The top-k threshold is found by bisection on the value (the k-th largest logit). VEC
 // (16-bit T, logits 16-byte aligned): the argmax pass reads 8 logits per load (greedy decoding reads
 // nothing else; Llama-3's 128,256 logits: 16 independent loads per thread instead of 125).
 template <typename T, bool VEC>
-__global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(int32_t *token, const T *logits, int vocab, float temp,
-                                                                int top_k, uint64_t seed, const int32_t *step) {
+__global__ void __launch_bounds__(SAMPLE_THREADS)
+    sample_kernel(int32_t *token, const T *logits, int vocab, float temp, int top_k, uint64_t seed, int32_t *step,
+                  int32_t *publish) {
     __shared__ float sv[32];
     __shared__ int si[32], sc[32];
     pdl_wait();
@@ -147,7 +149,7 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(int32_t *token, 
         arg_better(best, bi, to_f32(logits[i]), i);
     block_argmax(best, bi, sv, si);
     if (temp <= 0.0f || !(best > -INFINITY)) {
-        if (threadIdx.x == 0) token[0] = bi < vocab ? bi : 0;
+        if (threadIdx.x == 0) sample_done(token, bi < vocab ? bi : 0, step, publish);
         return;
     }
     float thr = -INFINITY;
@@ -183,25 +185,29 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(int32_t *token, 
         float u = uniform01(seed, st, (uint64_t)i);
         arg_better(gv, gi, (l - best) / temp - logf(-logf(u)), i);
     }
-    block_argmax(gv, gi, sv, si);
-    if (threadIdx.x == 0) token[0] = gi < vocab ? gi : bi;
+    block_argmax(gv, gi, sv, si); // its barriers: every thread has read *step before it changes
+    if (threadIdx.x == 0) sample_done(token, gi < vocab ? gi : bi, step, publish);
 }
 
 extern "C" void cuda_sample(rill_stream *s, rill_tensor *token, const rill_tensor *logits, float temp, int top_k,
-                            uint64_t seed, const int32_t *step) {
+                            uint64_t seed, int32_t *step, int32_t *publish) {
     const char *op = "sample";
     if (token->dtype != DTYPE_I32 || logits->rows != 1 || logits->cols < 1 || logits->cols > 0x7fffffff) {
         cuda_reject(s, RILL_EINVAL, op, "token must be I32 and logits one row");
+        return;
+    }
+    if (publish && !step) {
+        cuda_reject(s, RILL_EINVAL, op, "publish needs the step counter");
         return;
     }
     bool vec = logits->dtype != DTYPE_F32 && ((uintptr_t)logits->data & 15) == 0;
     if (vec)
         CUDA_DISPATCH(s, op, logits->dtype, T,
                       cuda_launch_pdl(s, sample_kernel<T, true>, 1, SAMPLE_THREADS, 0, (int32_t *)token->data,
-                                      (const T *)logits->data, (int)logits->cols, temp, top_k, seed, step));
+                                      (const T *)logits->data, (int)logits->cols, temp, top_k, seed, step, publish));
     else
         CUDA_DISPATCH(s, op, logits->dtype, T,
                       cuda_launch_pdl(s, sample_kernel<T, false>, 1, SAMPLE_THREADS, 0, (int32_t *)token->data,
-                                      (const T *)logits->data, (int)logits->cols, temp, top_k, seed, step));
+                                      (const T *)logits->data, (int)logits->cols, temp, top_k, seed, step, publish));
     cuda_launched(s, op);
 }
