@@ -34,10 +34,6 @@ __device__ __forceinline__ uint32_t word(const uint4 &v, int i) {
 // n x MMA_WARPS states from its own shared memory. Nothing reads a block's shared memory after that
 // barrier, so no second one holds the blocks back (H100: this replaced a merge of the warps in each
 // block, then reads of every block's merged state through DSMEM between two barriers).
-__device__ __forceinline__ void cluster_arrive_relaxed() {
-    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
-}
-__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.aligned;" ::: "memory"); }
 
 // The owner's half: head g's output from the n x MMA_WARPS <= 32 states in box (lane j weighs
 // state j).

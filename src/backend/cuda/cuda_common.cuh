@@ -315,6 +315,14 @@ static inline void cuda_launch_cluster(rill_stream *s, bool pdl, unsigned cluste
     cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
 }
 
+// The two halves of a cluster barrier, for a kernel that arrives as its first act (so that a later
+// wait means every block of the cluster has started and DSMEM writes into any of them are safe)
+// and waits only where it needs that.
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.aligned;" ::: "memory"); }
+
 // The same without clusters.
 template <typename... KP, typename... A>
 static inline void cuda_launch_as(rill_stream *s, bool pdl, void (*kernel)(KP...), dim3 grid, dim3 block, size_t smem,

@@ -5,9 +5,16 @@
 // it, the host never touches the logits, and no copy or extra launch stands between two replays.
 #include <math.h>
 
-#include "backend/cuda/cuda_common.cuh"
+#include <cooperative_groups.h>
 
-enum { SAMPLE_THREADS = 1024 };
+#include "backend/cuda/cuda_common.cuh"
+#include "base/env_switch.h"
+
+namespace cg = cooperative_groups;
+
+// ARGMAX_CLUSTER blocks share a greedy step's argmax: Llama-3's 128,256 logits are 2 loads of 8 a
+// thread, not 16 (the one-block sampler moved an H100 step's end by 8.7 us).
+enum { SAMPLE_THREADS = 1024, ARGMAX_CLUSTER = 8 };
 
 // Rows [*row, *row + rows) of out = x, and of out2 = x2 when cols2 > 0 (one launch for a cache's
 // keys and values): element i < rows * cols is x's, the next rows * cols2 are x2's.
@@ -124,6 +131,59 @@ __device__ void sample_done(int32_t *token, int32_t t, int32_t *step, int32_t *p
     }
 }
 
+// This thread's share of the argmax of logits [lo, hi), lo a multiple of 8; VEC (16-bit T, logits
+// 16-byte aligned): 8 logits per load up to the last whole word.
+template <typename T, bool VEC>
+__device__ __forceinline__ void argmax_part(const T *logits, int lo, int hi, float &best, int &bi) {
+    int head = VEC ? lo + (hi - lo) / 8 * 8 : lo;
+    if (VEC)
+        for (int j = lo / 8 + (int)threadIdx.x; j < head / 8; j += blockDim.x) {
+            float f[8];
+            load8(logits + 8 * j, f);
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                arg_better(best, bi, f[e], 8 * j + e);
+        }
+    for (int i = head + threadIdx.x; i < hi; i += blockDim.x)
+        arg_better(best, bi, to_f32(logits[i]), i);
+}
+
+// Greedy sampling by a cluster of blocks along y: rank r takes the r-th slice of the logits (a
+// multiple of 8 long), puts its (value, index) into rank 0's shared memory, and after one barrier
+// rank 0's first warp takes the best (ties: the lowest index, as in the one-block kernel).
+template <typename T, bool VEC>
+__global__ void __launch_bounds__(SAMPLE_THREADS)
+    argmax_cluster_kernel(int32_t *token, const T *logits, int vocab, int32_t *step, int32_t *publish) {
+    __shared__ float sv[32], part_v[ARGMAX_CLUSTER];
+    __shared__ int si[32], part_i[ARGMAX_CLUSTER];
+    cluster_arrive_relaxed(); // this block has started: waited for before the DSMEM writes
+    pdl_wait();
+    pdl_trigger();
+    cg::cluster_group cl = cg::this_cluster();
+    const int rank = (int)cl.block_rank(), n = (int)cl.num_blocks();
+    const int per = (vocab + 8 * n - 1) / (8 * n) * 8, lo = min(rank * per, vocab), hi = min(lo + per, vocab);
+    float best = -INFINITY;
+    int bi = 0x7fffffff;
+    argmax_part<T, VEC>(logits, lo, hi, best, bi);
+    block_argmax(best, bi, sv, si);
+    cluster_wait();
+    if (threadIdx.x == 0) {
+        cl.map_shared_rank(part_v, 0)[rank] = best;
+        cl.map_shared_rank(part_i, 0)[rank] = bi;
+    }
+    cl.sync();
+    if (rank != 0 || threadIdx.x >= 32) return;
+    const int lane = threadIdx.x;
+    float v = lane < n ? part_v[lane] : -INFINITY;
+    int i = lane < n ? part_i[lane] : 0x7fffffff;
+    for (int o = 16; o > 0; o >>= 1) {
+        float v2 = __shfl_xor_sync(0xffffffffu, v, o);
+        int i2 = __shfl_xor_sync(0xffffffffu, i, o);
+        arg_better(v, i, v2, i2);
+    }
+    if (lane == 0) sample_done(token, i < vocab ? i : 0, step, publish);
+}
+
 // One block. The top-k threshold is found by bisection on the value (the k-th largest logit). VEC
 // (16-bit T, logits 16-byte aligned): the argmax pass reads 8 logits per load (greedy decoding reads
 // nothing else; Llama-3's 128,256 logits: 16 independent loads per thread instead of 125).
@@ -136,17 +196,8 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
     pdl_wait();
     pdl_trigger();
     float best = -INFINITY;
-    int bi = 0x7fffffff, head = VEC ? vocab / 8 * 8 : 0;
-    if (VEC)
-        for (int j = threadIdx.x; j < vocab / 8; j += blockDim.x) {
-            float f[8];
-            load8(logits + 8 * j, f);
-#pragma unroll
-            for (int e = 0; e < 8; e++)
-                arg_better(best, bi, f[e], 8 * j + e);
-        }
-    for (int i = head + threadIdx.x; i < vocab; i += blockDim.x)
-        arg_better(best, bi, to_f32(logits[i]), i);
+    int bi = 0x7fffffff;
+    argmax_part<T, VEC>(logits, 0, vocab, best, bi);
     block_argmax(best, bi, sv, si);
     if (temp <= 0.0f || !(best > -INFINITY)) {
         if (threadIdx.x == 0) sample_done(token, bi < vocab ? bi : 0, step, publish);
@@ -201,6 +252,22 @@ extern "C" void cuda_sample(rill_stream *s, rill_tensor *token, const rill_tenso
         return;
     }
     bool vec = logits->dtype != DTYPE_F32 && ((uintptr_t)logits->data & 15) == 0;
+    static int cluster_on = -1; // RILL_CUDA_ARGMAX_CLUSTER=0: greedy on the one-block kernel (to compare)
+    if (temp <= 0.0f && env_switch_on("RILL_CUDA_ARGMAX_CLUSTER", &cluster_on)) {
+        dim3 grid(1, ARGMAX_CLUSTER);
+        if (vec)
+            CUDA_DISPATCH(s, op, logits->dtype, T,
+                          cuda_launch_cluster(s, cuda_pdl_on(), ARGMAX_CLUSTER, argmax_cluster_kernel<T, true>, grid,
+                                              SAMPLE_THREADS, 0, (int32_t *)token->data, (const T *)logits->data,
+                                              (int)logits->cols, step, publish));
+        else
+            CUDA_DISPATCH(s, op, logits->dtype, T,
+                          cuda_launch_cluster(s, cuda_pdl_on(), ARGMAX_CLUSTER, argmax_cluster_kernel<T, false>, grid,
+                                              SAMPLE_THREADS, 0, (int32_t *)token->data, (const T *)logits->data,
+                                              (int)logits->cols, step, publish));
+        cuda_launched(s, op);
+        return;
+    }
     if (vec)
         CUDA_DISPATCH(s, op, logits->dtype, T,
                       cuda_launch_pdl(s, sample_kernel<T, true>, 1, SAMPLE_THREADS, 0, (int32_t *)token->data,
