@@ -89,6 +89,7 @@ typedef struct {
     float eps;
     bool add_one;
     const rill_weight *mlp_gate_up, *mlp_down; // (or NULL)
+    const rill_weight *qkv;                    // embed_norm: the stacked q/k/v the norm feeds (norm_qkv_rope), or NULL
 } rill_norm_next;
 
 // Routing of a mixture of experts (DeepSeek V3's group-limited top-k): scores = sigmoid(logits)
@@ -153,6 +154,11 @@ typedef struct rill_backend_ops {
     // (the activation dtype), and rows of x map to rows of out.
     // out[t][:] = dequant(w)[ids[t]][:] * scale               ids: [n_tok][1] I32, out [n_tok][w.cols]
     void (*embed)(rill_stream *s, rill_tensor *out, const rill_tensor *ids, const rill_weight *w, float scale);
+    // embed_norm (optional): embed of one token, preparing the norm `next` of out as matmul_add_norm
+    // does (next->qkv: the matmul that norm feeds, so that a backend prepares it only where its
+    // norm_qkv_rope would take it). false, having issued nothing, where it cannot: run embed.
+    bool (*embed_norm)(rill_stream *s, rill_tensor *out, const rill_tensor *ids, const rill_weight *w, float scale,
+                       const rill_norm_next *next);
     // out[t][o] = sum_i x[t][i] * dequant(w)[o][i] + bias[o]   x [n_tok][n_in], out [n_tok][n_out]
     void (*matmul)(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w);
     // out[t][:] = x[t][:] / sqrt(mean(x[t]^2) + eps) * (w + (add_one ? 1 : 0))   w: [cols] f32

@@ -315,7 +315,12 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
     float eps = (float)c->rms_norm_eps;
     bool add1 = m->norm_add_one;
     rill_act act = strncmp(c->hidden_act, "gelu", 4) ? ACT_SILU : ACT_GELU_TANH;
-    op->embed(s, &a.x, ids, &m->embed, m->embed_scale);
+    // one token: the embedding may prepare the first norm for the stacked q/k/v matmul after it
+    const layer_weights *L0 = c->n_layers > 0 ? &m->layers[0] : NULL;
+    rill_norm_next norm0 = {
+        L0 ? L0->attn_norm : NULL, eps, add1, NULL, NULL, L0 && L0->qkv.rows && !m->mla ? &L0->qkv : NULL};
+    if (!(n == 1 && op->embed_norm && norm0.qkv && op->embed_norm(s, &a.x, ids, &m->embed, m->embed_scale, &norm0)))
+        op->embed(s, &a.x, ids, &m->embed, m->embed_scale);
 
     // Residual adds go into the norm after them (add_rmsnorm), unless RILL_FUSE_ADD=0 (to measure),
     // or into the matmul before them where the backend takes matmul_add_norm (or norm_mlp with the

@@ -613,6 +613,96 @@ static void test_norm_folded(void **state) {
     if (be->act_dtype != DTYPE_F32) assert_int_equal(taken, eligible);
 }
 
+// embed_norm (the embedding of one token preparing the first norm), then norm_qkv_rope taking that
+// norm: the row against ref_embed, q/k/v against the reference of the ops apart. The embedding is
+// dense or quantized (embed_norm's rows are any weight's), the q/k/v 4-bit. Variant 1 adds to x
+// between the two, so a prepared norm taken anyway would give the wrong q/k/v; variant 2 takes the
+// last row. Where embed_norm declines the test runs
+// embed, as the decoder does. CUDA takes every case with 16-bit activations.
+static void test_embed_norm(void **state) {
+    if (!be->ops->embed_norm) {
+        print_message("%s: no embed_norm (the decoder runs embed, and the norm reads x)\n", be_name);
+        return;
+    }
+    static const struct {
+        int ebits, egroup, bits, group;
+        rill_dtype dt;
+        int64_t cols;
+        int heads, kv, hd;
+    } cases[] = {
+        {0, 0, 4, 32, DTYPE_F16, 576, 9, 3, 64},      // SmolLM2's shapes, a dense embedding
+        {4, 64, 4, 64, DTYPE_BF16, 576, 9, 3, 64},    // a 4-bit embedding
+        {8, 32, 4, 128, DTYPE_F32, 1024, 8, 2, 128},  //
+        {4, 64, 4, 64, DTYPE_BF16, 4096, 32, 8, 128}, // Llama-3-8B's: q/k/v on the stream kernel (declined)
+    };
+    int taken = 0, eligible = 0;
+    for (size_t k = 0; k < N_OF(cases); k++)
+        for (int variant = 0; variant < 3; variant++) { // (above)
+            int64_t cols = cases[k].cols, vocab = 97;
+            int64_t rot_rows = (int64_t)(cases[k].heads + cases[k].kv) * cases[k].hd;
+            int64_t n_qkv = rot_rows + (int64_t)cases[k].kv * cases[k].hd;
+            bool add_one = (k + variant) % 2;
+            float scale = variant == 1 ? 1.0f : 4.5f;
+            wpair we = make_weight(vocab, cols, cases[k].ebits, cases[k].egroup, cases[k].dt, false);
+            wpair wqkv = make_weight(n_qkv, cols, cases[k].bits, cases[k].group, cases[k].dt, k % 2);
+            pair ids = make_i32(1, variant == 2 ? (int32_t)vocab - 1 : 0, (int32_t)vocab - 1);
+            pair x = make_out(be->act_dtype, 1, cols), h = make_out(be->act_dtype, 1, cols);
+            pair qkv = make_out(be->act_dtype, 1, n_qkv), other = make(be->act_dtype, 1, cols, 1.0f);
+            pair pos = make_i32(1, 0, 40000);
+            float *nw = fill_scalars(DTYPE_F32, (size_t)cols, -1.0f, 2.0f);
+            float *nwd = dev_copy(nw, (size_t)cols * 4);
+            int half = cases[k].hd / 2;
+            float *inv = malloc((size_t)half * 4);
+            for (int i = 0; i < half; i++)
+                inv[i] = (float)pow(10000.0, -2.0 * i / cases[k].hd);
+            float *inv_d = dev_copy(inv, (size_t)half * 4);
+            rill_rope_params p = {cases[k].heads + cases[k].kv, cases[k].hd, cases[k].hd, ROPE_NEOX, inv_d, 1.0f};
+            rill_norm_next next = {nwd, 1e-6f, add_one, NULL, NULL, &wqkv.dev};
+
+            bool took = be->ops->embed_norm(st, &x.dev, &ids.dev, &we.dev, scale, &next);
+            if (!took) be->ops->embed(st, &x.dev, &ids.dev, &we.dev, scale);
+            ref_embed(&x.host, &ids.host, &we.host, scale);
+            CHECK(&x, "embed_norm row, case %zu variant %d", k, variant);
+            if (variant == 1) { // x changes between the steps: the prepared norm must not be taken
+                be->ops->add(st, &x.dev, &x.dev, &other.dev);
+                ref_add(&x.host, &x.host, &other.host);
+            }
+            bool took2 = be->ops->norm_qkv_rope && be->ops->norm_qkv_rope(st, &qkv.dev, &h.dev, &x.dev, NULL, nwd,
+                                                                          1e-6f, add_one, &wqkv.dev, &pos.dev, &p);
+            if (!took2) {
+                rill_tensor qk = rill_tensor_cols(&qkv.dev, 0, rot_rows);
+                be->ops->norm_matmul(st, &qkv.dev, &h.dev, &x.dev, NULL, nwd, 1e-6f, add_one, &wqkv.dev);
+                be->ops->rope(st, &qk, &pos.dev, &p);
+            }
+            ref_rmsnorm(&h.host, &x.host, nw, 1e-6f, add_one);
+            ref_matmul(&qkv.host, &h.host, &wqkv.host);
+            rill_tensor qk = rill_tensor_cols(&qkv.host, 0, rot_rows);
+            p.inv_freq = inv;
+            ref_rope(&qk, &pos.host, &p);
+            CHECK(&qkv, "q/k/v after embed_norm, case %zu variant %d", k, variant);
+            CHECK(&x, "the residual after the steps, case %zu variant %d", k, variant);
+            bool counts = cases[k].cols < 4096 && be->act_dtype != DTYPE_F32;
+            eligible += counts;
+            taken += counts && took && took2;
+            if (cases[k].cols >= 4096 && took) fail_msg("%s: embed_norm took a q/k/v it does not feed", be_name);
+
+            free(inv);
+            be->ops->free(be, inv_d);
+            drop(&pos);
+            drop(&other);
+            drop(&qkv);
+            drop(&ids);
+            free(nw);
+            be->ops->free(be, nwd);
+            drop(&x);
+            drop(&h);
+            drop_weight(&we);
+            drop_weight(&wqkv);
+        }
+    print_message("%s: embed_norm took %d of the %d cases it should\n", be_name, taken, eligible);
+    assert_int_equal(taken, eligible);
+}
+
 // act_matmul against act_mul then matmul, with gate and up the two halves of one tensor (as the
 // stacked gate/up projection leaves them).
 static void test_act_matmul(void **state) {
@@ -1145,6 +1235,7 @@ int main(void) {
             cmocka_unit_test_prestate_setup_teardown(test_norm_mlp, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_norm_qkv_rope, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_norm_folded, setup, teardown, &name),
+            cmocka_unit_test_prestate_setup_teardown(test_embed_norm, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_rope, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_attention, setup, teardown, &name),
             cmocka_unit_test_prestate_setup_teardown(test_attention_q, setup, teardown, &name),

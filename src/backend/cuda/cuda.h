@@ -205,6 +205,11 @@ bool cuda_norm_mlp(rill_stream *s, rill_tensor *out, rill_tensor *g, rill_tensor
                    rill_act act, const rill_weight *down, const rill_norm_next *next);
 bool cuda_matmul_add_norm(rill_stream *s, rill_tensor *x, const rill_tensor *a, const rill_weight *w,
                           const rill_norm_next *next);
+bool cuda_embed_norm(rill_stream *s, rill_tensor *out, const rill_tensor *ids, const rill_weight *w, float scale,
+                     const rill_norm_next *next);
+// One token's embedding into re->x (dt), preparing the norm after it (cuda_embed.cu).
+void cuda_embed_prepare(rill_stream *s, const rill_tensor *ids, const rill_weight *w, float scale, rill_dtype dt,
+                        const cuda_res_epi *re);
 void cuda_act_matmul(rill_stream *s, rill_tensor *out, rill_tensor *gate, const rill_tensor *up, rill_act act,
                      const rill_weight *w);
 // Rows [r0, r0 + n) of W dequantized to dt (the activation dtype): dst [n][w->cols].

@@ -221,6 +221,7 @@ static const rill_backend_ops cuda_ops = {
     .act_matmul = cuda_act_matmul,
     .norm_mlp = cuda_norm_mlp,
     .matmul_add_norm = cuda_matmul_add_norm,
+    .embed_norm = cuda_embed_norm,
     .norm_qkv_rope = cuda_norm_qkv_rope,
     .rope = cuda_rope,
     .attention = cuda_attention,

@@ -139,6 +139,17 @@ __device__ __forceinline__ void qx_store_warp(int8_t *xq, float *xs, float *xsum
     if (lane == 0) xs[blk] = qx_scale(amax), xsum[blk] = sum;
 }
 
+// A warp's part of preparing the norm after x (cuda_res_epi), lane i holding value f (as stored in
+// T) of block blk of x and the norm's weight nw there: x's block stored, its values times (nw + add)
+// quantized, its sum of squares in q.ss[blk].
+template <typename T>
+__device__ __forceinline__ void prepare_block(const cuda_res_epi &re, int64_t blk, float f, float nw, int lane) {
+    ((T *)re.x)[blk * 32 + lane] = from_f32<T>(f);
+    float ss = warp_sum(f * f);
+    qx_store_warp(re.q.codes, re.q.scale, re.q.sum, blk, re.q.n_blk, lane, f * (nw + re.add));
+    if (lane == 0) re.q.ss[blk] = ss;
+}
+
 // The residual epilogue of a one-token GEMV block that owns rows [32 b, 32 b + 32), b = blockIdx.x
 // (cuda_res_epi): warp 0, lane i holding row 32 b + i's output v (bias added), its residual value x
 // and the next norm's weight nw (both loaded early), adds v into the residual (rounded to T as
@@ -146,11 +157,7 @@ __device__ __forceinline__ void qx_store_warp(int8_t *xq, float *xs, float *xsum
 // add) quantized, with its sum of squares in q.ss[b].
 template <typename T>
 __device__ __forceinline__ void residual_prepare(const cuda_res_epi &re, float v, float x, float nw, int lane) {
-    float f = to_f32(from_f32<T>(x + to_f32(from_f32<T>(v))));
-    ((T *)re.x)[(int64_t)blockIdx.x * 32 + lane] = from_f32<T>(f);
-    float ss = warp_sum(f * f);
-    qx_store_warp(re.q.codes, re.q.scale, re.q.sum, blockIdx.x, re.q.n_blk, lane, f * (nw + re.add));
-    if (lane == 0) re.q.ss[blockIdx.x] = ss;
+    prepare_block<T>(re, blockIdx.x, to_f32(from_f32<T>(x + to_f32(from_f32<T>(v)))), nw, lane);
 }
 
 // *p as f32, loaded where the call stands: the asm keeps the compiler from sinking the load to

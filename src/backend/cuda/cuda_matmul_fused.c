@@ -43,6 +43,12 @@ static bool take_prepared(rill_stream *s, const rill_tensor *x, const rill_tenso
     return true;
 }
 
+// The norm `next` of x, just prepared into q by the launch before, for the norm op after it.
+static void remember_prepared(rill_stream *s, const rill_tensor *x, const rill_norm_next *next, const cuda_qx *q) {
+    s->prep.x = x->data, s->prep.w = next->w, s->prep.eps = next->eps, s->prep.add_one = next->add_one;
+    s->prep.cols = x->cols, s->prep.q = *q;
+}
+
 // RILL_CUDA_PAIR_ACT=0 declines every norm_mlp, so the decoder runs norm_matmul and act_matmul;
 // RILL_CUDA_PAIR_ACT=always takes it for large down matrices too (both to measure).
 static int pair_act_mode(void) {
@@ -81,9 +87,7 @@ bool cuda_matmul_add_norm(rill_stream *s, rill_tensor *x, const rill_tensor *a, 
     if (!cuda_qx_scratch(s, 1, x->cols, &q, "matmul_add_norm")) return true;
     cuda_res_epi re = {x->data, next->w, next->add_one ? 1.0f : 0.0f, q};
     cuda_gemv_add_norm(s, a, w, &re);
-    if (s->status != RILL_OK) return true;
-    s->prep.x = x->data, s->prep.w = next->w, s->prep.eps = next->eps, s->prep.add_one = next->add_one;
-    s->prep.cols = x->cols, s->prep.q = q;
+    if (s->status == RILL_OK) remember_prepared(s, x, next, &q);
     return true;
 }
 
@@ -110,6 +114,29 @@ static bool qkv_rope_allowed(void) {
     return env_switch_on("RILL_CUDA_QKV_ROPE", &on);
 }
 
+// Whether norm_qkv_rope takes one token of x into the stacked q/k/v w, as far as x and w tell
+// (its RoPE parameters aside).
+static bool qkv_rope_takes(const rill_tensor *x, const rill_weight *w) {
+    rill_tensor out = {x->dtype, 1, w->rows, w->rows, NULL}; // (the shape the GEMV would write)
+    return qkv_rope_allowed() && x->rows == 1 && gemv_q4_takes(&out, x, w) && !cuda_gemv_q4_streams(w, 1) &&
+           w->rows % 2 == 0;
+}
+
+// The embedding of one token with the first layer's norm prepared (a decode step's first launch),
+// where norm_qkv_rope would take that norm; false, with nothing issued, otherwise.
+bool cuda_embed_norm(rill_stream *s, rill_tensor *out, const rill_tensor *ids, const rill_weight *w, float scale,
+                     const rill_norm_next *next) {
+    if (!fold_allowed() || !next->w || !next->qkv || out->rows != 1 || out->cols != w->cols || out->cols % 32 ||
+        out->cols > 0x7fffffff || ids->dtype != DTYPE_I32 || ids->rows < 1 || !qkv_rope_takes(out, next->qkv))
+        return false;
+    cuda_qx q;
+    if (!cuda_qx_scratch(s, 1, out->cols, &q, "embed_norm")) return true;
+    cuda_res_epi re = {out->data, next->w, next->add_one ? 1.0f : 0.0f, q};
+    cuda_embed_prepare(s, ids, w, scale, out->dtype, &re);
+    if (s->status == RILL_OK) remember_prepared(s, out, next, &q);
+    return true;
+}
+
 // norm_matmul, then RoPE on out's first p->n_heads heads, for one token whose stacked q/k/v weight
 // the 4-bit GEMV takes: the norm writes x quantized, and the GEMV's warps each take the two rows
 // that RoPE turns together and write them rotated (cuda_gemv_q4_rope): the rope launch goes (H100,
@@ -120,8 +147,8 @@ bool cuda_norm_qkv_rope(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_t
                         const float *norm_w, float eps, bool add_one, const rill_weight *w, const rill_tensor *pos,
                         const rill_rope_params *p) {
     int64_t rot_rows = (int64_t)p->n_heads * p->head_dim;
-    if (!qkv_rope_allowed() || x->rows != 1 || !gemv_q4_takes(out, x, w) || cuda_gemv_q4_streams(w, 1) || w->rows % 2 ||
-        rot_rows > w->rows || p->head_dim % 2 || p->rot_dims % 2 || p->rot_dims <= 0 || p->rot_dims > p->head_dim ||
+    if (!qkv_rope_takes(x, w) || !gemv_q4_takes(out, x, w) || rot_rows > w->rows || p->head_dim % 2 ||
+        p->rot_dims % 2 || p->rot_dims <= 0 || p->rot_dims > p->head_dim ||
         (p->layout != ROPE_INTERLEAVED && p->rot_dims != p->head_dim) || pos->dtype != DTYPE_I32 || pos->rows < 1 ||
         out->stride != out->cols)
         return false;
