@@ -453,6 +453,40 @@ static void test_attention_append_equals_copy_then_attention(void **state) {
     }
 }
 
+// A decode-loop step's end (sample with publish): the token lands in dev token[0] and in the mapped
+// host ring at slot step & 1, the step counter advances by one, and the other slot is left alone;
+// greedy (the cluster kernel) and sampled (the one-block kernel, top-k 1: the argmax too), at an
+// even and an odd step.
+static void test_sample_publishes_the_token(void **state) {
+    need_gpu();
+    int vocab = 50257;
+    for (int c = 0; c < 4; c++) {
+        rill_tensor h = host_rand(be->act_dtype, 1, vocab);
+        int best = 1000 + 9973 * c;
+        ref_store(&h, 0, best, 9.0f);
+        rill_tensor logits = to_dev(&h);
+        int32_t *state_d = be->ops->alloc(be, 8), *ring = be->ops->host_alloc(be, 8);
+        int32_t init[2] = {41 + c, -5}; // [0] the step counter, [1] the token
+        be->ops->upload(st, state_d, init, sizeof init);
+        ring[0] = ring[1] = -7;
+        rill_tensor token = rill_tensor_2d(DTYPE_I32, 1, 1, state_d + 1);
+        float temp = c < 2 ? 0.0f : 0.7f;
+        be->ops->sample(st, &token, &logits, temp, temp > 0 ? 1 : 0, 3, state_d, ring);
+        int32_t got[2] = {0, 0};
+        be->ops->download(st, got, state_d, sizeof got);
+        be->ops->sync(st);
+        assert_int_equal(st->status, RILL_OK);
+        int slot = init[0] & 1;
+        if (got[1] != best || ring[slot] != best || ring[1 - slot] != -7 || got[0] != init[0] + 1)
+            fail_msg("sample case %d: token %d, ring {%d, %d} (slot %d), step %d: expected token %d, step %d", c,
+                     got[1], ring[0], ring[1], slot, got[0], best, init[0] + 1);
+        be->ops->free(be, logits.data);
+        be->ops->free(be, state_d);
+        be->ops->host_free(be, ring);
+        free(h.data);
+    }
+}
+
 // Greedy sampling is the argmax of the logits, ties to the lowest id, read 8 at a time from an aligned
 // row and one at a time otherwise: the best value placed in the tail past the last whole word, in the
 // middle, and twice (the lower id wins), over a vocabulary that is not a multiple of 8.
@@ -696,6 +730,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_copy_at_writes_both_caches_at_the_device_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attention_append_equals_copy_then_attention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_greedy_sample_is_the_first_argmax, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sample_publishes_the_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_shapes_name_the_op_and_stick_to_the_stream, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
