@@ -82,14 +82,16 @@ typedef struct {
 
 // The norm that will read an op's output next, which the op may prepare (matmul_add_norm,
 // norm_mlp): the norm's weights, eps and add_one, as rmsnorm takes them; and, where that norm feeds
-// an MLP (norm_mlp's), its two weights, so that a backend prepares it only where its MLP op would
-// take the prepared norm (NULL: unknown).
+// an MLP (norm_mlp's), its two weights, or the stacked q/k/v with its RoPE, so that a backend
+// prepares it only where the op after it would take the prepared norm (NULL: unknown).
 typedef struct {
     const float *w; // [cols] f32
     float eps;
     bool add_one;
     const rill_weight *mlp_gate_up, *mlp_down; // (or NULL)
-    const rill_weight *qkv;                    // embed_norm: the stacked q/k/v the norm feeds (norm_qkv_rope), or NULL
+    // embed_norm: the stacked q/k/v the norm feeds (norm_qkv_rope) and its RoPE (or NULL)
+    const rill_weight *qkv;
+    const rill_rope_params *qkv_rope;
 } rill_norm_next;
 
 // Routing of a mixture of experts (DeepSeek V3's group-limited top-k): scores = sigmoid(logits)
@@ -155,8 +157,9 @@ typedef struct rill_backend_ops {
     // out[t][:] = dequant(w)[ids[t]][:] * scale               ids: [n_tok][1] I32, out [n_tok][w.cols]
     void (*embed)(rill_stream *s, rill_tensor *out, const rill_tensor *ids, const rill_weight *w, float scale);
     // embed_norm (optional): embed of one token, preparing the norm `next` of out as matmul_add_norm
-    // does (next->qkv: the matmul that norm feeds, so that a backend prepares it only where its
-    // norm_qkv_rope would take it). false, having issued nothing, where it cannot: run embed.
+    // does (next->qkv and next->qkv_rope: the matmul that norm feeds and its RoPE, so that a backend
+    // prepares it only where its norm_qkv_rope would take it). false, having issued nothing, where it
+    // cannot: run embed.
     bool (*embed_norm)(rill_stream *s, rill_tensor *out, const rill_tensor *ids, const rill_weight *w, float scale,
                        const rill_norm_next *next);
     // out[t][o] = sum_i x[t][i] * dequant(w)[o][i] + bias[o]   x [n_tok][n_in], out [n_tok][n_out]

@@ -286,6 +286,18 @@ static bool mlp(rill_model *m, rill_stream *s, const layer_weights *L, acts *a, 
     return false;
 }
 
+// Layer L's RoPE: of q, of k, and of the adjacent q and k heads of the stacked q/k/v (qk).
+static void layer_rope(const rill_model *m, const layer_weights *L, rill_rope_params *q, rill_rope_params *k,
+                       rill_rope_params *qk) {
+    const rill_model_config *c = &m->cfg;
+    *q = (rill_rope_params){c->n_heads,     c->head_dim, m->rope_dims,
+                            m->rope_layout, L->inv_freq, L->window ? 1.0f : m->rope_mscale};
+    *k = *q;
+    k->n_heads = c->n_kv_heads;
+    *qk = *q;
+    qk->n_heads += k->n_heads;
+}
+
 rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, const rill_tensor *ids, bool all_logits,
                             rill_tensor *logits) {
     const rill_backend_ops *op = m->be->ops;
@@ -317,8 +329,10 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
     rill_act act = strncmp(c->hidden_act, "gelu", 4) ? ACT_SILU : ACT_GELU_TANH;
     // one token: the embedding may prepare the first norm for the stacked q/k/v matmul after it
     const layer_weights *L0 = c->n_layers > 0 ? &m->layers[0] : NULL;
+    rill_rope_params rq0, rk0, rqk0;
+    if (L0) layer_rope(m, L0, &rq0, &rk0, &rqk0);
     rill_norm_next norm0 = {
-        L0 ? L0->attn_norm : NULL, eps, add1, NULL, NULL, L0 && L0->qkv.rows && !m->mla ? &L0->qkv : NULL};
+        L0 ? L0->attn_norm : NULL, eps, add1, NULL, NULL, L0 && L0->qkv.rows && !m->mla ? &L0->qkv : NULL, &rqk0};
     if (!(n == 1 && op->embed_norm && norm0.qkv && op->embed_norm(s, &a.x, ids, &m->embed, m->embed_scale, &norm0)))
         op->embed(s, &a.x, ids, &m->embed, m->embed_scale);
 
@@ -334,11 +348,8 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
         // the previous layer's MLP output joins the residual in this norm (r) unless it did already;
         // the stacked q/k/v matmul runs with it
         bool stacked_qkv = L->qkv.rows && !m->mla;
-        rill_rope_params rq = {c->n_heads,     c->head_dim, m->rope_dims,
-                               m->rope_layout, L->inv_freq, L->window ? 1.0f : m->rope_mscale};
-        rill_rope_params rk = rq, rqk = rq; // rqk: the adjacent q and k heads of the stacked q/k/v
-        rk.n_heads = c->n_kv_heads;
-        rqk.n_heads += rk.n_heads;
+        rill_rope_params rq, rk, rqk;
+        layer_rope(m, L, &rq, &rk, &rqk);
         // stacked: one matmul with the norm, and one rope over q and k (inside the matmul where the
         // backend takes norm_qkv_rope)
         bool roped = stacked_qkv && op->norm_qkv_rope &&

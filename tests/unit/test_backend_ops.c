@@ -614,7 +614,8 @@ static void test_norm_folded(void **state) {
 }
 
 // embed_norm (the embedding of one token preparing the first norm), then norm_qkv_rope taking that
-// norm: the row against ref_embed, q/k/v against the reference of the ops apart. The embedding is
+// norm: the row against ref_embed, q/k/v against the reference of the ops apart, and h still the
+// poison where the prepared norm was to be taken (the op that takes it writes no h). The embedding is
 // dense or quantized (embed_norm's rows are any weight's), the q/k/v 4-bit. Variant 1 adds to x
 // between the two, so a prepared norm taken anyway would give the wrong q/k/v; variant 2 takes the
 // last row. Where embed_norm declines the test runs
@@ -657,7 +658,7 @@ static void test_embed_norm(void **state) {
                 inv[i] = (float)pow(10000.0, -2.0 * i / cases[k].hd);
             float *inv_d = dev_copy(inv, (size_t)half * 4);
             rill_rope_params p = {cases[k].heads + cases[k].kv, cases[k].hd, cases[k].hd, ROPE_NEOX, inv_d, 1.0f};
-            rill_norm_next next = {nwd, 1e-6f, add_one, NULL, NULL, &wqkv.dev};
+            rill_norm_next next = {nwd, 1e-6f, add_one, NULL, NULL, &wqkv.dev, &p};
 
             bool took = be->ops->embed_norm(st, &x.dev, &ids.dev, &we.dev, scale, &next);
             if (!took) be->ops->embed(st, &x.dev, &ids.dev, &we.dev, scale);
@@ -680,6 +681,18 @@ static void test_embed_norm(void **state) {
             p.inv_freq = inv;
             ref_rope(&qk, &pos.host, &p);
             CHECK(&qkv, "q/k/v after embed_norm, case %zu variant %d", k, variant);
+            if (took && took2 && variant != 1) { // the prepared norm was what q/k/v read: h left as poisoned
+                rill_tensor hh = h.host;
+                hh.data = malloc(bytes_of(&h.host));
+                be->ops->download(st, hh.data, h.dev.data, bytes_of(&h.host));
+                be->ops->sync(st);
+                for (int64_t c = 0; c < cols; c++)
+                    if (!isnan(ref_load(&hh, 0, c)))
+                        fail_msg("%s: norm_qkv_rope after embed_norm wrote h (case %zu variant %d): the prepared "
+                                 "norm was not taken",
+                                 be_name, k, variant);
+                free(hh.data);
+            }
             CHECK(&x, "the residual after the steps, case %zu variant %d", k, variant);
             bool counts = cases[k].cols < 4096 && be->act_dtype != DTYPE_F32;
             eligible += counts;

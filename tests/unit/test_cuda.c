@@ -456,7 +456,7 @@ static void test_attention_append_equals_copy_then_attention(void **state) {
 // A decode-loop step's end (sample with publish): the token lands in dev token[0] and in the mapped
 // host ring at slot step & 1, the step counter advances by one, and the other slot is left alone;
 // greedy (the cluster kernel) and sampled (the one-block kernel, top-k 1: the argmax too), at an
-// even and an odd step.
+// even and an odd step; and a draw over all ids the same with publish as without.
 static void test_sample_publishes_the_token(void **state) {
     need_gpu();
     int vocab = 50257;
@@ -485,6 +485,26 @@ static void test_sample_publishes_the_token(void **state) {
         be->ops->host_free(be, ring);
         free(h.data);
     }
+    // a draw over flat logits (every id in play): the same with publish as without, so the draw
+    // read the step before the op advanced it
+    rill_tensor h = host_rand(be->act_dtype, 1, vocab);
+    rill_tensor logits = to_dev(&h);
+    int32_t *state_d = be->ops->alloc(be, 16), *ring = be->ops->host_alloc(be, 8);
+    int32_t init[4] = {77, -5, 77, -5}, got[4];
+    be->ops->upload(st, state_d, init, sizeof init);
+    rill_tensor t1 = rill_tensor_2d(DTYPE_I32, 1, 1, state_d + 1), t2 = rill_tensor_2d(DTYPE_I32, 1, 1, state_d + 3);
+    be->ops->sample(st, &t1, &logits, 1.0f, 0, 5, state_d, ring);
+    be->ops->sample(st, &t2, &logits, 1.0f, 0, 5, state_d + 2, NULL);
+    be->ops->download(st, got, state_d, sizeof got);
+    be->ops->sync(st);
+    assert_int_equal(st->status, RILL_OK);
+    if (got[1] != got[3] || ring[77 & 1] != got[1] || got[0] != 78 || got[2] != 77)
+        fail_msg("sampled draw: %d with publish (ring %d, step %d), %d without (step %d)", got[1], ring[77 & 1], got[0],
+                 got[3], got[2]);
+    be->ops->free(be, logits.data);
+    be->ops->free(be, state_d);
+    be->ops->host_free(be, ring);
+    free(h.data);
 }
 
 // Greedy sampling is the argmax of the logits, ties to the lowest id, read 8 at a time from an aligned

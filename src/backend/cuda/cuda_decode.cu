@@ -161,7 +161,8 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
     pdl_trigger();
     cg::cluster_group cl = cg::this_cluster();
     const int rank = (int)cl.block_rank(), n = (int)cl.num_blocks();
-    const int per = (vocab + 8 * n - 1) / (8 * n) * 8, lo = min(rank * per, vocab), hi = min(lo + per, vocab);
+    const int64_t per = ((int64_t)vocab + 8 * n - 1) / (8 * n) * 8; // (64-bit: vocab may be near 2^31)
+    const int lo = (int)min((int64_t)rank * per, (int64_t)vocab), hi = (int)min(lo + per, (int64_t)vocab);
     float best = -INFINITY;
     int bi = 0x7fffffff;
     argmax_part<T, VEC>(logits, lo, hi, best, bi);

@@ -114,12 +114,14 @@ static bool qkv_rope_allowed(void) {
     return env_switch_on("RILL_CUDA_QKV_ROPE", &on);
 }
 
-// Whether norm_qkv_rope takes one token of x into the stacked q/k/v w, as far as x and w tell
-// (its RoPE parameters aside).
-static bool qkv_rope_takes(const rill_tensor *x, const rill_weight *w) {
+// Whether norm_qkv_rope takes one token of x into the stacked q/k/v w with RoPE p (its output and
+// position tensors aside: the decoder's are a whole row and I32).
+static bool qkv_rope_takes(const rill_tensor *x, const rill_weight *w, const rill_rope_params *p) {
     rill_tensor out = {x->dtype, 1, w->rows, w->rows, NULL}; // (the shape the GEMV would write)
+    int64_t rot_rows = (int64_t)p->n_heads * p->head_dim;
     return qkv_rope_allowed() && x->rows == 1 && gemv_q4_takes(&out, x, w) && !cuda_gemv_q4_streams(w, 1) &&
-           w->rows % 2 == 0;
+           w->rows % 2 == 0 && rot_rows <= w->rows && p->head_dim % 2 == 0 && p->rot_dims % 2 == 0 && p->rot_dims > 0 &&
+           p->rot_dims <= p->head_dim && (p->layout == ROPE_INTERLEAVED || p->rot_dims == p->head_dim);
 }
 
 // The embedding of one token with the first layer's norm prepared (a decode step's first launch),
@@ -127,7 +129,8 @@ static bool qkv_rope_takes(const rill_tensor *x, const rill_weight *w) {
 bool cuda_embed_norm(rill_stream *s, rill_tensor *out, const rill_tensor *ids, const rill_weight *w, float scale,
                      const rill_norm_next *next) {
     if (!fold_allowed() || !next->w || !next->qkv || out->rows != 1 || out->cols != w->cols || out->cols % 32 ||
-        out->cols > 0x7fffffff || ids->dtype != DTYPE_I32 || ids->rows < 1 || !qkv_rope_takes(out, next->qkv))
+        out->cols > 0x7fffffff || ids->dtype != DTYPE_I32 || ids->rows < 1 || !next->qkv_rope ||
+        !qkv_rope_takes(out, next->qkv, next->qkv_rope))
         return false;
     cuda_qx q;
     if (!cuda_qx_scratch(s, 1, out->cols, &q, "embed_norm")) return true;
@@ -147,9 +150,7 @@ bool cuda_norm_qkv_rope(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_t
                         const float *norm_w, float eps, bool add_one, const rill_weight *w, const rill_tensor *pos,
                         const rill_rope_params *p) {
     int64_t rot_rows = (int64_t)p->n_heads * p->head_dim;
-    if (!qkv_rope_takes(x, w) || !gemv_q4_takes(out, x, w) || rot_rows > w->rows || p->head_dim % 2 ||
-        p->rot_dims % 2 || p->rot_dims <= 0 || p->rot_dims > p->head_dim ||
-        (p->layout != ROPE_INTERLEAVED && p->rot_dims != p->head_dim) || pos->dtype != DTYPE_I32 || pos->rows < 1 ||
+    if (!qkv_rope_takes(x, w, p) || !gemv_q4_takes(out, x, w) || pos->dtype != DTYPE_I32 || pos->rows < 1 ||
         out->stride != out->cols)
         return false;
     cuda_qx q;
