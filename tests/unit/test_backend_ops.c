@@ -478,6 +478,27 @@ static void test_norm_qkv_rope(void **state) {
     if (be->act_dtype != DTYPE_F32) assert_int_equal(taken, eligible);
 }
 
+// The q/k/v step of the folded-norm chains: norm_qkv_rope of x (norm weights nw, nwd on the
+// device) into qkv, or where it declines norm_matmul then rope, as the decoder runs them; and the
+// reference of the ops apart into qkv.host (h.host: the norm). p's inv_freq is the device copy of
+// inv. Returns whether norm_qkv_rope took it; the caller checks.
+static bool qkv_rope_step(pair *qkv, pair *h, pair *x, const float *nw, const float *nwd, bool add_one,
+                          const wpair *wqkv, const pair *pos, rill_rope_params p, const float *inv, int64_t rot_rows) {
+    bool took = be->ops->norm_qkv_rope && be->ops->norm_qkv_rope(st, &qkv->dev, &h->dev, &x->dev, NULL, nwd, 1e-6f,
+                                                                 add_one, &wqkv->dev, &pos->dev, &p);
+    if (!took) {
+        rill_tensor qk = rill_tensor_cols(&qkv->dev, 0, rot_rows);
+        be->ops->norm_matmul(st, &qkv->dev, &h->dev, &x->dev, NULL, nwd, 1e-6f, add_one, &wqkv->dev);
+        be->ops->rope(st, &qk, &pos->dev, &p);
+    }
+    ref_rmsnorm(&h->host, &x->host, nw, 1e-6f, add_one);
+    ref_matmul(&qkv->host, &h->host, &wqkv->host);
+    rill_tensor qk = rill_tensor_cols(&qkv->host, 0, rot_rows);
+    p.inv_freq = inv;
+    ref_rope(&qk, &pos->host, &p);
+    return took;
+}
+
 // The norm folded into the GEMVs around it: matmul_add_norm (x += a . W^T, preparing the norm
 // after it), then norm_mlp taking that norm (r NULL) and adding its own output into x with the next
 // norm prepared, then norm_qkv_rope taking that one; each against the reference of the ops apart
@@ -578,18 +599,7 @@ static void test_norm_folded(void **state) {
                 ref_add(&x.host, &x.host, &other.host);
             }
             // step 3: q/k/v of norm(x, nw2), roped
-            bool took3 = be->ops->norm_qkv_rope && be->ops->norm_qkv_rope(st, &qkv.dev, &h.dev, &x.dev, NULL, nw2d,
-                                                                          1e-6f, add_one, &wqkv.dev, &pos.dev, &p);
-            if (!took3) {
-                rill_tensor qk = rill_tensor_cols(&qkv.dev, 0, rot_rows);
-                be->ops->norm_matmul(st, &qkv.dev, &h.dev, &x.dev, NULL, nw2d, 1e-6f, add_one, &wqkv.dev);
-                be->ops->rope(st, &qk, &pos.dev, &p);
-            }
-            ref_rmsnorm(&h.host, &x.host, nw2, 1e-6f, add_one);
-            ref_matmul(&qkv.host, &h.host, &wqkv.host);
-            rill_tensor qk = rill_tensor_cols(&qkv.host, 0, rot_rows);
-            p.inv_freq = inv;
-            ref_rope(&qk, &pos.host, &p);
+            bool took3 = qkv_rope_step(&qkv, &h, &x, nw2, nw2d, add_one, &wqkv, &pos, p, inv, rot_rows);
             CHECK(&qkv, "norm_qkv_rope (prepared norm), case %zu variant %d", k, variant);
             CHECK(&x, "the residual after the steps, case %zu variant %d", k, variant);
             eligible += cases[k].bits == 4;
@@ -668,18 +678,7 @@ static void test_embed_norm(void **state) {
                 be->ops->add(st, &x.dev, &x.dev, &other.dev);
                 ref_add(&x.host, &x.host, &other.host);
             }
-            bool took2 = be->ops->norm_qkv_rope && be->ops->norm_qkv_rope(st, &qkv.dev, &h.dev, &x.dev, NULL, nwd,
-                                                                          1e-6f, add_one, &wqkv.dev, &pos.dev, &p);
-            if (!took2) {
-                rill_tensor qk = rill_tensor_cols(&qkv.dev, 0, rot_rows);
-                be->ops->norm_matmul(st, &qkv.dev, &h.dev, &x.dev, NULL, nwd, 1e-6f, add_one, &wqkv.dev);
-                be->ops->rope(st, &qk, &pos.dev, &p);
-            }
-            ref_rmsnorm(&h.host, &x.host, nw, 1e-6f, add_one);
-            ref_matmul(&qkv.host, &h.host, &wqkv.host);
-            rill_tensor qk = rill_tensor_cols(&qkv.host, 0, rot_rows);
-            p.inv_freq = inv;
-            ref_rope(&qk, &pos.host, &p);
+            bool took2 = qkv_rope_step(&qkv, &h, &x, nw, nwd, add_one, &wqkv, &pos, p, inv, rot_rows);
             CHECK(&qkv, "q/k/v after embed_norm, case %zu variant %d", k, variant);
             if (took && took2 && variant != 1) { // the prepared norm was what q/k/v read: h left as poisoned
                 rill_tensor hh = h.host;
