@@ -241,6 +241,18 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
     if (threadIdx.x == 0) sample_done(token, gi < vocab ? gi : bi, step, publish);
 }
 
+// One sampling launch: greedy on the cluster kernel (cluster), else the one-block kernel.
+template <typename T, bool VEC>
+static void launch_sample(rill_stream *s, int32_t *token, const T *logits, int vocab, float temp, int top_k,
+                          uint64_t seed, int32_t *step, int32_t *publish, bool cluster) {
+    if (cluster)
+        cuda_launch_cluster(s, cuda_pdl_on(), ARGMAX_CLUSTER, argmax_cluster_kernel<T, VEC>, dim3(1, ARGMAX_CLUSTER),
+                            SAMPLE_THREADS, 0, token, logits, vocab, step, publish);
+    else
+        cuda_launch_pdl(s, sample_kernel<T, VEC>, 1, SAMPLE_THREADS, 0, token, logits, vocab, temp, top_k, seed, step,
+                        publish);
+}
+
 extern "C" void cuda_sample(rill_stream *s, rill_tensor *token, const rill_tensor *logits, float temp, int top_k,
                             uint64_t seed, int32_t *step, int32_t *publish) {
     const char *op = "sample";
@@ -254,28 +266,16 @@ extern "C" void cuda_sample(rill_stream *s, rill_tensor *token, const rill_tenso
     }
     bool vec = logits->dtype != DTYPE_F32 && ((uintptr_t)logits->data & 15) == 0;
     static int cluster_on = -1; // RILL_CUDA_ARGMAX_CLUSTER=0: greedy on the one-block kernel (to compare)
-    if (temp <= 0.0f && env_switch_on("RILL_CUDA_ARGMAX_CLUSTER", &cluster_on)) {
-        dim3 grid(1, ARGMAX_CLUSTER);
-        if (vec)
-            CUDA_DISPATCH(s, op, logits->dtype, T,
-                          cuda_launch_cluster(s, cuda_pdl_on(), ARGMAX_CLUSTER, argmax_cluster_kernel<T, true>, grid,
-                                              SAMPLE_THREADS, 0, (int32_t *)token->data, (const T *)logits->data,
-                                              (int)logits->cols, step, publish));
-        else
-            CUDA_DISPATCH(s, op, logits->dtype, T,
-                          cuda_launch_cluster(s, cuda_pdl_on(), ARGMAX_CLUSTER, argmax_cluster_kernel<T, false>, grid,
-                                              SAMPLE_THREADS, 0, (int32_t *)token->data, (const T *)logits->data,
-                                              (int)logits->cols, step, publish));
-        cuda_launched(s, op);
-        return;
-    }
+    bool cluster = temp <= 0.0f && env_switch_on("RILL_CUDA_ARGMAX_CLUSTER", &cluster_on);
+    int32_t *tok = (int32_t *)token->data;
+    int vocab = (int)logits->cols;
     if (vec)
-        CUDA_DISPATCH(s, op, logits->dtype, T,
-                      cuda_launch_pdl(s, sample_kernel<T, true>, 1, SAMPLE_THREADS, 0, (int32_t *)token->data,
-                                      (const T *)logits->data, (int)logits->cols, temp, top_k, seed, step, publish));
+        CUDA_DISPATCH(
+            s, op, logits->dtype, T,
+            launch_sample<T, true>(s, tok, (const T *)logits->data, vocab, temp, top_k, seed, step, publish, cluster));
     else
-        CUDA_DISPATCH(s, op, logits->dtype, T,
-                      cuda_launch_pdl(s, sample_kernel<T, false>, 1, SAMPLE_THREADS, 0, (int32_t *)token->data,
-                                      (const T *)logits->data, (int)logits->cols, temp, top_k, seed, step, publish));
+        CUDA_DISPATCH(
+            s, op, logits->dtype, T,
+            launch_sample<T, false>(s, tok, (const T *)logits->data, vocab, temp, top_k, seed, step, publish, cluster));
     cuda_launched(s, op);
 }

@@ -6,6 +6,7 @@
 // norm folded into the GEMVs around it (matmul_add_norm, norm_mlp with next): the GEMV whose output
 // joins the residual adds it there and prepares the next norm (x * w quantized, sums of squares per
 // block of 32), and the GEMV after that norm scales its dot products by 1 / rms: no norm launch.
+// A decode step's embedding prepares the first layer's norm the same way (embed_norm).
 #ifdef RILL_CUDA
 #include <stdlib.h>
 #include <string.h>
