@@ -203,11 +203,6 @@ static rill_tensor host_rand_tail_nan(rill_dtype dt, int64_t rows, int64_t cols,
     return t;
 }
 
-// Decode attention (few queries): the tensor-core kernel where q, K and V share an f16/bf16 dtype and
-// head dims are 64 or 128 (any cache length; GQA groups 1 to 8), the CUDA-core one over 2,048 keys
-// or more for the rest (head dim 256, f32 or mixed caches), with the keys split and the splits
-// merged. kvt 0: the activation dtype. dev_pos: the query's position read from the device (a
-
 // Frees one attention case's device tensors (q, k, v, out) and host ones (q, k, v, reference).
 static void free_attention_case(rill_tensor *q, rill_tensor *k, rill_tensor *v, rill_tensor *out, rill_tensor *qh,
                                 rill_tensor *kh, rill_tensor *vh, rill_tensor *ref) {
@@ -217,9 +212,15 @@ static void free_attention_case(rill_tensor *q, rill_tensor *k, rill_tensor *v, 
         free(host[i]->data);
     }
 }
+
+// Decode attention (few queries): the tensor-core kernel where q, K and V share an f16/bf16 dtype and
+// head dims are 64 or 128 (any cache length; GQA groups 1 to 8), the CUDA-core one over 2,048 keys
+// or more for the rest (head dim 256, f32 or mixed caches), with the keys split and the splits
+// merged. kvt 0: the activation dtype. dev_pos: the query's position read from the device (a
 // replayed decode step) over a cache whose rows past it are NaN. Caches of 65 to 2,048 keys split
-// into 2-8 blocks that merge as one cluster (attention_decode_cluster), longer ones through
-// attention_merge.
+// into 2-8 blocks that merge as one cluster (attention_decode_cluster; every block pushes its
+// states to the blocks that own the heads: the last two cases have ranks that own several heads and
+// ranks that own none), longer ones through attention_merge.
 static void test_long_cache_attention_splits_keys_and_matches(void **state) {
     need_gpu();
     static const struct {
@@ -237,7 +238,8 @@ static void test_long_cache_attention_splits_keys_and_matches(void **state) {
                  {1, 3000, 0, 0, 32, 4, 128, 0, 2999},      {1, 2100, 0, 0, 9, 3, 64, 0, 0},
                  {2, 2500, 300, 0, 12, 2, 128, 0, 0},       {1, 300, 0, 0, 9, 3, 64, 0, 0},
                  {1, 1000, 0, 0, 32, 8, 128, 0, 0},         {2, 800, 200, 0, 12, 2, 128, 0, 0},
-                 {1, 2000, 0, 0, 9, 3, 64, 0, 700},         {1, 130, 0, 30.0f, 8, 1, 64, 0, 0}};
+                 {1, 2000, 0, 0, 9, 3, 64, 0, 700},         {1, 130, 0, 30.0f, 8, 1, 64, 0, 0},
+                 {1, 100, 0, 0, 16, 2, 64, 0, 0},           {2, 250, 0, 0, 10, 2, 128, 0, 0}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         int heads = cases[k].heads, kv = cases[k].kv, hd = cases[k].hd, n_k = cases[k].n_k;
         int dev_pos = cases[k].dev_pos, valid = dev_pos > 0 ? dev_pos + 1 : n_k; // rows the query may see
