@@ -79,6 +79,16 @@ static void *dev_copy(const void *src, size_t n) {
     return d;
 }
 
+// RoPE's angle per position of pair i < half, base^(-2i / (2 half)): the host table (malloc'd),
+// with its device copy in *dev.
+static float *rope_inv_freq(int half, double base, float **dev) {
+    float *inv = malloc((size_t)half * 4);
+    for (int i = 0; i < half; i++)
+        inv[i] = (float)pow(base, -2.0 * i / (2 * half));
+    *dev = dev_copy(inv, (size_t)half * 4);
+    return inv;
+}
+
 // Relative norm of (device result - host reference); fails on NaN anywhere.
 static double rel_err(const pair *p) {
     size_t n = bytes_of(&p->host);
@@ -442,10 +452,7 @@ static void test_norm_qkv_rope(void **state) {
         float *nw = fill_scalars(DTYPE_F32, (size_t)cols, -1.0f, 2.0f);
         float *nwd = dev_copy(nw, (size_t)cols * 4);
         int half = cases[k].rot / 2;
-        float *inv = malloc((size_t)half * 4);
-        for (int i = 0; i < half; i++)
-            inv[i] = (float)pow(10000.0, -2.0 * i / cases[k].rot);
-        float *inv_d = dev_copy(inv, (size_t)half * 4);
+        float *inv_d, *inv = rope_inv_freq(half, 10000.0, &inv_d);
         rill_rope_params p = {
             cases[k].heads + cases[k].kv, cases[k].hd, cases[k].rot, cases[k].layout, inv_d, cases[k].mscale};
         bool with_r = cases[k].with_r;
@@ -544,10 +551,7 @@ static void test_norm_folded(void **state) {
                   *nw2 = fill_scalars(DTYPE_F32, (size_t)cols, -1.0f, 2.0f);
             float *nw1d = dev_copy(nw1, (size_t)cols * 4), *nw2d = dev_copy(nw2, (size_t)cols * 4);
             int half = cases[k].hd / 2;
-            float *inv = malloc((size_t)half * 4);
-            for (int i = 0; i < half; i++)
-                inv[i] = (float)pow(10000.0, -2.0 * i / cases[k].hd);
-            float *inv_d = dev_copy(inv, (size_t)half * 4);
+            float *inv_d, *inv = rope_inv_freq(half, 10000.0, &inv_d);
             rill_rope_params p = {cases[k].heads + cases[k].kv, cases[k].hd, cases[k].hd, ROPE_NEOX, inv_d, 1.0f};
             rill_norm_next next1 = {nw1d, 1e-6f, add_one, &wgu.dev, &wd.dev},
                            next2 = {nw2d, 1e-6f, add_one, NULL, NULL};
@@ -663,10 +667,7 @@ static void test_embed_norm(void **state) {
             float *nw = fill_scalars(DTYPE_F32, (size_t)cols, -1.0f, 2.0f);
             float *nwd = dev_copy(nw, (size_t)cols * 4);
             int half = cases[k].hd / 2;
-            float *inv = malloc((size_t)half * 4);
-            for (int i = 0; i < half; i++)
-                inv[i] = (float)pow(10000.0, -2.0 * i / cases[k].hd);
-            float *inv_d = dev_copy(inv, (size_t)half * 4);
+            float *inv_d, *inv = rope_inv_freq(half, 10000.0, &inv_d);
             rill_rope_params p = {cases[k].heads + cases[k].kv, cases[k].hd, cases[k].hd, ROPE_NEOX, inv_d, 1.0f};
             rill_norm_next next = {nwd, 1e-6f, add_one, NULL, NULL, &wqkv.dev, &p};
 
@@ -760,10 +761,7 @@ static void test_rope(void **state) {
         pair x = make(be->act_dtype, n, (int64_t)cases[k].heads * cases[k].head_dim, 1.0f);
         pair pos = make_i32(n, 0, 40000);
         int half = cases[k].rot / 2;
-        float *inv = malloc((size_t)half * 4);
-        for (int i = 0; i < half; i++)
-            inv[i] = (float)pow(10000.0 + 90000.0 * (double)k, -2.0 * i / cases[k].rot);
-        float *inv_d = dev_copy(inv, (size_t)half * 4);
+        float *inv_d, *inv = rope_inv_freq(half, 10000.0 + 90000.0 * (double)k, &inv_d);
         rill_rope_params p = {cases[k].heads, cases[k].head_dim, cases[k].rot, cases[k].layout, inv_d, cases[k].mscale};
         be->ops->rope(st, &x.dev, &pos.dev, &p);
         p.inv_freq = inv;
