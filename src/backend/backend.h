@@ -78,6 +78,9 @@ typedef struct {
     float scale;             // scores = scale * q.k
     float softcap;           // scores = softcap * tanh(scores / softcap) when > 0
     rill_attn_mask mask;
+    // The weight the output is multiplied by next (a layer's o), or NULL: a backend may leave the
+    // output prepared for that matmul (CUDA: one token's output quantized for the 4-bit GEMV).
+    const rill_weight *out_w;
 } rill_attn_params;
 
 // The norm that will read an op's output next, which the op may prepare (matmul_add_norm,

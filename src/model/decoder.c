@@ -388,7 +388,8 @@ rill_status decoder_forward(rill_model *m, rill_cache *cache, rill_stream *s, co
                                m->v_head_dim,
                                m->attn_scale,
                                (float)c->attn_logit_softcapping,
-                               cl->ops->make_mask(cl, (int)n, L->window)};
+                               cl->ops->make_mask(cl, (int)n, L->window),
+                               m->mla ? NULL : &L->o};
         rill_tensor *att_out = &a.a;
         if (m->mla) { // one shared key row per position; the values are its latent (cache.h)
             ap.n_kv_heads = 1;

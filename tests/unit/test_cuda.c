@@ -406,6 +406,12 @@ static bool same_bytes(const rill_tensor *a, const rill_tensor *b) {
     return same;
 }
 
+// One decode query's attention over a cache of 1/sqrt(hd)-scaled heads, at device position row
+// (pos: its value).
+static rill_attn_params decode_params(int n_heads, int n_kv, int hd, int pos, const int32_t *row) {
+    return (rill_attn_params){n_heads, n_kv, hd, hd, 1.0f / sqrtf((float)hd), 0.0f, {pos, 0, 0, row}, NULL};
+}
+
 // attention_append (a captured step's KV write and attention in one launch) gives exactly what
 // copy_at then attention give: the output and both caches, whose row at the device position holds
 // the new key and value; GQA groups 3, 4 and 8, head dims 64 and 128, one key split and several.
@@ -424,13 +430,7 @@ static void test_attention_append_equals_copy_then_attention(void **state) {
         rill_tensor o1 = dev_poisoned(dt, 1, nh * cases[c].hd), o2 = dev_poisoned(dt, 1, nh * cases[c].hd);
         int32_t *row = be->ops->alloc(be, 4);
         be->ops->upload(st, row, &cases[c].row, 4);
-        rill_attn_params p = {nh,
-                              cases[c].n_kv,
-                              cases[c].hd,
-                              cases[c].hd,
-                              1.0f / sqrtf((float)cases[c].hd),
-                              0.0f,
-                              {cases[c].row, 0, 0, row}};
+        rill_attn_params p = decode_params(nh, cases[c].n_kv, cases[c].hd, cases[c].row, row);
         be->ops->attention_append(st, &o1, &q, &kn, &vn, &k1, &v1, row, &p);
         be->ops->copy_at(st, &k2, &kn, &v2, &vn, row);
         be->ops->attention(st, &o2, &q, &k2, &v2, &p);
@@ -447,6 +447,73 @@ static void test_attention_append_equals_copy_then_attention(void **state) {
         void *bufs[] = {k1.data, v1.data, k2.data, v2.data, q.data, kn.data, vn.data, o1.data, o2.data, row};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             be->ops->free(be, bufs[i]);
+        free(kh.data);
+        free(vh.data);
+        free(qh.data);
+        free(knh.data);
+        free(vnh.data);
+    }
+}
+
+// The decode attention that merges its splits as a cluster leaves its output quantized for the GEMV
+// after it (p.out_w) into qx_ready: the planes, scales and sums are the bytes quant_x_kernel makes of
+// the output, and o's matmul takes them (no launch of its own) for the same result to the bit. 128-dim heads in
+// groups of 4 (o 2048 columns) and 64-dim in groups of 3 (576: SmolLM2's), each o large enough that
+// the 4-bit GEMV, not the f32 one, runs.
+static void test_attention_quantizes_its_output_for_the_gemv(void **state) {
+    need_gpu();
+    if (be->act_dtype == DTYPE_F32) skip(); // (the tensor-core decode kernel is 16-bit only)
+    static const struct {
+        int group, n_kv, hd, cap, row, n_out;
+    } cases[] = {{4, 4, 128, 300, 257, 1024}, {3, 3, 64, 1000, 600, 2048}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int kvd = cases[c].n_kv * cases[c].hd, nh = cases[c].group * cases[c].n_kv, cols = nh * cases[c].hd;
+        rill_dtype dt = be->act_dtype;
+        rill_tensor kh = host_rand(dt, cases[c].cap, kvd), vh = host_rand(dt, cases[c].cap, kvd);
+        rill_tensor qh = host_rand(dt, 1, cols), knh = host_rand(dt, 1, kvd), vnh = host_rand(dt, 1, kvd);
+        rill_tensor k = to_dev(&kh), v = to_dev(&vh), q = to_dev(&qh), kn = to_dev(&knh), vn = to_dev(&vnh);
+        rill_tensor o = dev_poisoned(dt, 1, cols);
+        rill_tensor y1 = dev_poisoned(dt, 1, cases[c].n_out), y2 = dev_poisoned(dt, 1, cases[c].n_out);
+        int32_t *row = be->ops->alloc(be, 4);
+        be->ops->upload(st, row, &cases[c].row, 4);
+        rill_weight hw = host_affine(cases[c].n_out, cols, 4, 64, DTYPE_BF16), w;
+        assert_int_equal(be->ops->weight_load(be, &hw, &w), RILL_OK);
+        rill_attn_params p = decode_params(nh, cases[c].n_kv, cases[c].hd, cases[c].row, row);
+        be->ops->attention_append(st, &o, &q, &kn, &vn, &k, &v, row, &p); // (no out_w: no planes)
+        assert_null(st->qx_ready.x);
+        p.out_w = &w;
+        // the planes against quant_x_kernel's of the stored output
+        int64_t n_blk = cols / 32;
+        char *mine = be->ops->alloc(be, (size_t)n_blk * 76);
+        cuda_qx ref = {(int8_t *)mine, (float *)(mine + n_blk * 64), (float *)(mine + n_blk * 68), NULL, n_blk};
+        be->ops->attention_append(st, &o, &q, &kn, &vn, &k, &v, row, &p);
+        if (st->qx_ready.x != o.data || st->qx_ready.cols != cols)
+            fail_msg("case %zu: the attention left no quantized output", c);
+        cuda_qx got = st->qx_ready.q;
+        cuda_quantize_x(st, &ref, &o);
+        be->ops->sync(st);
+        assert_int_equal(st->status, RILL_OK);
+        size_t n = (size_t)n_blk * 72; // codes, scales, sums (contiguous in both)
+        char *a = malloc(n), *b = malloc(n);
+        be->ops->download(st, a, got.codes, n);
+        be->ops->download(st, b, ref.codes, n);
+        be->ops->sync(st);
+        if (memcmp(a, b, n)) fail_msg("case %zu: the attention's planes differ from quant_x_kernel's", c);
+        free(a);
+        free(b);
+        // o's GEMV takes them: the same output as from its own quantization
+        be->ops->attention_append(st, &o, &q, &kn, &vn, &k, &v, row, &p);
+        be->ops->matmul(st, &y1, &o, &w);
+        assert_null(st->qx_ready.x); // (taken)
+        be->ops->matmul(st, &y2, &o, &w);
+        be->ops->sync(st);
+        assert_int_equal(st->status, RILL_OK);
+        if (!same_bytes(&y1, &y2)) fail_msg("case %zu: o from the attention's planes differs from its own", c);
+        void *bufs[] = {k.data, v.data, q.data, kn.data, vn.data, o.data, y1.data, y2.data, row, mine};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            be->ops->free(be, bufs[i]);
+        be->ops->weight_free(be, &w);
+        host_affine_free(&hw);
         free(kh.data);
         free(vh.data);
         free(qh.data);
@@ -751,6 +818,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_rope_prefill_and_decode_match, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_at_writes_both_caches_at_the_device_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attention_append_equals_copy_then_attention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attention_quantizes_its_output_for_the_gemv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_greedy_sample_is_the_first_argmax, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sample_publishes_the_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_shapes_name_the_op_and_stick_to_the_stream, setup, teardown),

@@ -64,7 +64,22 @@ struct rill_stream {
         int64_t cols;
         cuda_qx q;
     } prep;
+    // x quantized by the op that wrote it (the decode attention quantizes its output as it stores
+    // it): the 4-bit GEMV over x [1][cols] next takes q instead of launching its own quantization.
+    // Dropped whenever prep is (cuda_forget_prepared), and once taken.
+    struct {
+        const void *x;
+        int64_t cols;
+        cuda_qx q;
+    } qx_ready;
 };
+
+// Drops what the last op prepared for the next (prep, qx_ready): anything that may write memory
+// outside the ops that keep them calls it.
+static inline void cuda_forget_prepared(rill_stream *s) {
+    s->prep.x = NULL;
+    s->qx_ready.x = NULL;
+}
 
 struct rill_graph {
     cudaGraphExec_t exec;
@@ -147,6 +162,8 @@ bool cuda_gemv_wants_qx(const rill_weight *w, rill_dtype dt, int64_t n_tok);
 bool cuda_qx_scratch(rill_stream *s, int64_t n_tok, int64_t n_in, cuda_qx *q, const char *op);
 // q = x [n_tok][n_in] quantized.
 void cuda_quantize_x(rill_stream *s, const cuda_qx *q, const rill_tensor *x);
+// x quantized already by the op that wrote it (qx_ready), taken into *q; false where it was not.
+bool cuda_take_quantized(rill_stream *s, const rill_tensor *x, cuda_qx *q);
 // q = act(gate) * up (rounded to the activation dtype, as act_mul stores it) quantized.
 void cuda_quantize_act(rill_stream *s, const cuda_qx *q, const rill_tensor *gate, const rill_tensor *up, rill_act act);
 // out [n_tok][w.rows] = x . W^T (+ bias) from x quantized in q (n_tok = out->rows); w fits (above).

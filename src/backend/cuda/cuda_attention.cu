@@ -349,7 +349,7 @@ static bool attention_plan(rill_stream *s, const char *op, const rill_tensor *ou
         cuda_reject(s, RILL_ERANGE, op, "more than 65535 queries or heads in one call");
         return false;
     }
-    *a = att_args{*p, q->data, out->data, q->dtype, q->stride, out->stride, n_k, 1, 0, NULL, 0};
+    *a = att_args{*p, q->data, out->data, q->dtype, 0, q->stride, out->stride, n_k, 1, 0, NULL};
     // split the keys when queries x heads alone leave the GPU idle (decode)
     int64_t blocks = q->rows * p->n_heads, want = 1;
     // Each warp walks its keys one dependent load after another (latency-bound), so short splits
@@ -418,7 +418,7 @@ extern "C" void cuda_attention(rill_stream *s, rill_tensor *out, const rill_tens
     if (!attention_plan(s, op, out, q, k->rows, p, &a, mma ? DECODE_MMA : decode ? DECODE_CORES : 0) || q->rows == 0)
         return;
     if (mma) {
-        attention_decode_mma(s, a, q->rows, k, v, NULL, NULL, attention_pdl());
+        attention_decode_mma(s, a, q->rows, out, k, v, NULL, NULL, attention_pdl());
         return;
     }
     if (!decode) {
@@ -569,5 +569,5 @@ extern "C" void cuda_attention_append(rill_stream *s, rill_tensor *out, const ri
     }
     att_args a;
     if (!attention_plan(s, op, out, q, keys->rows, p, &a, DECODE_MMA)) return;
-    attention_decode_mma(s, a, 1, keys, values, k_new, v_new, attention_pdl());
+    attention_decode_mma(s, a, 1, out, keys, values, k_new, v_new, attention_pdl());
 }

@@ -12,12 +12,13 @@ typedef struct {
     const void *q; // [n_q][n_heads * head_dim] of q_dt (stride sq)
     void *out;     // [n_q][n_heads * v_head_dim] of q_dt (stride so)
     rill_dtype q_dt;
+    // The tensor-core decode kernel only: its n_splits blocks of one (kv head, query) are a thread
+    // block cluster, which merges the splits through distributed shared memory (no part, no merge
+    // launch). (Beside q_dt: att_args has no room for padding.)
+    int cluster;
     int64_t sq, so, n_k;
     int n_splits, split_len;
     float *part; // [n_q][n_heads][n_splits][v_head_dim + 2]: acc..., max, sum (n_splits > 1, not cluster)
-    // The tensor-core decode kernel only: its n_splits blocks of one (kv head, query) are a thread
-    // block cluster, which merges the splits through distributed shared memory (no part, no merge launch).
-    int cluster;
 } att_args;
 // Every attention kernel takes att_args by value. At 184 bytes nvcc compiled the decode kernel
 // differently (its merge loops no longer doubled) and the decode lost 3-7% (bench/RESULTS.md,
@@ -124,6 +125,7 @@ bool attention_decode_mma_fits(const rill_attn_params *p, const rill_tensor *q, 
 // keys per split, at most (0: no cluster, to measure); under RILL_CUDA_ATTN_SPLIT the caller does not ask.
 int attention_decode_cluster(int64_t n_k);
 // k_new, v_new (or NULL): one query's newest key and value, which the kernel reads for the cache row
-// at the device position and writes into it (attention_append).
-void attention_decode_mma(rill_stream *s, const att_args &a, int64_t n_q, const rill_tensor *k, const rill_tensor *v,
-                          const rill_tensor *k_new, const rill_tensor *v_new, bool pdl);
+// at the device position and writes into it (attention_append). out: a.out's tensor; one query with
+// a cluster merge also leaves out quantized for the GEMV after it (s->qx_ready).
+void attention_decode_mma(rill_stream *s, const att_args &a, int64_t n_q, const rill_tensor *out, const rill_tensor *k,
+                          const rill_tensor *v, const rill_tensor *k_new, const rill_tensor *v_new, bool pdl);

@@ -60,10 +60,10 @@ __device__ __forceinline__ void wait_parity0(uint32_t bar) {
 // DSMEM between two barriers).
 
 // The owner's half: head g's output from the n x MMA_WARPS <= 32 states in box (lane j weighs
-// state j).
-template <int G, int HD>
-__device__ __forceinline__ void cluster_merge_store(const att_args &a, const float *box, int kh, int64_t qi, int rank,
-                                                    int n) {
+// state j); with qo.codes also quantized (a warp's 32 dims are a block of 32: lane = d % 32).
+template <typename T, int G, int HD>
+__device__ __forceinline__ void cluster_merge_store(const att_args &a, const cuda_qx &qo, const float *box, int kh,
+                                                    int64_t qi, int rank, int n) {
     static_assert(HD <= MMA_WARPS * 32 && HD % 32 == 0, "a thread per dim, whole warps");
     const int hpr = (G + n - 1) / n, states = n * MMA_WARPS, lane = threadIdx.x & 31, d = threadIdx.x;
     const int64_t stride = (int64_t)hpr * (HD + 2); // from one state of a head to the next
@@ -79,7 +79,10 @@ __device__ __forceinline__ void cluster_merge_store(const att_args &a, const flo
 #pragma unroll
         for (int j = 0; j < 32; j++) // (f is 0 past the states: a repeated last state adds nothing)
             acc += st[min(j, states - 1) * stride + d] * __shfl_sync(0xffffffffu, f, j);
-        store_dt(a.out, a.q_dt, qi * a.so + (int64_t)(kh * G + g) * HD + d, sum > 0.0f ? acc / sum : 0.0f);
+        const int64_t col = (int64_t)(kh * G + g) * HD + d;
+        const float v = sum > 0.0f ? acc / sum : 0.0f;
+        store_dt(a.out, a.q_dt, qi * a.so + col, v);
+        if (qo.codes) qx_store_warp(qo.codes, qo.scale, qo.sum, col / 32, qo.n_blk, lane, to_f32(from_f32<T>(v)));
     }
 }
 
@@ -92,6 +95,9 @@ __device__ __forceinline__ void cluster_merge_store(const att_args &a, const flo
 // Knew, Vnew (one query, a cache on a device position; else NULL): the newest key and value, not yet
 // in K and V: row q_pos of the cache is read from them, and block (kv head, split 0) writes them into
 // that row of K and V for the steps after (the cache's copy_at, in the same launch).
+// qo.codes (one query and a cluster merge; else NULL): the owners also store the output quantized
+// for the 4-bit GEMV after it (cuda_qx), from each value as stored in T: the bytes quant_x_kernel
+// would make of the output, with no launch for them.
 // Timeline builds (bench/gpu_timeline.sh) mark phases 0-4 in block (0, 0, 0): keys walked, every
 // block of the cluster started, states written, barrier passed, output stored.
 // Registers: 128-dim heads get enough for 2 blocks per SM (the most the long-cache plan puts on one,
@@ -100,7 +106,7 @@ __device__ __forceinline__ void cluster_merge_store(const att_args &a, const flo
 template <typename T, int G, int HD>
 __global__ void __launch_bounds__(MMA_WARPS * 32, HD == 128 ? 2 : 4)
     attention_decode_mma_kernel(att_args a, const T *K, int64_t sk, const T *V, int64_t sv, const T *Knew,
-                                const T *Vnew) {
+                                const T *Vnew, cuda_qx qo) {
     // per warp and head: acc [HD], max, sum (MMA_WARPS x G states); a cluster's box
     // (cluster_merge_store: 8 x MMA_WARPS states at most) in the same room (mma_smem)
     extern __shared__ float4 smem4[];
@@ -274,11 +280,11 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, HD == 128 ? 2 : 4)
         if (rank * hpr >= G) return;
         wait_parity0(smem_addr(&box_full));
         TIMELINE_PHASE(3);
-        cluster_merge_store<G, HD>(a, ws, kh, qi, rank, n);
+        cluster_merge_store<T, G, HD>(a, qo, ws, kh, qi, rank, n);
     } else if (a.cluster) {
         cl.sync(); // every state in its owner's box
         TIMELINE_PHASE(3);
-        cluster_merge_store<G, HD>(a, ws, kh, qi, rank, n);
+        cluster_merge_store<T, G, HD>(a, qo, ws, kh, qi, rank, n);
     } else {
         __syncthreads();
         TIMELINE_PHASE(3);
@@ -296,31 +302,32 @@ static size_t mma_smem(const att_args &a, int group, int hd) {
 
 template <typename T, int G>
 static void launch_g(rill_stream *s, const att_args &a, dim3 grid, int hd, const rill_tensor *k, const rill_tensor *v,
-                     const rill_tensor *k_new, const rill_tensor *v_new, bool pdl) {
+                     const rill_tensor *k_new, const rill_tensor *v_new, const cuda_qx &qo, bool pdl) {
     const T *kn = k_new ? (const T *)k_new->data : NULL, *vn = v_new ? (const T *)v_new->data : NULL;
     unsigned cluster = a.cluster ? (unsigned)a.n_splits : 1; // (the splits of one kv head: blocks along y)
     if (hd == 64)
         cuda_launch_cluster(s, pdl, cluster, attention_decode_mma_kernel<T, G, 64>, grid, MMA_WARPS * 32,
-                            mma_smem(a, G, hd), a, (const T *)k->data, k->stride, (const T *)v->data, v->stride, kn,
-                            vn);
+                            mma_smem(a, G, hd), a, (const T *)k->data, k->stride, (const T *)v->data, v->stride, kn, vn,
+                            qo);
     else
         cuda_launch_cluster(s, pdl, cluster, attention_decode_mma_kernel<T, G, 128>, grid, MMA_WARPS * 32,
-                            mma_smem(a, G, hd), a, (const T *)k->data, k->stride, (const T *)v->data, v->stride, kn,
-                            vn);
+                            mma_smem(a, G, hd), a, (const T *)k->data, k->stride, (const T *)v->data, v->stride, kn, vn,
+                            qo);
 }
 
 template <typename T>
 static void launch_t(rill_stream *s, const att_args &a, dim3 grid, int group, int hd, const rill_tensor *k,
-                     const rill_tensor *v, const rill_tensor *k_new, const rill_tensor *v_new, bool pdl) {
+                     const rill_tensor *v, const rill_tensor *k_new, const rill_tensor *v_new, const cuda_qx &qo,
+                     bool pdl) {
     switch (group) {
-    case 1: launch_g<T, 1>(s, a, grid, hd, k, v, k_new, v_new, pdl); break;
-    case 2: launch_g<T, 2>(s, a, grid, hd, k, v, k_new, v_new, pdl); break;
-    case 3: launch_g<T, 3>(s, a, grid, hd, k, v, k_new, v_new, pdl); break;
-    case 4: launch_g<T, 4>(s, a, grid, hd, k, v, k_new, v_new, pdl); break;
-    case 5: launch_g<T, 5>(s, a, grid, hd, k, v, k_new, v_new, pdl); break;
-    case 6: launch_g<T, 6>(s, a, grid, hd, k, v, k_new, v_new, pdl); break;
-    case 7: launch_g<T, 7>(s, a, grid, hd, k, v, k_new, v_new, pdl); break;
-    default: launch_g<T, 8>(s, a, grid, hd, k, v, k_new, v_new, pdl);
+    case 1: launch_g<T, 1>(s, a, grid, hd, k, v, k_new, v_new, qo, pdl); break;
+    case 2: launch_g<T, 2>(s, a, grid, hd, k, v, k_new, v_new, qo, pdl); break;
+    case 3: launch_g<T, 3>(s, a, grid, hd, k, v, k_new, v_new, qo, pdl); break;
+    case 4: launch_g<T, 4>(s, a, grid, hd, k, v, k_new, v_new, qo, pdl); break;
+    case 5: launch_g<T, 5>(s, a, grid, hd, k, v, k_new, v_new, qo, pdl); break;
+    case 6: launch_g<T, 6>(s, a, grid, hd, k, v, k_new, v_new, qo, pdl); break;
+    case 7: launch_g<T, 7>(s, a, grid, hd, k, v, k_new, v_new, qo, pdl); break;
+    default: launch_g<T, 8>(s, a, grid, hd, k, v, k_new, v_new, qo, pdl);
     }
 }
 
@@ -334,19 +341,42 @@ bool attention_decode_mma_fits(const rill_attn_params *p, const rill_tensor *q, 
            aligned_rows(k) && aligned_rows(v);
 }
 
-void attention_decode_mma(rill_stream *s, const att_args &a, int64_t n_q, const rill_tensor *k, const rill_tensor *v,
-                          const rill_tensor *k_new, const rill_tensor *v_new, bool pdl) {
+// Whether the owners quantize the output for the GEMV after it (RILL_CUDA_ATTN_QX=0: never, to
+// measure): the matmul after it (p.out_w) would quantize one token of x for the 4-bit GEMV (not the
+// residual GEMV of a small o, which quantizes x itself: H100, SmolLM2 lost 1.8% to planes no one
+// took), the merge is a cluster's (no other path stores the output a warp per 32 dims), and the
+// output row is exactly the heads. Then scratch for the planes (*ok false: the status is set, and
+// the caller launches nothing).
+static bool quantizes_output(rill_stream *s, const att_args &a, int64_t n_q, const rill_tensor *out, cuda_qx *qo,
+                             bool *ok) {
+    static int on = -1;
+    const rill_weight *w = a.p.out_w;
+    *ok = true;
+    if (!w || !a.cluster || n_q != 1 || out->cols != (int64_t)a.p.n_heads * a.p.v_head_dim || out->cols % 32 ||
+        w->cols != out->cols || !cuda_gemv_wants_qx(w, out->dtype, 1) || !env_switch_on("RILL_CUDA_ATTN_QX", &on))
+        return false;
+    *ok = cuda_qx_scratch(s, 1, out->cols, qo, "attention");
+    return *ok;
+}
+
+void attention_decode_mma(rill_stream *s, const att_args &a, int64_t n_q, const rill_tensor *out, const rill_tensor *k,
+                          const rill_tensor *v, const rill_tensor *k_new, const rill_tensor *v_new, bool pdl) {
     const rill_attn_params &p = a.p;
     dim3 grid((unsigned)p.n_kv_heads, (unsigned)a.n_splits, (unsigned)n_q);
     int group = p.n_heads / p.n_kv_heads;
     static int push = -1; // RILL_CUDA_ATTN_PUSH=0: the merge behind a cluster barrier
     att_args b = a;
     if (b.cluster && env_switch_on("RILL_CUDA_ATTN_PUSH", &push)) b.cluster = 2;
+    cuda_qx qo = {};
+    bool ok, quantized = quantizes_output(s, a, n_q, out, &qo, &ok);
+    if (!ok) return;
     if (k->dtype == DTYPE_BF16)
-        launch_t<bf16>(s, b, grid, group, p.head_dim, k, v, k_new, v_new, pdl);
+        launch_t<bf16>(s, b, grid, group, p.head_dim, k, v, k_new, v_new, qo, pdl);
     else
-        launch_t<f16>(s, b, grid, group, p.head_dim, k, v, k_new, v_new, pdl);
-    if (cuda_launched(s, "attention") && a.n_splits > 1 && !a.cluster) attention_merge(s, a, n_q, pdl);
+        launch_t<f16>(s, b, grid, group, p.head_dim, k, v, k_new, v_new, qo, pdl);
+    if (!cuda_launched(s, "attention")) return;
+    if (quantized) s->qx_ready.x = out->data, s->qx_ready.cols = out->cols, s->qx_ready.q = qo;
+    if (a.n_splits > 1 && !a.cluster) attention_merge(s, a, n_q, pdl);
 }
 
 int attention_decode_cluster(int64_t n_k) {

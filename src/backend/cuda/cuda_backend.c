@@ -29,7 +29,7 @@ void cuda_reject(rill_stream *s, rill_status st, const char *op, const char *why
 }
 
 static void cuda_upload(rill_stream *s, void *dst, const void *src, size_t bytes) {
-    s->prep.x = NULL; // (it may write the prepared residual)
+    cuda_forget_prepared(s); // (it may write the prepared residual)
     cuda_ok(s, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s->cs), "upload");
 }
 
@@ -132,7 +132,7 @@ static rill_status cuda_stream_status(rill_stream *s) {
 
 // Capture in thread-local mode: other threads' CUDA calls go on as usual.
 static rill_status cuda_graph_begin(rill_stream *s) {
-    s->prep.x = NULL; // (a prepared norm is never carried into or out of a graph)
+    cuda_forget_prepared(s); // (nothing prepared is carried into or out of a graph)
 #ifdef RILL_CUDA_TIMELINE
     cuda_timeline_capture(s);
 #endif
@@ -167,7 +167,7 @@ static rill_status cuda_graph_end(rill_stream *s, rill_graph **out) {
 }
 
 static rill_status cuda_graph_launch(rill_stream *s, rill_graph *g) {
-    s->prep.x = NULL;
+    cuda_forget_prepared(s);
 #ifdef RILL_CUDA_TIMELINE
     cuda_timeline_before_replay(s);
     bool ok = cuda_ok(s, cudaGraphLaunch(g->exec, s->cs), "graph_launch");

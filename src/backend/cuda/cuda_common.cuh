@@ -208,7 +208,7 @@ static inline bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 // After a launch: records a launch failure of `op` (and, in a timeline build, the launch's name).
 static inline bool cuda_launched(rill_stream *s, const char *op) {
-    s->prep.x = NULL; // (a launch may write x: the op that prepares a norm sets it after its own)
+    cuda_forget_prepared(s); // (a launch may write x: an op that prepares sets it after its own)
 #ifdef RILL_CUDA_TIMELINE
     cuda_timeline_name(s, op);
 #endif

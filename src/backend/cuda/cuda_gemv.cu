@@ -157,8 +157,10 @@ static void gemv_typed(rill_stream *s, rill_tensor *out, const rill_tensor *x, c
                  x_vec && aligned16(w->packed) && (w->cols * w->bits / 32) % 4 == 0;
     if (x_vec && cuda_gemv_wants_qx(w, x->dtype, nt)) {
         cuda_qx q;
-        if (!cuda_qx_scratch(s, nt, w->cols, &q, "matmul (gemv)")) return;
-        cuda_quantize_x(s, &q, x);
+        if (!cuda_take_quantized(s, x, &q)) {
+            if (!cuda_qx_scratch(s, nt, w->cols, &q, "matmul (gemv)")) return;
+            cuda_quantize_x(s, &q, x);
+        }
         if (s->status == RILL_OK) cuda_gemv_q4(s, out, &q, w);
         return;
     }

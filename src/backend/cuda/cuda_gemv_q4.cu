@@ -590,6 +590,13 @@ extern "C" void cuda_quantize_x(rill_stream *s, const cuda_qx *q, const rill_ten
     CUDA_DISPATCH(s, "matmul (quantize x)", x->dtype, TX, quantize<TX, -1>(s, q, x, NULL));
 }
 
+extern "C" bool cuda_take_quantized(rill_stream *s, const rill_tensor *x, cuda_qx *q) {
+    if (!s->qx_ready.x || s->qx_ready.x != x->data || x->rows != 1 || x->cols != s->qx_ready.cols) return false;
+    *q = s->qx_ready.q;
+    s->qx_ready.x = NULL;
+    return true;
+}
+
 extern "C" void cuda_quantize_act(rill_stream *s, const cuda_qx *q, const rill_tensor *gate, const rill_tensor *up,
                                   rill_act act) {
     if (act == ACT_SILU)

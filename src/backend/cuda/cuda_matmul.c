@@ -55,7 +55,7 @@ void cuda_matmul(rill_stream *s, rill_tensor *out, const rill_tensor *x, const r
         cuda_gemv(s, out, x, w);
         return;
     }
-    s->prep.x = NULL; // (cuBLAS writes out without cuda_launched)
+    cuda_forget_prepared(s); // (cuBLAS writes out without cuda_launched)
     if (x->rows > INT_MAX || w->rows > INT_MAX || w->cols > INT_MAX || x->stride > INT_MAX || out->stride > INT_MAX) {
         cuda_reject(s, RILL_ERANGE, "matmul", "dimensions exceed cuBLAS's int range");
         return;

@@ -120,7 +120,7 @@ void *cuda_scratch(rill_stream *s, size_t bytes, const char *op) {
         cuda_reject(s, RILL_EINVAL, op, "scratch would grow during graph capture");
         return NULL;
     }
-    s->prep.x = NULL; // (its planes go with the old block)
+    cuda_forget_prepared(s); // (its planes go with the old block)
     // the kernels already queued may still read the old block
     if (!cuda_ok(s, cudaStreamSynchronize(s->cs), op)) return NULL;
     if (s->scratch) cuda_free(s->be, s->scratch);
