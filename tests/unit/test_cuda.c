@@ -455,17 +455,18 @@ static void test_attention_append_equals_copy_then_attention(void **state) {
     }
 }
 
-// The decode attention that merges its splits as a cluster leaves its output quantized for the GEMV
-// after it (p.out_w) into qx_ready: the planes, scales and sums are the bytes quant_x_kernel makes of
-// the output, and o's matmul takes them (no launch of its own) for the same result to the bit. 128-dim heads in
-// groups of 4 (o 2048 columns) and 64-dim in groups of 3 (576: SmolLM2's), each o large enough that
-// the 4-bit GEMV, not the f32 one, runs.
+// The decode attention whose key splits merge leaves its output quantized for the 4-bit GEMV after
+// it (p.out_w) into qx_ready: the planes, scales and sums are the bytes quant_x_kernel makes of the
+// output, and o's matmul takes them (no launch of its own) for the same result to the bit. 128-dim
+// heads in groups of 4 (o 2048 columns) and 64-dim in groups of 3 (576: SmolLM2's) merging in a
+// cluster, and a cache too long for one, whose splits merge in attention_merge_kernel; each o large
+// enough that the 4-bit GEMV, not the f32 one, runs.
 static void test_attention_quantizes_its_output_for_the_gemv(void **state) {
     need_gpu();
     if (be->act_dtype == DTYPE_F32) skip(); // (the tensor-core decode kernel is 16-bit only)
     static const struct {
         int group, n_kv, hd, cap, row, n_out;
-    } cases[] = {{4, 4, 128, 300, 257, 1024}, {3, 3, 64, 1000, 600, 2048}};
+    } cases[] = {{4, 4, 128, 300, 257, 1024}, {3, 3, 64, 1000, 600, 2048}, {4, 2, 128, 3000, 2500, 2048}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int kvd = cases[c].n_kv * cases[c].hd, nh = cases[c].group * cases[c].n_kv, cols = nh * cases[c].hd;
         rill_dtype dt = be->act_dtype;

@@ -178,7 +178,10 @@ __global__ void attention_merge_serial_kernel(att_args a) {
 // the dims; a split's loads do not wait on the fold before), then the block combines its warps.
 enum { MERGE_WARPS = 8, MERGE_THREADS = MERGE_WARPS * 32 };
 
-__global__ void __launch_bounds__(MERGE_THREADS) attention_merge_kernel(att_args a) {
+// qo.codes (one query, 16-bit out, v_head_dim a multiple of 32; else NULL): the output also stored
+// quantized for the 4-bit GEMV after it, a warp per block of 32 dims (as the decode kernel's cluster
+// merge does).
+__global__ void __launch_bounds__(MERGE_THREADS) attention_merge_kernel(att_args a, cuda_qx qo) {
     extern __shared__ float msm[]; // [MERGE_WARPS][vd + 2]: acc..., max, sum
     pdl_wait();
     pdl_trigger();
@@ -219,22 +222,28 @@ __global__ void __launch_bounds__(MERGE_THREADS) attention_merge_kernel(att_args
         float r = 0.0f;
         for (int w = 0; w < MERGE_WARPS; w++)
             if (msm[w * (vd + 2) + vd + 1] > 0.0f) r += msm[w * (vd + 2) + e] * __expf(msm[w * (vd + 2) + vd] - mx);
-        store_dt(a.out, a.q_dt, qi * a.so + (int64_t)h * vd + e, sum > 0.0f ? r / sum : 0.0f);
+        const float v = sum > 0.0f ? r / sum : 0.0f;
+        store_dt(a.out, a.q_dt, qi * a.so + (int64_t)h * vd + e, v);
+        if (qo.codes) // (v as stored: f16 or bf16)
+            qx_store_warp(qo.codes, qo.scale, qo.sum, ((int64_t)h * vd + e) / 32, qo.n_blk, lane,
+                          a.q_dt == DTYPE_F16 ? __half2float(__float2half_rn(v))
+                                              : __bfloat162float(__float2bfloat16_rn(v)));
     }
 }
 
 // The merge is a programmatic dependent launch (its launch overlaps the attention kernel) unless
 // RILL_CUDA_PDL_MERGE=0 or RILL_CUDA_PDL=0.
-void attention_merge(rill_stream *s, const att_args &a, int64_t n_q, bool pdl) {
+bool attention_merge(rill_stream *s, const att_args &a, int64_t n_q, bool pdl, const cuda_qx *qo) {
     dim3 grid((unsigned)a.p.n_heads, (unsigned)n_q);
     pdl = pdl || (cuda_pdl_on() && !getenv_is("RILL_CUDA_PDL_MERGE", "0"));
-    if (getenv_is("RILL_CUDA_ATTN_MERGE", "serial")) {
+    bool serial = getenv_is("RILL_CUDA_ATTN_MERGE", "serial");
+    if (serial) {
         cuda_launch_as(s, pdl, attention_merge_serial_kernel, grid, 128, 0, a);
     } else {
         size_t smem = (size_t)(MERGE_WARPS * (a.p.v_head_dim + 2)) * sizeof(float);
-        cuda_launch_as(s, pdl, attention_merge_kernel, grid, MERGE_THREADS, smem, a);
+        cuda_launch_as(s, pdl, attention_merge_kernel, grid, MERGE_THREADS, smem, a, qo ? *qo : cuda_qx{});
     }
-    cuda_launched(s, "attention (merge)");
+    return cuda_launched(s, "attention (merge)") && qo && !serial;
 }
 
 // Decode attention (few queries) over plain K/V rows, flash-decoding style: one block per (kv head,

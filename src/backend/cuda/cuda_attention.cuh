@@ -110,7 +110,9 @@ __device__ __forceinline__ void decode_block_store(const att_args &a, const floa
 }
 
 // Merges a.n_splits > 1 key splits' partials into a.out for n_q queries (cuda_attention.cu).
-void attention_merge(rill_stream *s, const att_args &a, int64_t n_q, bool pdl);
+// qo (or NULL): also store one query's output quantized there (n_q 1, 16-bit out, v_head_dim a
+// multiple of 32). True where it did so (not with RILL_CUDA_ATTN_MERGE=serial).
+bool attention_merge(rill_stream *s, const att_args &a, int64_t n_q, bool pdl, const cuda_qx *qo = NULL);
 
 // The decode attention on the tensor cores (cuda_attention_decode.cu): whether it takes these q, K
 // and V (f16/bf16 rows of one dtype, K and V 16-byte aligned; head dims 64 or 128, v_head_dim =

@@ -341,18 +341,18 @@ bool attention_decode_mma_fits(const rill_attn_params *p, const rill_tensor *q, 
            aligned_rows(k) && aligned_rows(v);
 }
 
-// Whether the owners quantize the output for the GEMV after it (RILL_CUDA_ATTN_QX=0: never, to
+// Whether the merge quantizes the output for the GEMV after it (RILL_CUDA_ATTN_QX=0: never, to
 // measure): the matmul after it (p.out_w) would quantize one token of x for the 4-bit GEMV (not the
 // residual GEMV of a small o, which quantizes x itself: H100, SmolLM2 lost 1.8% to planes no one
-// took), the merge is a cluster's (no other path stores the output a warp per 32 dims), and the
-// output row is exactly the heads. Then scratch for the planes (*ok false: the status is set, and
-// the caller launches nothing).
+// took), the splits merge (in the cluster, or in attention_merge_kernel: the paths that store the
+// output a warp per 32 dims), and the output row is exactly the heads. Then scratch for the planes
+// (*ok false: the status is set, and the caller launches nothing).
 static bool quantizes_output(rill_stream *s, const att_args &a, int64_t n_q, const rill_tensor *out, cuda_qx *qo,
                              bool *ok) {
     static int on = -1;
     const rill_weight *w = a.p.out_w;
     *ok = true;
-    if (!w || !a.cluster || n_q != 1 || out->cols != (int64_t)a.p.n_heads * a.p.v_head_dim || out->cols % 32 ||
+    if (!w || a.n_splits < 2 || n_q != 1 || out->cols != (int64_t)a.p.n_heads * a.p.v_head_dim || out->cols % 32 ||
         w->cols != out->cols || !cuda_gemv_wants_qx(w, out->dtype, 1) || !env_switch_on("RILL_CUDA_ATTN_QX", &on))
         return false;
     *ok = cuda_qx_scratch(s, 1, out->cols, qo, "attention");
@@ -370,13 +370,14 @@ void attention_decode_mma(rill_stream *s, const att_args &a, int64_t n_q, const 
     cuda_qx qo = {};
     bool ok, quantized = quantizes_output(s, a, n_q, out, &qo, &ok);
     if (!ok) return;
+    const cuda_qx kq = a.cluster ? qo : cuda_qx{}; // (else the merge launch quantizes)
     if (k->dtype == DTYPE_BF16)
-        launch_t<bf16>(s, b, grid, group, p.head_dim, k, v, k_new, v_new, qo, pdl);
+        launch_t<bf16>(s, b, grid, group, p.head_dim, k, v, k_new, v_new, kq, pdl);
     else
-        launch_t<f16>(s, b, grid, group, p.head_dim, k, v, k_new, v_new, qo, pdl);
+        launch_t<f16>(s, b, grid, group, p.head_dim, k, v, k_new, v_new, kq, pdl);
     if (!cuda_launched(s, "attention")) return;
+    if (!a.cluster && a.n_splits > 1) quantized = attention_merge(s, a, n_q, pdl, quantized ? &qo : NULL);
     if (quantized) s->qx_ready.x = out->data, s->qx_ready.cols = out->cols, s->qx_ready.q = qo;
-    if (a.n_splits > 1 && !a.cluster) attention_merge(s, a, n_q, pdl);
 }
 
 int attention_decode_cluster(int64_t n_k) {
