@@ -398,10 +398,13 @@ static int gemv_rows(int n_tok) {
 // where a lane has more than 4 words (down: 14336 columns), matrices of 16384 rows or more (gate/up
 // stacked, lm_head), and the others (q/k/v, o). RILL_CUDA_GEMV_DEPTH=L,T,S (each 1, 2 or 4) sets
 // the three; 1,1,1 is a word loaded while the one before is used, as before 2026-11-26's change.
+// The others went from 1 to 4 on 2026-11-27 (H100, alternated: Llama-3-8B short 468.0-469.3 ->
+// 477.6-478.7 tok/s, its o's 4 words a lane all in flight at once; SmolLM2, whose block-kernel
+// rows have one word a lane, even).
 static int gemv_depth(int rows, int64_t n_out, int64_t words_per_lane) {
     static int d[3] = {0, 0, 0}; // (read once)
     if (!d[0]) {
-        int v[3] = {4, 1, 1};
+        int v[3] = {4, 1, 4};
         const char *e = getenv("RILL_CUDA_GEMV_DEPTH");
         if (e && strlen(e) == 5)
             for (int k = 0; k < 3; k++)
