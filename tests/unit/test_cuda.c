@@ -151,18 +151,19 @@ static void test_open_without_device_names_the_reason(void **state) {
 static void test_weights_from_host_are_uploaded_once_and_released(void **state) {
     need_gpu();
     // n_out 0: 1032 rows of 4096 (the 4-bit GEMV's column split); 2056 x 4096: 2 rows per warp, the
-    // last rows past a whole block; 6150 x 2048, 6400 x 1600 (a lane's second word only for 18 of
-    // the 32 lanes), 16391 x 1024 and 16391 x 576 (fewer words than lanes): the resident-grid GEMV
-    // of 6144 rows or more, its last row group short. Each row is held to the bound on its own.
+    // last rows past a whole block, all 4 of a lane's words in flight; 2056 x 14336 (down's rows: 14
+    // words a lane, a ring of 4); 6150 x 2048, 6400 x 1600 (a lane's second word only for 18 of the
+    // 32 lanes), 16391 x 1024 and 16391 x 576 (fewer words than lanes): the resident-grid GEMV of
+    // 6144 rows or more, its last row group short. Each row is held to the bound on its own.
     static const struct {
         int bits, group;
         rill_dtype dt;
         int n_tok, n_out, n_in;
     } cases[] = {
-        {4, 64, DTYPE_BF16, 1, 0, 0},       {4, 32, DTYPE_F16, 4, 0, 0},       {8, 64, DTYPE_BF16, 2, 0, 0},
-        {4, 128, DTYPE_F32, 8, 0, 0},       {4, 64, DTYPE_BF16, 40, 0, 0},     {3, 64, DTYPE_F16, 1, 0, 0},
-        {4, 64, DTYPE_BF16, 1, 2056, 4096}, {4, 32, DTYPE_F16, 1, 6150, 2048}, {4, 64, DTYPE_BF16, 1, 16391, 1024},
-        {4, 32, DTYPE_F16, 1, 16391, 576},  {4, 32, DTYPE_BF16, 1, 6400, 1600}};
+        {4, 64, DTYPE_BF16, 1, 0, 0},       {4, 32, DTYPE_F16, 4, 0, 0},        {8, 64, DTYPE_BF16, 2, 0, 0},
+        {4, 128, DTYPE_F32, 8, 0, 0},       {4, 64, DTYPE_BF16, 40, 0, 0},      {3, 64, DTYPE_F16, 1, 0, 0},
+        {4, 64, DTYPE_BF16, 1, 2056, 4096}, {4, 32, DTYPE_F16, 1, 6150, 2048},  {4, 64, DTYPE_BF16, 1, 16391, 1024},
+        {4, 32, DTYPE_F16, 1, 16391, 576},  {4, 32, DTYPE_BF16, 1, 6400, 1600}, {4, 64, DTYPE_BF16, 1, 2056, 14336}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         int64_t n_out = cases[k].n_out ? cases[k].n_out : 1024 + 8, n_in = cases[k].n_in ? cases[k].n_in : 4096;
         rill_weight hw = host_affine(n_out, n_in, cases[k].bits, cases[k].group, cases[k].dt);
