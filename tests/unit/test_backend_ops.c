@@ -485,6 +485,13 @@ static void test_norm_qkv_rope(void **state) {
     if (be->act_dtype != DTYPE_F32) assert_int_equal(taken, eligible);
 }
 
+// x += other on both sides, between two steps of a folded-norm chain: the norm the first step
+// prepared no longer fits x, and the next step must not take it.
+static void change_between_steps(pair *x, const pair *other) {
+    be->ops->add(st, &x->dev, &x->dev, &other->dev);
+    ref_add(&x->host, &x->host, &other->host);
+}
+
 // The q/k/v step of the folded-norm chains: norm_qkv_rope of x (norm weights nw, nwd on the
 // device) into qkv, or where it declines norm_matmul then rope, as the decoder runs them; and the
 // reference of the ops apart into qkv.host (h.host: the norm). p's inv_freq is the device copy of
@@ -564,10 +571,7 @@ static void test_norm_folded(void **state) {
             ref_add(&x.host, &x.host, &o.host);
             if (!took1 && variant != 2) be->ops->add(st, &x.dev, &x.dev, &o.dev);
             if (variant != 2) CHECK(&x, "matmul_add_norm residual, case %zu", k);
-            if (variant == 1) { // x changes between the steps: the prepared norm must not be taken
-                be->ops->add(st, &x.dev, &x.dev, &other.dev);
-                ref_add(&x.host, &x.host, &other.host);
-            }
+            if (variant == 1) change_between_steps(&x, &other);
             // step 2: the MLP of norm(x, nw1) (variant 2: of norm(x + o)), its output into x (variant 3:
             // into o, then added)
             const rill_tensor *r2 = variant == 2 ? &o.dev : NULL;
@@ -598,10 +602,7 @@ static void test_norm_folded(void **state) {
             if (took2 && variant == 3) be->ops->add(st, &x.dev, &x.dev, &o.dev);
             ref_add(&x.host, &x.host, &o.host);
             CHECK(&x, "norm_mlp (next prepared) residual, case %zu variant %d", k, variant);
-            if (variant == 1) { // x changes between the steps: the prepared norm must not be taken
-                be->ops->add(st, &x.dev, &x.dev, &other.dev);
-                ref_add(&x.host, &x.host, &other.host);
-            }
+            if (variant == 1) change_between_steps(&x, &other);
             // step 3: q/k/v of norm(x, nw2), roped
             bool took3 = qkv_rope_step(&qkv, &h, &x, nw2, nw2d, add_one, &wqkv, &pos, p, inv, rot_rows);
             CHECK(&qkv, "norm_qkv_rope (prepared norm), case %zu variant %d", k, variant);
@@ -675,10 +676,7 @@ static void test_embed_norm(void **state) {
             if (!took) be->ops->embed(st, &x.dev, &ids.dev, &we.dev, scale);
             ref_embed(&x.host, &ids.host, &we.host, scale);
             CHECK(&x, "embed_norm row, case %zu variant %d", k, variant);
-            if (variant == 1) { // x changes between the steps: the prepared norm must not be taken
-                be->ops->add(st, &x.dev, &x.dev, &other.dev);
-                ref_add(&x.host, &x.host, &other.host);
-            }
+            if (variant == 1) change_between_steps(&x, &other);
             bool took2 = qkv_rope_step(&qkv, &h, &x, nw, nwd, add_one, &wqkv, &pos, p, inv, rot_rows);
             CHECK(&qkv, "q/k/v after embed_norm, case %zu variant %d", k, variant);
             if (took && took2 && variant != 1) { // the prepared norm was what q/k/v read: h left as poisoned
