@@ -222,12 +222,8 @@ __global__ void __launch_bounds__(MERGE_THREADS) attention_merge_kernel(att_args
         float r = 0.0f;
         for (int w = 0; w < MERGE_WARPS; w++)
             if (msm[w * (vd + 2) + vd + 1] > 0.0f) r += msm[w * (vd + 2) + e] * __expf(msm[w * (vd + 2) + vd] - mx);
-        const float v = sum > 0.0f ? r / sum : 0.0f;
-        store_dt(a.out, a.q_dt, qi * a.so + (int64_t)h * vd + e, v);
-        if (qo.codes) // (v as stored: f16 or bf16)
-            qx_store_warp(qo.codes, qo.scale, qo.sum, ((int64_t)h * vd + e) / 32, qo.n_blk, lane,
-                          a.q_dt == DTYPE_F16 ? __half2float(__float2half_rn(v))
-                                              : __bfloat162float(__float2bfloat16_rn(v)));
+        const float v = store_dt(a.out, a.q_dt, qi * a.so + (int64_t)h * vd + e, sum > 0.0f ? r / sum : 0.0f);
+        if (qo.codes) qx_store_warp(qo.codes, qo.scale, qo.sum, ((int64_t)h * vd + e) / 32, qo.n_blk, lane, v);
     }
 }
 

@@ -61,7 +61,7 @@ __device__ __forceinline__ void wait_parity0(uint32_t bar) {
 
 // The owner's half: head g's output from the n x MMA_WARPS <= 32 states in box (lane j weighs
 // state j); with qo.codes also quantized (a warp's 32 dims are a block of 32: lane = d % 32).
-template <typename T, int G, int HD>
+template <int G, int HD>
 __device__ __forceinline__ void cluster_merge_store(const att_args &a, const cuda_qx &qo, const float *box, int kh,
                                                     int64_t qi, int rank, int n) {
     static_assert(HD <= MMA_WARPS * 32 && HD % 32 == 0, "a thread per dim, whole warps");
@@ -80,9 +80,8 @@ __device__ __forceinline__ void cluster_merge_store(const att_args &a, const cud
         for (int j = 0; j < 32; j++) // (f is 0 past the states: a repeated last state adds nothing)
             acc += st[min(j, states - 1) * stride + d] * __shfl_sync(0xffffffffu, f, j);
         const int64_t col = (int64_t)(kh * G + g) * HD + d;
-        const float v = sum > 0.0f ? acc / sum : 0.0f;
-        store_dt(a.out, a.q_dt, qi * a.so + col, v);
-        if (qo.codes) qx_store_warp(qo.codes, qo.scale, qo.sum, col / 32, qo.n_blk, lane, to_f32(from_f32<T>(v)));
+        const float v = store_dt(a.out, a.q_dt, qi * a.so + col, sum > 0.0f ? acc / sum : 0.0f); // (as stored)
+        if (qo.codes) qx_store_warp(qo.codes, qo.scale, qo.sum, col / 32, qo.n_blk, lane, v);
     }
 }
 
@@ -280,11 +279,11 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, HD == 128 ? 2 : 4)
         if (rank * hpr >= G) return;
         wait_parity0(smem_addr(&box_full));
         TIMELINE_PHASE(3);
-        cluster_merge_store<T, G, HD>(a, qo, ws, kh, qi, rank, n);
+        cluster_merge_store<G, HD>(a, qo, ws, kh, qi, rank, n);
     } else if (a.cluster) {
         cl.sync(); // every state in its owner's box
         TIMELINE_PHASE(3);
-        cluster_merge_store<T, G, HD>(a, qo, ws, kh, qi, rank, n);
+        cluster_merge_store<G, HD>(a, qo, ws, kh, qi, rank, n);
     } else {
         __syncthreads();
         TIMELINE_PHASE(3);
@@ -346,17 +345,13 @@ bool attention_decode_mma_fits(const rill_attn_params *p, const rill_tensor *q, 
 // residual GEMV of a small o, which quantizes x itself: H100, SmolLM2 lost 1.8% to planes no one
 // took), the splits merge (in the cluster, or in attention_merge_kernel: the paths that store the
 // output a warp per 32 dims), and the output row is exactly the heads. Then scratch for the planes
-// (*ok false: the status is set, and the caller launches nothing).
-static bool quantizes_output(rill_stream *s, const att_args &a, int64_t n_q, const rill_tensor *out, cuda_qx *qo,
-                             bool *ok) {
+// (where it fails: false, with the stream's status set).
+static bool quantizes_output(rill_stream *s, const att_args &a, int64_t n_q, const rill_tensor *out, cuda_qx *qo) {
     static int on = -1;
     const rill_weight *w = a.p.out_w;
-    *ok = true;
-    if (!w || a.n_splits < 2 || n_q != 1 || out->cols != (int64_t)a.p.n_heads * a.p.v_head_dim || out->cols % 32 ||
-        w->cols != out->cols || !cuda_gemv_wants_qx(w, out->dtype, 1) || !env_switch_on("RILL_CUDA_ATTN_QX", &on))
-        return false;
-    *ok = cuda_qx_scratch(s, 1, out->cols, qo, "attention");
-    return *ok;
+    return w && a.n_splits >= 2 && n_q == 1 && out->cols == (int64_t)a.p.n_heads * a.p.v_head_dim &&
+           out->cols % 32 == 0 && w->cols == out->cols && cuda_gemv_wants_qx(w, out->dtype, 1) &&
+           env_switch_on("RILL_CUDA_ATTN_QX", &on) && cuda_qx_scratch(s, 1, out->cols, qo, "attention");
 }
 
 void attention_decode_mma(rill_stream *s, const att_args &a, int64_t n_q, const rill_tensor *out, const rill_tensor *k,
@@ -368,8 +363,8 @@ void attention_decode_mma(rill_stream *s, const att_args &a, int64_t n_q, const 
     att_args b = a;
     if (b.cluster && env_switch_on("RILL_CUDA_ATTN_PUSH", &push)) b.cluster = 2;
     cuda_qx qo = {};
-    bool ok, quantized = quantizes_output(s, a, n_q, out, &qo, &ok);
-    if (!ok) return;
+    bool quantized = quantizes_output(s, a, n_q, out, &qo);
+    if (s->status != RILL_OK) return;
     const cuda_qx kq = a.cluster ? qo : cuda_qx{}; // (else the merge launch quantizes)
     if (k->dtype == DTYPE_BF16)
         launch_t<bf16>(s, b, grid, group, p.head_dim, k, v, k_new, v_new, kq, pdl);

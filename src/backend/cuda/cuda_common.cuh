@@ -41,14 +41,20 @@ __device__ __forceinline__ float load_dt(const void *p, rill_dtype dt, int64_t i
     return __bfloat162float(((const bf16 *)p)[i]);
 }
 
-// Stores v rounded to the dtype of an array known only at run time.
-__device__ __forceinline__ void store_dt(void *p, rill_dtype dt, int64_t i, float v) {
-    if (dt == DTYPE_F32)
+// Stores v rounded to the dtype of an array known only at run time; returns the value as stored.
+__device__ __forceinline__ float store_dt(void *p, rill_dtype dt, int64_t i, float v) {
+    if (dt == DTYPE_F32) {
         ((float *)p)[i] = v;
-    else if (dt == DTYPE_F16)
-        ((f16 *)p)[i] = __float2half_rn(v);
-    else
-        ((bf16 *)p)[i] = __float2bfloat16_rn(v);
+        return v;
+    }
+    if (dt == DTYPE_F16) {
+        const f16 h = __float2half_rn(v);
+        ((f16 *)p)[i] = h;
+        return __half2float(h);
+    }
+    const bf16 b = __float2bfloat16_rn(v);
+    ((bf16 *)p)[i] = b;
+    return __bfloat162float(b);
 }
 
 // The quantized value of column c in a packed affine row (bits 2..8, values packed low bit
