@@ -5,8 +5,11 @@
 // over consecutive slices, as a decode step's GEMVs read consecutive matrices. Prints, per slice size
 // (a 4-bit Llama-3-8B layer's matrices with their scales and biases, and 1 GB for the steady rate)
 // and per launch shape, the mean microseconds per slice (launch gaps included) and TB/s; then 16
-// layers' matrices in one launch with a grid-wide barrier between matrices (layers_kernel): the rate
-// a kernel that streams weights across a layer could reach. Build and run on the device:
+// layers' matrices in one launch with a grid-wide barrier between matrices (layers_kernel,
+// layers_ring_kernel, and layers_bulk_kernel: one block an SM fed by a bulk-copy ring), the barrier
+// entered and left five ways (fenced, unfenced, release/acquire, acq_rel fences, or no barrier but
+// each next input handed over as tagged words): the rate a kernel that streams weights across a
+// layer could reach, and what each way of waiting for a matrix's output costs. Build and run on the device:
 // `nvcc -O3 -arch=sm_90 -o /tmp/hbm_read bench/hbm_read.cu && /tmp/hbm_read`.
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -47,16 +50,38 @@ template <int U> __global__ void read_kernel(const uint4 *p, int64_t n, unsigned
     if (acc == 0x9e3779b9u) atomicAdd(sink, 1u); // (never true for the zeroed buffer: keeps the loads)
 }
 
+// How a block arrives at and leaves a grid-wide barrier (set before each run):
+// 0: __threadfence (fence.sc.gpu) before the atomic and after the wait;
+// 1: no fence (orders nothing: the cost of the barrier alone);
+// 2: a release atomic to arrive, an acquire load to wait (what a data handoff needs, no full fence);
+// 3: fence.acq_rel.gpu before the atomic and after the wait.
+__device__ int barrier_kind;
+
+// Thread's arrival at *bar, then its wait until `target` blocks have arrived.
+__device__ void arrive_and_wait(unsigned *bar, unsigned target) {
+    const int kind = barrier_kind;
+    if (kind == 0) __threadfence();
+    if (kind == 3) asm volatile("fence.acq_rel.gpu;" ::: "memory");
+    if (kind == 2)
+        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(bar) : "memory");
+    else
+        atomicAdd(bar, 1u);
+    if (kind == 2) {
+        unsigned v;
+        do
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(bar) : "memory");
+        while (v < target);
+    } else
+        while (*(volatile unsigned *)bar < target) {
+        }
+    if (kind == 0) __threadfence();
+    if (kind == 3) asm volatile("fence.acq_rel.gpu;" ::: "memory");
+}
+
 // Waits until `target` blocks have arrived at *bar (a grid-wide barrier; every block resident).
 __device__ void grid_barrier(unsigned *bar, unsigned target) {
     __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();
-        atomicAdd(bar, 1u);
-        while (*(volatile unsigned *)bar < target) {
-        }
-        __threadfence();
-    }
+    if (threadIdx.x == 0) arrive_and_wait(bar, target);
     __syncthreads();
 }
 
@@ -186,6 +211,187 @@ static int run_layers(const uint4 *buf, const int64_t *mat_bytes, int sms, int p
     return 0;
 }
 
+// The bulk-copy ring: one block an SM, a producer warp whose lane 0 asks the copy engine for the
+// block's share of each matrix in CHUNK-byte pieces (`cp.async.bulk`, counted on a full mbarrier a
+// slot) into a ring of STAGES slots, and 8 consumer warps that fold each slot and free it (an empty
+// mbarrier a slot). Only the consumers wait at the grid-wide barriers (and then for stall_ns more,
+// the dependent work a layer does between its matrices): the producer goes on into the next
+// matrices' weights while they wait, as far as the ring reaches. Block b reads bytes
+// [b * n / G, (b + 1) * n / G) of each matrix (16-byte aligned), so the blocks' shares differ by at
+// most 16 bytes.
+__device__ __forceinline__ unsigned smem_u32(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+    asm volatile("{\n\t.reg .pred done;\n"
+                 "W:\n\tmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+                 "\t@!done bra W;\n}" ::"r"(bar),
+                 "r"(parity)
+                 : "memory");
+}
+
+// The consumer warps' grid-wide barrier (named barrier 1 among them; the producer warp is not in it).
+__device__ void consumer_barrier(unsigned *bar, unsigned target, unsigned stall_ns) {
+    asm volatile("bar.sync 1, 256;" ::: "memory");
+    if (threadIdx.x == 32 && bar) arrive_and_wait(bar, target);
+    if (threadIdx.x == 32) {
+        if (stall_ns) {
+            unsigned long long t0, t;
+            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+            do
+                asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+            while (t - t0 < stall_ns);
+        }
+    }
+    asm volatile("bar.sync 1, 256;" ::: "memory");
+}
+
+// Barrier kind 4, no barrier at all: each block writes its share of the vector matrix m - 1 made
+// (as a GEMV's input for the next matrix: int8 values 4 to a word and one scale a 32 values) as
+// 8-byte words, the value in the low half and a tag in the high half (one store, so a reader sees
+// both or neither; no fence), then reads the whole vector, asking again for each word whose tag is
+// not yet this step's. Words per vector by the matrix it feeds: q/k/v, o and gate/up take 4,096
+// values, down 14,336.
+__device__ unsigned handoff(unsigned long long *vec, int m, unsigned tag, unsigned acc) {
+    const int t = threadIdx.x - 32, G = gridDim.x, b = blockIdx.x;
+    const int n_in = m % 4 == 3 ? 14336 : 4096, W = n_in / 4 + n_in / 32;
+    unsigned long long *v = vec + (size_t)(m % 4) * 4096;
+    for (int i = b * W / G + t; i < (b + 1) * W / G; i += 256)
+        asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(v + i),
+                     "l"((unsigned long long)tag << 32 | (unsigned)i)
+                     : "memory");
+    enum { PER = 16 }; // at most ceil(4032 / 256) words a thread
+    unsigned long long w[PER];
+#pragma unroll
+    for (int j = 0; j < PER; j++)
+        if (t + j * 256 < W)
+            asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(w[j]) : "l"(v + t + j * 256) : "memory");
+#pragma unroll
+    for (int j = 0; j < PER; j++)
+        if (t + j * 256 < W) {
+            while ((unsigned)(w[j] >> 32) != tag)
+                asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(w[j]) : "l"(v + t + j * 256) : "memory");
+            acc ^= (unsigned)w[j];
+        }
+    asm volatile("bar.sync 1, 256;" ::: "memory"); // (the block's input is whole)
+    return acc;
+}
+
+template <int STAGES, int CHUNK, bool INTERLEAVE>
+__global__ void __launch_bounds__(288)
+    layers_bulk_kernel(const char *p, const int64_t *ends, int n_mat, unsigned stall_ns, unsigned *bar,
+                       unsigned long long *vec, unsigned tag, unsigned *sink) {
+    extern __shared__ __align__(128) uint4 ring[]; // [STAGES][CHUNK / 16]
+    __shared__ __align__(8) unsigned long long full[STAGES], empty[STAGES];
+    const int G = gridDim.x, b = blockIdx.x;
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < STAGES; s++) {
+            asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(&full[s])) : "memory");
+            asm volatile("mbarrier.init.shared::cta.b64 [%0], 8;" ::"r"(smem_u32(&empty[s])) : "memory");
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    if (threadIdx.x < 32) { // the producer
+        if (threadIdx.x) return;
+        int k = 0;
+        for (int m = 0; m < n_mat; m++) {
+            const int64_t begin = m ? ends[m - 1] : 0, n = (ends[m] - begin) / 16;
+            int64_t off = INTERLEAVE ? begin + (int64_t)b * CHUNK : begin + b * n / G * 16;
+            const int64_t stop = INTERLEAVE ? ends[m] : begin + (b + 1) * n / G * 16;
+            for (; off < stop; off += INTERLEAVE ? (int64_t)G * CHUNK : CHUNK, k++) {
+                const int s = k % STAGES;
+                const unsigned bytes = (unsigned)(stop - off < CHUNK ? stop - off : CHUNK);
+                mbar_wait(smem_u32(&empty[s]), ((k / STAGES) & 1) ^ 1);
+                asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(&full[s])),
+                             "r"(bytes)
+                             : "memory");
+                asm volatile(
+                    "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                        smem_u32(ring + (size_t)s * (CHUNK / 16))),
+                    "l"(p + off), "r"(bytes), "r"(smem_u32(&full[s]))
+                    : "memory");
+            }
+        }
+        return;
+    }
+    unsigned acc = 0;
+    int k = 0;
+    const int t = threadIdx.x - 32;
+    for (int m = 0; m < n_mat; m++) {
+        if (m && barrier_kind == 4 && bar) acc = handoff(vec, m, tag + m, acc);
+        if (m && (barrier_kind != 4 || !bar)) // matrix m's input is ready
+            consumer_barrier(barrier_kind == 4 ? NULL : bar, (unsigned)m * G, stall_ns & 0x7fffffffu);
+        else if (m && stall_ns)
+            consumer_barrier(NULL, 0, stall_ns);
+        const int64_t begin = m ? ends[m - 1] : 0, n = (ends[m] - begin) / 16;
+        int64_t off = INTERLEAVE ? begin + (int64_t)b * CHUNK : begin + b * n / G * 16;
+        const int64_t stop = INTERLEAVE ? ends[m] : begin + (b + 1) * n / G * 16;
+        for (; off < stop; off += INTERLEAVE ? (int64_t)G * CHUNK : CHUNK, k++) {
+            const int s = k % STAGES;
+            const int words = (int)((stop - off < CHUNK ? stop - off : CHUNK) / 16);
+            mbar_wait(smem_u32(&full[s]), (k / STAGES) & 1);
+            const uint4 *w = ring + (size_t)s * (CHUNK / 16);
+            for (int i = t; i < words; i += 256) {
+                uint4 v = w[i];
+                acc ^= v.x ^ v.y ^ v.z ^ v.w;
+            }
+            __syncwarp();
+            if ((t & 31) == 0)
+                asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(&empty[s])) : "memory");
+        }
+    }
+    if (acc == 0x9e3779b9u) atomicAdd(sink, 1u);
+}
+
+// `layers` layers of per_layer matrices through layers_bulk_kernel<STAGES, CHUNK, INTERLEAVE> on per_sm blocks an
+// SM, timed on the second of two launches; stall_ns after each barrier.
+template <int STAGES, int CHUNK, bool INTERLEAVE>
+static int run_layers_bulk(const uint4 *buf, const int64_t *mat_bytes, int per_layer, int layers, int sms, int per_sm,
+                           unsigned stall_ns, unsigned *sink) {
+    enum { MAX = 64 };
+    int64_t ends[MAX], at = 0;
+    const int LAYERS = layers, n_mat = layers * per_layer;
+    if (n_mat > MAX) return 1;
+    for (int m = 0; m < n_mat; m++)
+        ends[m] = at += mat_bytes[m % per_layer];
+    int64_t *ends_d;
+    unsigned *bar;
+    unsigned long long *vec;
+    const int smem = STAGES * CHUNK;
+    CHECK(cudaMalloc(&vec, 4 * 4096 * 8));
+    CHECK(cudaMemset(vec, 0, 4 * 4096 * 8));
+    CHECK(cudaFuncSetAttribute(layers_bulk_kernel<STAGES, CHUNK, INTERLEAVE>,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    CHECK(cudaMalloc(&ends_d, sizeof ends));
+    CHECK(cudaMalloc(&bar, 4));
+    CHECK(cudaMemcpy(ends_d, ends, sizeof ends, cudaMemcpyHostToDevice));
+    cudaEvent_t a, b;
+    CHECK(cudaEventCreate(&a));
+    CHECK(cudaEventCreate(&b));
+    float ms = 0;
+    for (int rep = 0; rep < 2; rep++) {
+        CHECK(cudaMemset(bar, 0, 4));
+        CHECK(cudaEventRecord(a));
+        layers_bulk_kernel<STAGES, CHUNK, INTERLEAVE>
+            <<<sms * per_sm, 288, smem>>>((const char *)buf, ends_d, n_mat, stall_ns & 0x3fffffffu,
+                                          stall_ns >> 30 & 1 ? NULL : bar, vec, (unsigned)(rep + 1) << 8, sink);
+        CHECK(cudaEventRecord(b));
+        CHECK(cudaEventSynchronize(b));
+        CHECK(cudaGetLastError());
+        CHECK(cudaEventElapsedTime(&ms, a, b));
+    }
+    double us = ms * 1e3 / LAYERS;
+    printf("layers     %8.1f MB  %4d blocks, a bulk-copy ring of %2d x %5d bytes%s, %4u ns after each %s: "
+           "%8.2f us per layer  %5.3f TB/s\n",
+           at / 1e6 / LAYERS, sms * per_sm, STAGES, CHUNK, INTERLEAVE ? " interleaved" : "", stall_ns & 0x3fffffffu,
+           stall_ns >> 30 & 1 ? "matrix (no barrier)" : "barrier", us, at / (double)LAYERS / us / 1e6);
+    CHECK(cudaEventDestroy(a));
+    CHECK(cudaEventDestroy(b));
+    CHECK(cudaFree(ends_d));
+    CHECK(cudaFree(bar));
+    CHECK(cudaFree(vec));
+    return 0;
+}
+
 template <int U>
 static int run(const char *name, const uint4 *buf, int64_t buf_words, int64_t slice_bytes, int blocks, int threads,
                unsigned *sink) {
@@ -238,14 +444,32 @@ int main(void) {
             run<8>(n, buf, w, b, sms * 2, 256, sink))
             return 1;
     }
-    // a layer's matrices in one launch, a grid-wide barrier between them (q/k/v, o, gate/up, down)
+    // a layer's matrices in one launch, a grid-wide barrier between them (q/k/v, o, gate/up, down),
+    // arriving and leaving each barrier in each of the four ways
     static const int64_t layer[4] = {14155776, 9437184, 66060288, 33030144};
-    if (run_layers<2, 0, 0>(buf, layer, sms, 2, sink) || run_layers<2, 2, 0>(buf, layer, sms, 2, sink) ||
-        run_layers<4, 4, 0>(buf, layer, sms, 2, sink) || run_layers<2, 0, 0>(buf, layer, sms, 8, sink) ||
-        run_layers<2, 2, 0>(buf, layer, sms, 8, sink) || run_layers<4, 4, 0>(buf, layer, sms, 4, sink) ||
-        run_layers<0, 0, 2>(buf, layer, sms, 4, sink) || run_layers<0, 0, 4>(buf, layer, sms, 2, sink) ||
-        run_layers<0, 0, 4>(buf, layer, sms, 4, sink) || run_layers<0, 0, 8>(buf, layer, sms, 2, sink) ||
-        run_layers<0, 0, 8>(buf, layer, sms, 4, sink) || run_layers<0, 0, 16>(buf, layer, sms, 2, sink))
+    static const char *kinds[5] = {"__threadfence", "no fence", "release atomic, acquire load", "fence.acq_rel",
+                                   "none: the tagged handoff of each next input (bulk ring only)"};
+    const unsigned NO_BARRIER = 0x40000000u;
+    for (int kind = 0; kind < 5; kind++) {
+        CHECK(cudaMemcpyToSymbol(barrier_kind, &kind, sizeof kind));
+        printf("barriers: %s\n", kinds[kind]);
+        if (kind < 4 &&
+            (run_layers<4, 4, 0>(buf, layer, sms, 2, sink) || run_layers<4, 4, 0>(buf, layer, sms, 4, sink) ||
+             run_layers<0, 0, 4>(buf, layer, sms, 2, sink) || run_layers<0, 0, 8>(buf, layer, sms, 2, sink) ||
+             run_layers<0, 0, 16>(buf, layer, sms, 2, sink)))
+            return 1;
+        for (unsigned stall = 0; stall <= 1000; stall += 1000)
+            if (run_layers_bulk<12, 16384, true>(buf, layer, 4, 16, sms, 1, stall, sink) ||
+                run_layers_bulk<6, 16384, true>(buf, layer, 4, 16, sms, 2, stall, sink))
+                return 1;
+    }
+    // the bulk-copy ring's own rate (one 1 GB matrix), and with a stall but no barrier
+    static const int64_t gb[1] = {1 << 30};
+    if (run_layers_bulk<12, 16384, false>(buf, gb, 1, 1, sms, 1, 0, sink) ||
+        run_layers_bulk<12, 16384, true>(buf, gb, 1, 1, sms, 1, 0, sink) ||
+        run_layers_bulk<24, 8192, true>(buf, gb, 1, 1, sms, 1, 0, sink) ||
+        run_layers_bulk<6, 16384, true>(buf, gb, 1, 1, sms, 2, 0, sink) ||
+        run_layers_bulk<12, 16384, true>(buf, layer, 4, 16, sms, 1, 1000 | NO_BARRIER, sink))
         return 1;
     CHECK(cudaFree(buf));
     CHECK(cudaFree(sink));
