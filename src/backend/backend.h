@@ -41,7 +41,8 @@ typedef struct {
     int bits, group_size;     // affine
     const uint32_t *packed;   // affine: [rows][cols * bits / 32]
     const void *scales;       // affine: [rows][cols / group_size] of dtype
-    const void *biases;       // affine: [rows][cols / group_size] of dtype
+    const void *biases;       // affine: [rows][cols / group_size] of dtype; NULL in a device copy whose biases
+                              // were all -2^(bits-1) x scale (GGUF Q4_0/Q5_0/Q8_0), which the kernels derive
     const float *bias;        // [rows] f32 added to every output row, or NULL
     rill_act_quant act_quant; // GGUF weights: llama.cpp's activation rounding (affine, groups of 32)
     void *owned;              // storage the backend's weight_load made for this weight (weight_free releases it)

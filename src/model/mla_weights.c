@@ -22,7 +22,7 @@ static rill_weight weight_rows(const rill_weight *w, int64_t r0, int64_t n) {
         size_t groups = (size_t)(w->cols / w->group_size), es = dtype_size(w->dtype);
         v.packed = w->packed + (size_t)r0 * (size_t)(w->cols * w->bits / 32);
         v.scales = (const char *)w->scales + (size_t)r0 * groups * es;
-        v.biases = (const char *)w->biases + (size_t)r0 * groups * es;
+        v.biases = w->biases ? (const char *)w->biases + (size_t)r0 * groups * es : NULL;
     }
     return v;
 }

@@ -1,7 +1,7 @@
 // test_cuda.c: what the CUDA backend adds beyond the op harness (test_backend_ops covers every op):
 // the message when no device is present, weights uploaded from host memory and released, Llama-sized
 // decode matmuls, long-cache split-K attention, prefill attention and RoPE over many tokens against
-// the reference, and errors that name the op.
+// the reference, GGUF zero-point biases derived instead of uploaded, and errors that name the op.
 // Without a GPU (CI) the device tests skip. `test_cuda bench` times the decode GEMV and friends on
 // the GPU (bench/gpu.sh runs it); ctest never times anything.
 #include <math.h>
@@ -525,6 +525,55 @@ static void test_attention_quantizes_its_output_for_the_gemv(void **state) {
     }
 }
 
+// A GGUF Q4_0 or Q8_0 weight (act_quant set, every bias -2^(bits-1) x its group's scale) goes to the
+// device without its biases, and every matmul path derives them: the same output to the bit as the
+// same weight uploaded with them (act_quant none), for one token (the 4-bit block and stream GEMVs,
+// the 8-bit GEMV) and for 64 (dequantized tiles); a weight whose biases are not so keeps them.
+static void test_zero_point_biases_are_derived_not_uploaded(void **state) {
+    need_gpu();
+    static const struct {
+        int64_t rows, cols;
+        int bits;
+    } cases[] = {{1024, 2048, 4}, {6144, 1024, 4}, {1024, 2048, 8}};
+    rill_dtype dt = be->act_dtype;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        rill_weight h = host_affine(cases[c].rows, cases[c].cols, cases[c].bits, 32, DTYPE_F16), d1, d2;
+        int64_t groups = cases[c].rows * cases[c].cols / 32;
+        rill_tensor sc = rill_tensor_2d(DTYPE_F16, 1, groups, (void *)h.scales);
+        rill_tensor bi = rill_tensor_2d(DTYPE_F16, 1, groups, (void *)h.biases);
+        for (int64_t g = 0; g < groups; g++)
+            ref_store(&bi, 0, g, -(float)(1 << (cases[c].bits - 1)) * ref_load(&sc, 0, g));
+        rill_weight hq = h;
+        hq.act_quant = ACT_QUANT_Q8_0;
+        assert_int_equal(be->ops->weight_load(be, &hq, &d1), RILL_OK);
+        assert_int_equal(be->ops->weight_load(be, &h, &d2), RILL_OK);
+        assert_null(d1.biases);
+        assert_non_null(d2.biases);
+        for (int n = 1; n <= 64; n += 63) {
+            rill_tensor xh = host_rand(dt, n, cases[c].cols), x = to_dev(&xh);
+            rill_tensor y1 = dev_poisoned(dt, n, cases[c].rows), y2 = dev_poisoned(dt, n, cases[c].rows);
+            be->ops->matmul(st, &y1, &x, &d1);
+            be->ops->matmul(st, &y2, &x, &d2);
+            be->ops->sync(st);
+            assert_int_equal(st->status, RILL_OK);
+            if (!same_bytes(&y1, &y2)) fail_msg("case %zu, %d tokens: derived biases give another output", c, n);
+            void *bufs[] = {x.data, y1.data, y2.data};
+            for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+                be->ops->free(be, bufs[i]);
+            free(xh.data);
+        }
+        be->ops->weight_free(be, &d1);
+        be->ops->weight_free(be, &d2);
+        host_affine_free(&h);
+    }
+    rill_weight h = host_affine(256, 512, 4, 32, DTYPE_F16), d; // (random biases: a Q4_1 block's kind)
+    h.act_quant = ACT_QUANT_Q8_1;
+    assert_int_equal(be->ops->weight_load(be, &h, &d), RILL_OK);
+    assert_non_null(d.biases);
+    be->ops->weight_free(be, &d);
+    host_affine_free(&h);
+}
+
 // A decode-loop step's end (sample with publish): the token lands in dev token[0] and in the mapped
 // host ring at slot step & 1, the step counter advances by one, and the other slot is left alone;
 // greedy (the cluster kernel) and sampled (the one-block kernel, top-k 1: the argmax too), at an
@@ -822,6 +871,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_copy_at_writes_both_caches_at_the_device_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attention_append_equals_copy_then_attention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attention_quantizes_its_output_for_the_gemv, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zero_point_biases_are_derived_not_uploaded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_greedy_sample_is_the_first_argmax, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sample_publishes_the_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_shapes_name_the_op_and_stick_to_the_stream, setup, teardown),

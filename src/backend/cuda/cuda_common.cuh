@@ -67,12 +67,20 @@ __device__ __forceinline__ unsigned affine_q(const uint32_t *row, int64_t c, int
     return (unsigned)(w >> sh) & ((1u << bits) - 1u);
 }
 
+// Group g's bias of an affine weight of `bits` bits (scale sc): stored, or, where the upload dropped
+// the biases (biases NULL: every one was -2^(bits-1) x its scale, as GGUF's Q4_0, Q5_0 and Q8_0
+// blocks make them; cuda_weight_load), derived, to the same f32 value.
+template <typename TS> __device__ __forceinline__ float group_bias(const TS *biases, int64_t g, float sc, int bits) {
+    return biases ? to_f32(biases[g]) : -(float)(1 << (bits - 1)) * sc;
+}
+
 // Element (r, c) of W dequantized to f32, for any weight kind and dtype.
 __device__ __forceinline__ float weight_at(const rill_weight &w, int64_t r, int64_t c) {
     if (w.kind == WEIGHT_DENSE) return load_dt(w.data, w.dtype, r * w.cols + c);
     int64_t words = w.cols * w.bits / 32, g = r * (w.cols / w.group_size) + c / w.group_size;
     unsigned q = affine_q(w.packed + r * words, c, w.bits);
-    return load_dt(w.scales, w.dtype, g) * (float)q + load_dt(w.biases, w.dtype, g);
+    float sc = load_dt(w.scales, w.dtype, g);
+    return sc * (float)q + (w.biases ? load_dt(w.biases, w.dtype, g) : -(float)(1 << (w.bits - 1)) * sc);
 }
 
 // 8 consecutive values at p (16-byte aligned) as f32.

@@ -26,7 +26,7 @@ __global__ void dequant_affine_kernel(uint4 *dst, const uint32_t *packed, const 
         uint2 q2 = __ldcs((const uint2 *)packed + i);
         qw[0] = q2.x, qw[BITS / 4 - 1] = q2.y;
     }
-    float sc = to_f32(scales[g]), bi = to_f32(biases[g]);
+    float sc = to_f32(scales[g]), bi = group_bias(biases, g, sc, BITS);
     alignas(16) TO vals[8];
 #pragma unroll
     for (int k = 0; k < 8; k++)
@@ -52,7 +52,7 @@ extern "C" void cuda_dequant_rows(rill_stream *s, void *dst, rill_dtype dt, cons
         const uint32_t *pk = w->packed + r0 * w->cols * w->bits / 32;
         size_t ses = w->dtype == DTYPE_F32 ? 4 : 2;
         const char *sc = (const char *)w->scales + (size_t)(r0 * groups) * ses;
-        const char *bi = (const char *)w->biases + (size_t)(r0 * groups) * ses;
+        const char *bi = w->biases ? (const char *)w->biases + (size_t)(r0 * groups) * ses : NULL;
         unsigned grid = (unsigned)((total + 255) / 256);
 #define DQ(BITS)                                                                                                       \
     CUDA_DISPATCH(s, "matmul (dequantize)", dt, TO,                                                                    \

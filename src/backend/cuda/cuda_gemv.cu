@@ -16,7 +16,8 @@ template <int BITS> __device__ __forceinline__ float qval(unsigned w, int k) {
 }
 
 // Affine 4- or 8-bit weights. packed: [n_out][n_in * BITS / 32] words, 16-byte aligned rows;
-// scales, biases: [n_out][n_in / gs] of TS; x: [n_tok][n_in] of TX (stride sx); out: [n_tok][n_out].
+// scales, biases: [n_out][n_in / gs] of TS (biases may be NULL: group_bias); x: [n_tok][n_in] of TX
+// (stride sx); out: [n_tok][n_out].
 template <typename TX, typename TS, int BITS>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_affine_kernel(TX *out, int64_t so, const TX *x, int64_t sx, const uint4 *packed, const TS *scales,
@@ -28,7 +29,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     int gsh = __ffs(gs) - 1;
     bool gs_pow2 = (gs & (gs - 1)) == 0;
     const uint4 *prow = packed + row * n_vec;
-    const TS *srow = scales + row * groups, *brow = biases + row * groups;
+    const TS *srow = scales + row * groups, *brow = biases ? biases + row * groups : nullptr;
     // a lane's next word with its scale and bias, in flight while the one before is used; the first
     // is asked before pdl_wait (weights: nothing an earlier kernel wrote), overlapping that kernel
     uint4 q4n = make_uint4(0, 0, 0, 0);
@@ -37,7 +38,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         if (row >= n_out || v >= n_vec) return;
         int64_t c0 = v * VALS, g = gs_pow2 ? c0 >> gsh : c0 / gs; // no 64-bit division when gs is 2^k
         q4n = __ldcs(prow + v);
-        scn = to_f32(srow[g]), bin = to_f32(brow[g]);
+        scn = to_f32(srow[g]), bin = group_bias(brow, g, scn, BITS);
     };
     load(lane);
     pdl_wait();

@@ -147,7 +147,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
 #pragma unroll
         for (int r = 0; r < ROWS; r++) {
             q4[p][r] = __ldcs(packed + (wofs[r] + v));
-            sc[p][r] = to_f32(scales[sofs[r] + g]), bi[p][r] = to_f32(biases[sofs[r] + g]);
+            sc[p][r] = to_f32(scales[sofs[r] + g]), bi[p][r] = group_bias(biases, sofs[r] + g, sc[p][r], 4);
         }
     };
 #pragma unroll
@@ -257,7 +257,8 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, 1, D))
             for (int r = 0; r < ROWS; r++) {
                 int row = min(lg * ROWS + r, last);
                 q4[p][r] = __ldcs(packed + (row * nv + v));
-                sc[p][r] = to_f32(scales[row * groups + g]), bi[p][r] = to_f32(biases[row * groups + g]);
+                sc[p][r] = to_f32(scales[row * groups + g]),
+                bi[p][r] = group_bias(biases, row * groups + g, sc[p][r], 4);
             }
         }
         if (++lj == wpl) lj = 0, lg += nw;
@@ -330,7 +331,7 @@ __global__ void __launch_bounds__(32 / ROWS * 32)
         for (int r = 0; r < ROWS; r++) {
             int64_t row = row0 + r;
             q4[p][r] = __ldcs(packed + (row * nv + v));
-            sc[p][r] = to_f32(scales[row * groups + g]), bi[p][r] = to_f32(biases[row * groups + g]);
+            sc[p][r] = to_f32(scales[row * groups + g]), bi[p][r] = group_bias(biases, row * groups + g, sc[p][r], 4);
         }
     };
 #pragma unroll

@@ -8,6 +8,8 @@
 
 #include "backend/cuda/cuda.h"
 #include "base/alloc.h"
+#include "base/env_switch.h"
+#include "base/half.h"
 
 typedef struct {
     void *p;
@@ -159,6 +161,32 @@ static rill_status check_weight(const rill_weight *w) {
     return RILL_OK;
 }
 
+// RILL_CUDA_DERIVE_BIAS=0 uploads every bias (to measure against).
+static bool derive_allowed(void) {
+    static int on = -1;
+    return env_switch_on("RILL_CUDA_DERIVE_BIAS", &on);
+}
+
+static float host_value(const void *p, rill_dtype dt, size_t i) {
+    if (dt == DTYPE_F32) return ((const float *)p)[i];
+    uint16_t h = ((const uint16_t *)p)[i];
+    return dt == DTYPE_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+}
+
+// Whether an affine weight from a GGUF file (act_quant set) has every bias equal to -2^(bits-1) x its
+// group's scale, as Q4_0, Q5_0 and Q8_0 blocks repack (gguf_repack.c): then the upload leaves the
+// biases out and the kernels derive them (group_bias), 4.5 bits a weight for Q4_0 instead of 5. The
+// first group that differs (Q4_1, Q5_1, K-quants) ends the look.
+static bool biases_derivable(const rill_weight *w, size_t groups) {
+    if (!derive_allowed() || w->kind != WEIGHT_AFFINE || w->act_quant == ACT_QUANT_NONE || !w->biases ||
+        on_device(w->biases) || on_device(w->scales))
+        return false;
+    const float z = (float)(1 << (w->bits - 1));
+    for (size_t g = 0; g < groups; g++)
+        if (host_value(w->biases, w->dtype, g) != -z * host_value(w->scales, w->dtype, g)) return false;
+    return true;
+}
+
 // Appends one array to the upload block when it lives on the host: offsets rounded to 256 bytes.
 typedef enum { F_DATA, F_PACKED, F_SCALES, F_BIASES, F_BIAS } field;
 
@@ -188,7 +216,10 @@ rill_status cuda_weight_load(rill_backend *be, const rill_weight *host, rill_wei
     } else {
         PIECE(F_PACKED, host->packed, (size_t)(host->rows * host->cols * host->bits / 32) * 4)
         PIECE(F_SCALES, host->scales, groups * ds)
-        PIECE(F_BIASES, host->biases, groups * ds)
+        if (biases_derivable(host, groups))
+            dev->biases = NULL;
+        else
+            PIECE(F_BIASES, host->biases, groups * ds)
     }
     PIECE(F_BIAS, host->bias, (size_t)host->rows * 4)
 #undef PIECE
