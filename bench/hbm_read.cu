@@ -319,7 +319,7 @@ __global__ void __launch_bounds__(288)
     for (int m = 0; m < n_mat; m++) {
         if (m && barrier_kind == 4 && bar) acc = handoff(vec, m, tag + m, acc);
         if (m && (barrier_kind != 4 || !bar)) // matrix m's input is ready
-            consumer_barrier(barrier_kind == 4 ? NULL : bar, (unsigned)m * G, stall_ns & 0x7fffffffu);
+            consumer_barrier(barrier_kind == 4 ? NULL : bar, (unsigned)m * G, stall_ns);
         else if (m && stall_ns)
             consumer_barrier(NULL, 0, stall_ns);
         const int64_t begin = m ? ends[m - 1] : 0, n = (ends[m] - begin) / 16;
@@ -343,7 +343,8 @@ __global__ void __launch_bounds__(288)
 }
 
 // `layers` layers of per_layer matrices through layers_bulk_kernel<STAGES, CHUNK, INTERLEAVE> on per_sm blocks an
-// SM, timed on the second of two launches; stall_ns after each barrier.
+// SM, timed on the second of two launches; stall_ns (bits 0-29) after each barrier, and with bit 30
+// set no barrier at all (the blocks never wait for each other).
 template <int STAGES, int CHUNK, bool INTERLEAVE>
 static int run_layers_bulk(const uint4 *buf, const int64_t *mat_bytes, int per_layer, int layers, int sms, int per_sm,
                            unsigned stall_ns, unsigned *sink) {
