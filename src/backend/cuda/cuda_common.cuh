@@ -10,6 +10,8 @@
 #include <string.h>
 #include <utility>
 
+#include <type_traits>
+
 #include "backend/cuda/cuda.h"
 
 typedef __nv_bfloat16 bf16;
@@ -19,6 +21,15 @@ template <typename T> __device__ __forceinline__ float to_f32(T v);
 template <> __device__ __forceinline__ float to_f32<float>(float v) { return v; }
 template <> __device__ __forceinline__ float to_f32<f16>(f16 v) { return __half2float(v); }
 template <> __device__ __forceinline__ float to_f32<bf16>(bf16 v) { return __bfloat162float(v); }
+
+// The f16 scales of an affine weight whose biases the upload left out (cuda_weight_load): a type of
+// their own, so that the 4-bit GEMVs derive each bias at compile time (group_bias) and their
+// instances for stored biases compile exactly as before (a run-time test there cost registers, and
+// o's and down's kernel spilled).
+struct f16_zp {
+    f16 v;
+};
+template <> __device__ __forceinline__ float to_f32<f16_zp>(f16_zp v) { return __half2float(v.v); }
 
 template <typename T> __device__ __forceinline__ T from_f32(float v);
 template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
@@ -67,10 +78,17 @@ __device__ __forceinline__ unsigned affine_q(const uint32_t *row, int64_t c, int
     return (unsigned)(w >> sh) & ((1u << bits) - 1u);
 }
 
-// Group g's bias of an affine weight of `bits` bits (scale sc): stored, or, where the upload dropped
-// the biases (biases NULL: every one was -2^(bits-1) x its scale, as GGUF's Q4_0, Q5_0 and Q8_0
-// blocks make them; cuda_weight_load), derived, to the same f32 value.
+// Group g's bias of an affine weight of `bits` bits (scale sc): stored, or, where the upload left the
+// biases out (biases NULL: every one was -2^(bits-1) x its scale, as GGUF's Q4_0, Q5_0 and Q8_0
+// blocks make them; cuda_weight_load), derived, to the same f32 value. group_bias decides by the
+// scales' type (f16_zp: derived), any_bias at run time (for kernels dispatched on the dtype alone).
 template <typename TS> __device__ __forceinline__ float group_bias(const TS *biases, int64_t g, float sc, int bits) {
+    if constexpr (std::is_same<TS, f16_zp>::value)
+        return -(float)(1 << (bits - 1)) * sc;
+    else
+        return to_f32(biases[g]);
+}
+template <typename TS> __device__ __forceinline__ float any_bias(const TS *biases, int64_t g, float sc, int bits) {
     return biases ? to_f32(biases[g]) : -(float)(1 << (bits - 1)) * sc;
 }
 

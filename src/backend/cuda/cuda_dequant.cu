@@ -26,7 +26,7 @@ __global__ void dequant_affine_kernel(uint4 *dst, const uint32_t *packed, const 
         uint2 q2 = __ldcs((const uint2 *)packed + i);
         qw[0] = q2.x, qw[BITS / 4 - 1] = q2.y;
     }
-    float sc = to_f32(scales[g]), bi = group_bias(biases, g, sc, BITS);
+    float sc = to_f32(scales[g]), bi = any_bias(biases, g, sc, BITS);
     alignas(16) TO vals[8];
 #pragma unroll
     for (int k = 0; k < 8; k++)

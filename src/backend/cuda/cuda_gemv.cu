@@ -16,7 +16,7 @@ template <int BITS> __device__ __forceinline__ float qval(unsigned w, int k) {
 }
 
 // Affine 4- or 8-bit weights. packed: [n_out][n_in * BITS / 32] words, 16-byte aligned rows;
-// scales, biases: [n_out][n_in / gs] of TS (biases may be NULL: group_bias); x: [n_tok][n_in] of TX
+// scales, biases: [n_out][n_in / gs] of TS (biases may be NULL: any_bias); x: [n_tok][n_in] of TX
 // (stride sx); out: [n_tok][n_out].
 template <typename TX, typename TS, int BITS>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
@@ -38,7 +38,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         if (row >= n_out || v >= n_vec) return;
         int64_t c0 = v * VALS, g = gs_pow2 ? c0 >> gsh : c0 / gs; // no 64-bit division when gs is 2^k
         q4n = __ldcs(prow + v);
-        scn = to_f32(srow[g]), bin = group_bias(brow, g, scn, BITS);
+        scn = to_f32(srow[g]), bin = any_bias(brow, g, scn, BITS);
     };
     load(lane);
     pdl_wait();

@@ -460,6 +460,16 @@ static int resident_blocks(const void *k) {
     return sms * per_sm;
 }
 
+// CUDA_DISPATCH on w's scale dtype, with TS = f16_zp where the upload left w's biases out.
+#define Q4_DISPATCH(s, op, w, TS, ...)                                                                                 \
+    do {                                                                                                               \
+        if (!(w)->biases && (w)->dtype == DTYPE_F16) {                                                                 \
+            typedef f16_zp TS;                                                                                         \
+            __VA_ARGS__;                                                                                               \
+        } else                                                                                                         \
+            CUDA_DISPATCH(s, op, (w)->dtype, TS, __VA_ARGS__);                                                         \
+    } while (0)
+
 template <typename TX, typename TS, int ROWS, int D>
 static void gemv_q4_stream(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {
     auto k = gemv_q4_stream_kernel<TX, TS, ROWS, D>;
@@ -544,10 +554,10 @@ static void gemv_add_norm(rill_stream *s, const rill_tensor *a, const rill_weigh
     int rows = res_rows(), deep = w->cols > 32 * 32; // (more than one word per lane: two in flight)
     size_t smem = (size_t)(w->cols / 32) * 72;
 #define RES_LAUNCH(R, D)                                                                                               \
-    CUDA_DISPATCH(s, "matmul_add_norm", w->dtype, TS,                                                                  \
-                  cuda_launch_pdl(s, gemv_q4_res_kernel<TX, TS, R, D>, (unsigned)(w->rows / 32), 32 / R * 32, smem,    \
-                                  (const TX *)a->data, (const uint4 *)w->packed, (const TS *)w->scales,                \
-                                  (const TS *)w->biases, (const float *)w->bias, (int)w->cols, w->group_size, *re))
+    Q4_DISPATCH(s, "matmul_add_norm", w, TS,                                                                           \
+                cuda_launch_pdl(s, gemv_q4_res_kernel<TX, TS, R, D>, (unsigned)(w->rows / 32), 32 / R * 32, smem,      \
+                                (const TX *)a->data, (const uint4 *)w->packed, (const TS *)w->scales,                  \
+                                (const TS *)w->biases, (const float *)w->bias, (int)w->cols, w->group_size, *re))
     if (rows == 4 && deep)
         RES_LAUNCH(4, 2);
     else if (rows == 4)
@@ -626,7 +636,7 @@ template <typename TX> static void gemv_q4(rill_stream *s, rill_tensor *out, con
     unsigned g = (unsigned)((w->rows + per_block - 1) / per_block);
     int s_rows, s_depth;
     if (nt == 1 && split == 1 && w->rows >= stream_min_rows() && stream_mode(&s_rows, &s_depth)) {
-#define Q4_STREAM(R, D) CUDA_DISPATCH(s, "matmul", w->dtype, TS, (gemv_q4_stream<TX, TS, R, D>(s, out, q, w)))
+#define Q4_STREAM(R, D) Q4_DISPATCH(s, "matmul", w, TS, (gemv_q4_stream<TX, TS, R, D>(s, out, q, w)))
         if (s_rows == 1)
             Q4_STREAM(1, 4);
         else if (s_rows == 2 && s_depth == 1)
@@ -644,11 +654,11 @@ template <typename TX> static void gemv_q4(rill_stream *s, rill_tensor *out, con
         return;
     }
 #define Q4_LAUNCH(SPL, RW, MT, D)                                                                                      \
-    CUDA_DISPATCH(s, "matmul", w->dtype, TS,                                                                           \
-                  cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, SPL, RW, MT, D>, g, block, 0, o, out->stride,         \
-                                  (const uint4 *)xq, (const float *)xs, (const float *)xsum, (const uint4 *)w->packed, \
-                                  (const TS *)w->scales, (const TS *)w->biases, (const float *)w->bias, w->rows,       \
-                                  w->cols, w->group_size, nt, cuda_rope_epi{}, cuda_norm_epi{}))
+    Q4_DISPATCH(s, "matmul", w, TS,                                                                                    \
+                cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, SPL, RW, MT, D>, g, block, 0, o, out->stride,           \
+                                (const uint4 *)xq, (const float *)xs, (const float *)xsum, (const uint4 *)w->packed,   \
+                                (const TS *)w->scales, (const TS *)w->biases, (const float *)w->bias, w->rows,         \
+                                w->cols, w->group_size, nt, cuda_rope_epi{}, cuda_norm_epi{}))
 #define Q4_LAUNCH_D(SPL, RW)                                                                                           \
     do {                                                                                                               \
         if (depth == 4)                                                                                                \
@@ -688,12 +698,12 @@ static void gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, cons
     unsigned g = (unsigned)((half + GEMV_WARPS - 1) / GEMV_WARPS);
     int depth = gemv_depth(2, w->rows, (w->cols / 32 + 31) / 32);
 #define Q4_ACT_LAUNCH(D)                                                                                               \
-    CUDA_DISPATCH(s, "norm_mlp", w->dtype, TS,                                                                         \
-                  cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, 1, 2, 1, D, ACT>, g, GEMV_WARPS * 32, 0,              \
-                                  (TX *)out->data, out->stride, (const uint4 *)q->codes, (const float *)q->scale,      \
-                                  (const float *)q->sum, (const uint4 *)w->packed, (const TS *)w->scales,              \
-                                  (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols, w->group_size, 1,   \
-                                  cuda_rope_epi{}, ne ? *ne : cuda_norm_epi{}))
+    Q4_DISPATCH(s, "norm_mlp", w, TS,                                                                                  \
+                cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, 1, 2, 1, D, ACT>, g, GEMV_WARPS * 32, 0,                \
+                                (TX *)out->data, out->stride, (const uint4 *)q->codes, (const float *)q->scale,        \
+                                (const float *)q->sum, (const uint4 *)w->packed, (const TS *)w->scales,                \
+                                (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols, w->group_size, 1,     \
+                                cuda_rope_epi{}, ne ? *ne : cuda_norm_epi{}))
     if (depth == 4)
         Q4_ACT_LAUNCH(4);
     else if (depth == 2)
@@ -710,12 +720,12 @@ template <typename TX>
 static void gemv_q4_rope(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
                          const cuda_rope_epi *re, const cuda_norm_epi *ne) {
     unsigned g = (unsigned)((w->rows / 2 + GEMV_WARPS - 1) / GEMV_WARPS);
-    CUDA_DISPATCH(s, "norm_matmul (rope)", w->dtype, TS,
-                  cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, 1, 2, 1, 1, Q4_ROPE>, g, GEMV_WARPS * 32, 0,
-                                  (TX *)out->data, out->stride, (const uint4 *)q->codes, (const float *)q->scale,
-                                  (const float *)q->sum, (const uint4 *)w->packed, (const TS *)w->scales,
-                                  (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols, w->group_size, 1,
-                                  *re, ne ? *ne : cuda_norm_epi{}));
+    Q4_DISPATCH(s, "norm_matmul (rope)", w, TS,
+                cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, 1, 2, 1, 1, Q4_ROPE>, g, GEMV_WARPS * 32, 0,
+                                (TX *)out->data, out->stride, (const uint4 *)q->codes, (const float *)q->scale,
+                                (const float *)q->sum, (const uint4 *)w->packed, (const TS *)w->scales,
+                                (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols, w->group_size, 1, *re,
+                                ne ? *ne : cuda_norm_epi{}));
     cuda_launched(s, "norm_matmul (rope)");
 }
 

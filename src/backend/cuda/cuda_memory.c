@@ -176,10 +176,11 @@ static float host_value(const void *p, rill_dtype dt, size_t i) {
 // Whether an affine weight from a GGUF file (act_quant set) has every bias equal to -2^(bits-1) x its
 // group's scale, as Q4_0, Q5_0 and Q8_0 blocks repack (gguf_repack.c): then the upload leaves the
 // biases out and the kernels derive them (group_bias), 4.5 bits a weight for Q4_0 instead of 5. The
-// first group that differs (Q4_1, Q5_1, K-quants) ends the look.
+// first group that differs (Q4_1, Q5_1, K-quants) ends the look. f16 scales only (GGUF's, narrowed:
+// weights.c), the type the 4-bit GEMVs have an instance for (f16_zp).
 static bool biases_derivable(const rill_weight *w, size_t groups) {
-    if (!derive_allowed() || w->kind != WEIGHT_AFFINE || w->act_quant == ACT_QUANT_NONE || !w->biases ||
-        on_device(w->biases) || on_device(w->scales))
+    if (!derive_allowed() || w->kind != WEIGHT_AFFINE || w->act_quant == ACT_QUANT_NONE || w->dtype != DTYPE_F16 ||
+        !w->biases || on_device(w->biases) || on_device(w->scales))
         return false;
     const float z = (float)(1 << (w->bits - 1));
     for (size_t g = 0; g < groups; g++)
