@@ -82,14 +82,15 @@ __device__ __forceinline__ unsigned affine_q(const uint32_t *row, int64_t c, int
 // biases out (biases NULL: every one was -2^(bits-1) x its scale, as GGUF's Q4_0, Q5_0 and Q8_0
 // blocks make them; cuda_weight_load), derived, to the same f32 value. group_bias decides by the
 // scales' type (f16_zp: derived), any_bias at run time (for kernels dispatched on the dtype alone).
+__device__ __forceinline__ float derived_bias(float sc, int bits) { return -(float)(1 << (bits - 1)) * sc; }
 template <typename TS> __device__ __forceinline__ float group_bias(const TS *biases, int64_t g, float sc, int bits) {
     if constexpr (std::is_same<TS, f16_zp>::value)
-        return -(float)(1 << (bits - 1)) * sc;
+        return derived_bias(sc, bits);
     else
         return to_f32(biases[g]);
 }
 template <typename TS> __device__ __forceinline__ float any_bias(const TS *biases, int64_t g, float sc, int bits) {
-    return biases ? to_f32(biases[g]) : -(float)(1 << (bits - 1)) * sc;
+    return biases ? to_f32(biases[g]) : derived_bias(sc, bits);
 }
 
 // Element (r, c) of W dequantized to f32, for any weight kind and dtype.
@@ -98,7 +99,7 @@ __device__ __forceinline__ float weight_at(const rill_weight &w, int64_t r, int6
     int64_t words = w.cols * w.bits / 32, g = r * (w.cols / w.group_size) + c / w.group_size;
     unsigned q = affine_q(w.packed + r * words, c, w.bits);
     float sc = load_dt(w.scales, w.dtype, g);
-    return sc * (float)q + (w.biases ? load_dt(w.biases, w.dtype, g) : -(float)(1 << (w.bits - 1)) * sc);
+    return sc * (float)q + (w.biases ? load_dt(w.biases, w.dtype, g) : derived_bias(sc, w.bits));
 }
 
 // 8 consecutive values at p (16-byte aligned) as f32.
