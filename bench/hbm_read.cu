@@ -151,6 +151,25 @@ __global__ void layers_ring_kernel(const uint4 *p, const int64_t *ends, const in
     if (acc == 0x9e3779b9u) atomicAdd(sink, 1u);
 }
 
+// Milliseconds of the second of two runs of launch(rep) (the first warms up), *bar zeroed before each.
+template <typename F> static int time_second(unsigned *bar, float *ms, F launch) {
+    cudaEvent_t a, b;
+    CHECK(cudaEventCreate(&a));
+    CHECK(cudaEventCreate(&b));
+    for (int rep = 0; rep < 2; rep++) {
+        CHECK(cudaMemset(bar, 0, 4));
+        CHECK(cudaEventRecord(a));
+        launch(rep);
+        CHECK(cudaEventRecord(b));
+        CHECK(cudaEventSynchronize(b));
+        CHECK(cudaGetLastError());
+        CHECK(cudaEventElapsedTime(ms, a, b));
+    }
+    CHECK(cudaEventDestroy(a));
+    CHECK(cudaEventDestroy(b));
+    return 0;
+}
+
 // 16 layers of a 4-bit Llama-3-8B (q/k/v, o, gate/up, down) through layers_kernel<U, PRE> (D 0) or
 // layers_ring_kernel<D> on `per_sm` blocks of 256 threads per SM (at most what fits), timed on the
 // second of two launches.
@@ -177,23 +196,15 @@ static int run_layers(const uint4 *buf, const int64_t *mat_bytes, int sms, int p
     CHECK(cudaMalloc(&bar, 4));
     CHECK(cudaMemcpy(ends_d, ends, sizeof ends, cudaMemcpyHostToDevice));
     CHECK(cudaMemcpy(counts_d, counts, sizeof counts, cudaMemcpyHostToDevice));
-    cudaEvent_t a, b;
-    CHECK(cudaEventCreate(&a));
-    CHECK(cudaEventCreate(&b));
     float ms = 0;
-    for (int rep = 0; rep < 2; rep++) {
-        CHECK(cudaMemset(bar, 0, 4));
-        CHECK(cudaEventRecord(a));
-        if (D)
-            layers_ring_kernel<D ? D : 1>
-                <<<sms * per_sm, 256>>>(buf, ends_d, counts_d, LAYERS * PER_LAYER, total, bar, sink);
-        else
-            layers_kernel<U ? U : 1, PRE><<<sms * per_sm, 256>>>(buf, ends_d, LAYERS * PER_LAYER, bar, sink);
-        CHECK(cudaEventRecord(b));
-        CHECK(cudaEventSynchronize(b));
-        CHECK(cudaGetLastError());
-        CHECK(cudaEventElapsedTime(&ms, a, b));
-    }
+    if (time_second(bar, &ms, [&](int) {
+            if (D)
+                layers_ring_kernel<D ? D : 1>
+                    <<<sms * per_sm, 256>>>(buf, ends_d, counts_d, LAYERS * PER_LAYER, total, bar, sink);
+            else
+                layers_kernel<U ? U : 1, PRE><<<sms * per_sm, 256>>>(buf, ends_d, LAYERS * PER_LAYER, bar, sink);
+        }))
+        return 1;
     double us = ms * 1e3 / LAYERS;
     if (D)
         printf("layers     %8.1f MB  %4d blocks x  256 threads, a ring of %d across the barriers:  %8.2f us per "
@@ -203,8 +214,6 @@ static int run_layers(const uint4 *buf, const int64_t *mat_bytes, int sms, int p
         printf("layers     %8.1f MB  %4d blocks x  256 threads, %d in flight, %d before each barrier: %8.2f us per "
                "layer  %5.3f TB/s\n",
                at * 16 / 1e6 / LAYERS, sms * per_sm, U, PRE, us, at * 16 / (double)LAYERS / us / 1e6);
-    CHECK(cudaEventDestroy(a));
-    CHECK(cudaEventDestroy(b));
     CHECK(cudaFree(ends_d));
     CHECK(cudaFree(counts_d));
     CHECK(cudaFree(bar));
@@ -365,28 +374,18 @@ static int run_layers_bulk(const uint4 *buf, const int64_t *mat_bytes, int per_l
     CHECK(cudaMalloc(&ends_d, sizeof ends));
     CHECK(cudaMalloc(&bar, 4));
     CHECK(cudaMemcpy(ends_d, ends, sizeof ends, cudaMemcpyHostToDevice));
-    cudaEvent_t a, b;
-    CHECK(cudaEventCreate(&a));
-    CHECK(cudaEventCreate(&b));
     float ms = 0;
-    for (int rep = 0; rep < 2; rep++) {
-        CHECK(cudaMemset(bar, 0, 4));
-        CHECK(cudaEventRecord(a));
-        layers_bulk_kernel<STAGES, CHUNK, INTERLEAVE>
-            <<<sms * per_sm, 288, smem>>>((const char *)buf, ends_d, n_mat, stall_ns & 0x3fffffffu,
-                                          stall_ns >> 30 & 1 ? NULL : bar, vec, (unsigned)(rep + 1) << 8, sink);
-        CHECK(cudaEventRecord(b));
-        CHECK(cudaEventSynchronize(b));
-        CHECK(cudaGetLastError());
-        CHECK(cudaEventElapsedTime(&ms, a, b));
-    }
+    if (time_second(bar, &ms, [&](int rep) {
+            layers_bulk_kernel<STAGES, CHUNK, INTERLEAVE>
+                <<<sms * per_sm, 288, smem>>>((const char *)buf, ends_d, n_mat, stall_ns & 0x3fffffffu,
+                                              stall_ns >> 30 & 1 ? NULL : bar, vec, (unsigned)(rep + 1) << 8, sink);
+        }))
+        return 1;
     double us = ms * 1e3 / LAYERS;
     printf("layers     %8.1f MB  %4d blocks, a bulk-copy ring of %2d x %5d bytes%s, %4u ns after each %s: "
            "%8.2f us per layer  %5.3f TB/s\n",
            at / 1e6 / LAYERS, sms * per_sm, STAGES, CHUNK, INTERLEAVE ? " interleaved" : "", stall_ns & 0x3fffffffu,
            stall_ns >> 30 & 1 ? "matrix (no barrier)" : "barrier", us, at / (double)LAYERS / us / 1e6);
-    CHECK(cudaEventDestroy(a));
-    CHECK(cudaEventDestroy(b));
     CHECK(cudaFree(ends_d));
     CHECK(cudaFree(bar));
     CHECK(cudaFree(vec));
