@@ -304,8 +304,11 @@ static void test_add_rmsnorm(void **state) {
         }
 }
 
-// Weights the fused ops meet: 4-bit (the GPU's quantized-input GEMV) with each scale dtype, and
-// others (where the backend runs the two ops apart).
+// Whether a fused op must take one-token cases of these bits (the GPU's quantized-input GEMVs).
+static bool dp4a_bits(int bits) { return bits == 4 || bits == 8; }
+
+// Weights the fused ops meet: 4-bit (the GPU's quantized-input GEMV) with each scale dtype, 8-bit,
+// and others (where the backend runs the two ops apart).
 static const wkind fused_kinds[] = {
     {4, 32, DTYPE_F16}, {4, 64, DTYPE_BF16}, {4, 128, DTYPE_F32}, {8, 64, DTYPE_BF16}, {0, 0, DTYPE_F16}};
 
@@ -354,7 +357,7 @@ static void test_norm_matmul(void **state) {
 
 // norm_mlp against add_rmsnorm (or rmsnorm), matmul over the stacked gate/up weight, act_mul of its
 // halves, then matmul over down: h, the updated residual x, g and out, wherever the backend takes the
-// call. A backend with the op takes one token on 4-bit weights with 16-bit activations and a small
+// call. A backend with the op takes one token on 4- or 8-bit weights with 16-bit activations and a small
 // down matrix, the decode case it is for; a call it declines is the decoder's to run as norm_matmul
 // and act_matmul (tested above and below). The large shape (ffn 1024, down over 2^20 weights) it
 // may take or decline (CUDA declines: there, down's GEMV would quantize g, and pairing saves nothing).
@@ -384,8 +387,8 @@ static void test_norm_mlp(void **state) {
             float *nwd = dev_copy(nw, (size_t)cols * 4);
             bool took = be->ops->norm_mlp(st, out_is_r ? &r.dev : &out.dev, &g.dev, &h.dev, &x.dev,
                                           with_r ? &r.dev : NULL, nwd, 1e-6f, add_one, &w.dev, act, &wd.dev, NULL);
-            one_token_4bit += n == 1 && wk->bits == 4 && !large;
-            taken += took && n == 1 && wk->bits == 4 && !large;
+            one_token_4bit += n == 1 && dp4a_bits(wk->bits) && !large;
+            taken += took && n == 1 && dp4a_bits(wk->bits) && !large;
             if (took) {
                 if (with_r)
                     ref_add_rmsnorm(&h.host, &x.host, &r.host, nw, 1e-6f, add_one);
@@ -413,14 +416,14 @@ static void test_norm_mlp(void **state) {
             drop_weight(&w);
             drop_weight(&wd);
         }
-    print_message("%s: norm_mlp took %d of the %d one-token 4-bit cases with a small down\n", be_name, taken,
+    print_message("%s: norm_mlp took %d of the %d one-token 4- and 8-bit cases with a small down\n", be_name, taken,
                   one_token_4bit);
     if (be->act_dtype != DTYPE_F32) assert_int_equal(taken, one_token_4bit);
 }
 
 // norm_qkv_rope against add_rmsnorm (or rmsnorm), matmul over a stacked q/k/v weight, then rope over
 // its first heads (q's and k's), at a position read from the device: h, the residual x and out. A
-// backend with the op takes one token on 4-bit weights with 16-bit activations (CUDA: the GEMV turns
+// backend with the op takes one token on 4- or 8-bit weights with 16-bit activations (CUDA: the GEMV turns
 // each pair of rows in its epilogue); a declined call must leave x as it was.
 static void test_norm_qkv_rope(void **state) {
     if (!be->ops->norm_qkv_rope) {
@@ -438,7 +441,7 @@ static void test_norm_qkv_rope(void **state) {
         {576, 9, 3, 64, 64, ROPE_NEOX, 1.0f, 4, 64, false, true},         // SmolLM2's shape
         {1024, 8, 2, 128, 128, ROPE_NEOX, 1.0f, 4, 64, true, false},      // Llama-like, q/k/v bias
         {512, 4, 4, 64, 32, ROPE_INTERLEAVED, 1.25f, 4, 32, false, true}, // partial, interleaved
-        {576, 9, 3, 64, 64, ROPE_NEOX, 1.0f, 8, 64, false, true},         // 8-bit: declined on CUDA
+        {576, 9, 3, 64, 64, ROPE_NEOX, 1.0f, 8, 64, false, true},         // 8-bit
     };
     int taken = 0, eligible = 0;
     for (size_t k = 0; k < N_OF(cases); k++) {
@@ -458,8 +461,8 @@ static void test_norm_qkv_rope(void **state) {
         bool with_r = cases[k].with_r;
         bool took = be->ops->norm_qkv_rope(st, &out.dev, &h.dev, &x.dev, with_r ? &r.dev : NULL, nwd, 1e-6f, false,
                                            &w.dev, &pos.dev, &p);
-        eligible += cases[k].bits == 4;
-        taken += took && cases[k].bits == 4;
+        eligible += dp4a_bits(cases[k].bits);
+        taken += took && dp4a_bits(cases[k].bits);
         if (took) {
             if (with_r)
                 ref_add_rmsnorm(&h.host, &x.host, &r.host, nw, 1e-6f, false);
@@ -481,7 +484,7 @@ static void test_norm_qkv_rope(void **state) {
         drop_norm_case(nw, nwd, &x, &r, &h, &out);
         drop_weight(&w);
     }
-    print_message("%s: norm_qkv_rope took %d of the %d one-token 4-bit cases\n", be_name, taken, eligible);
+    print_message("%s: norm_qkv_rope took %d of the %d one-token 4- and 8-bit cases\n", be_name, taken, eligible);
     if (be->act_dtype != DTYPE_F32) assert_int_equal(taken, eligible);
 }
 
@@ -521,7 +524,7 @@ static bool qkv_rope_step(pair *qkv, pair *h, pair *x, const float *nw, const fl
 // (not dropped by that launch) would give the wrong results; 2 runs step 1 as a plain matmul whose
 // output norm_mlp adds in as r (with next); 3 calls norm_mlp without next, so it takes the prepared
 // norm and writes down's output apart, which the test adds. A backend with matmul_add_norm takes
-// every one-token 4-bit case with 16-bit activations (CUDA: where the f32 GEMV is matmul's path).
+// every one-token 4- or 8-bit case with 16-bit activations (CUDA: where the f32 GEMV is matmul's path).
 static void test_norm_folded(void **state) {
     if (!be->ops->matmul_add_norm) {
         print_message("%s: no matmul_add_norm (the decoder runs matmul and adds in the norm)\n", be_name);
@@ -536,7 +539,7 @@ static void test_norm_folded(void **state) {
         {4, 32, DTYPE_F16, 576, 1536, 9, 3, 64},    // SmolLM2's shapes
         {4, 64, DTYPE_BF16, 576, 1536, 9, 3, 64},   //
         {4, 128, DTYPE_F32, 1024, 1024, 8, 2, 128}, // 2^20 weights: o and down at the f32 GEMV's bound
-        {8, 64, DTYPE_BF16, 576, 1536, 9, 3, 64},   // 8-bit: declined on CUDA
+        {8, 64, DTYPE_BF16, 576, 1536, 9, 3, 64},   // 8-bit
     };
     int taken = 0, eligible = 0;
     for (size_t k = 0; k < N_OF(cases); k++)
@@ -607,8 +610,8 @@ static void test_norm_folded(void **state) {
             bool took3 = qkv_rope_step(&qkv, &h, &x, nw2, nw2d, add_one, &wqkv, &pos, p, inv, rot_rows);
             CHECK(&qkv, "norm_qkv_rope (prepared norm), case %zu variant %d", k, variant);
             CHECK(&x, "the residual after the steps, case %zu variant %d", k, variant);
-            eligible += cases[k].bits == 4;
-            taken += (took1 || variant == 2) && took2 && took3 && cases[k].bits == 4;
+            eligible += dp4a_bits(cases[k].bits);
+            taken += (took1 || variant == 2) && took2 && took3 && dp4a_bits(cases[k].bits);
 
             free(inv);
             be->ops->free(be, inv_d);
@@ -624,7 +627,7 @@ static void test_norm_folded(void **state) {
             drop_weight(&wd);
             drop_weight(&wqkv);
         }
-    print_message("%s: the folded norms took %d of the %d one-token 4-bit chains\n", be_name, taken, eligible);
+    print_message("%s: the folded norms took %d of the %d one-token 4- and 8-bit chains\n", be_name, taken, eligible);
     if (be->act_dtype != DTYPE_F32) assert_int_equal(taken, eligible);
 }
 

@@ -154,16 +154,19 @@ static void test_weights_from_host_are_uploaded_once_and_released(void **state) 
     // last rows past a whole block, all 4 of a lane's words in flight; 2056 x 14336 (down's rows: 14
     // words a lane, a ring of 4); 6150 x 2048, 6400 x 1600 (a lane's second word only for 18 of the
     // 32 lanes), 16391 x 1024 and 16391 x 576 (fewer words than lanes): the resident-grid GEMV of
-    // 6144 rows or more, its last row group short. Each row is held to the bound on its own.
+    // 6144 rows or more, its last row group short. The same paths with 8-bit blocks (two words each,
+    // half as many in flight). Each row is held to the bound on its own.
     static const struct {
         int bits, group;
         rill_dtype dt;
         int n_tok, n_out, n_in;
     } cases[] = {
-        {4, 64, DTYPE_BF16, 1, 0, 0},       {4, 32, DTYPE_F16, 4, 0, 0},        {8, 64, DTYPE_BF16, 2, 0, 0},
-        {4, 128, DTYPE_F32, 8, 0, 0},       {4, 64, DTYPE_BF16, 40, 0, 0},      {3, 64, DTYPE_F16, 1, 0, 0},
-        {4, 64, DTYPE_BF16, 1, 2056, 4096}, {4, 32, DTYPE_F16, 1, 6150, 2048},  {4, 64, DTYPE_BF16, 1, 16391, 1024},
-        {4, 32, DTYPE_F16, 1, 16391, 576},  {4, 32, DTYPE_BF16, 1, 6400, 1600}, {4, 64, DTYPE_BF16, 1, 2056, 14336}};
+        {4, 64, DTYPE_BF16, 1, 0, 0},       {4, 32, DTYPE_F16, 4, 0, 0},         {8, 64, DTYPE_BF16, 2, 0, 0},
+        {4, 128, DTYPE_F32, 8, 0, 0},       {4, 64, DTYPE_BF16, 40, 0, 0},       {3, 64, DTYPE_F16, 1, 0, 0},
+        {4, 64, DTYPE_BF16, 1, 2056, 4096}, {4, 32, DTYPE_F16, 1, 6150, 2048},   {4, 64, DTYPE_BF16, 1, 16391, 1024},
+        {4, 32, DTYPE_F16, 1, 16391, 576},  {4, 32, DTYPE_BF16, 1, 6400, 1600},  {4, 64, DTYPE_BF16, 1, 2056, 14336},
+        {8, 32, DTYPE_F16, 1, 0, 0},        {8, 64, DTYPE_BF16, 1, 2056, 4096},  {8, 32, DTYPE_F16, 1, 6150, 2048},
+        {8, 32, DTYPE_F16, 1, 16391, 576},  {8, 64, DTYPE_BF16, 1, 2056, 14336}, {8, 128, DTYPE_BF16, 5, 2056, 4096}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         int64_t n_out = cases[k].n_out ? cases[k].n_out : 1024 + 8, n_in = cases[k].n_in ? cases[k].n_in : 4096;
         rill_weight hw = host_affine(n_out, n_in, cases[k].bits, cases[k].group, cases[k].dt);
@@ -527,14 +530,14 @@ static void test_attention_quantizes_its_output_for_the_gemv(void **state) {
 
 // A GGUF Q4_0 or Q8_0 weight (act_quant set, every bias -2^(bits-1) x its group's scale) goes to the
 // device without its biases, and every matmul path derives them: the same output to the bit as the
-// same weight uploaded with them (act_quant none), for one token (the 4-bit block and stream GEMVs,
-// the 8-bit GEMV) and for 64 (dequantized tiles); a weight whose biases are not so keeps them.
+// same weight uploaded with them (act_quant none), for one token (the block and stream GEMVs, 4- and
+// 8-bit) and for 64 (dequantized tiles); a weight whose biases are not so keeps them.
 static void test_zero_point_biases_are_derived_not_uploaded(void **state) {
     need_gpu();
     static const struct {
         int64_t rows, cols;
         int bits;
-    } cases[] = {{1024, 2048, 4}, {6144, 1024, 4}, {1024, 2048, 8}};
+    } cases[] = {{1024, 2048, 4}, {6144, 1024, 4}, {1024, 2048, 8}, {6144, 1024, 8}};
     rill_dtype dt = be->act_dtype;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         rill_weight h = host_affine(cases[c].rows, cases[c].cols, cases[c].bits, 32, DTYPE_F16), d1, d2;

@@ -153,7 +153,8 @@ void cuda_sample(rill_stream *s, rill_tensor *token, const rill_tensor *logits, 
 #define CUDA_GEMV_MAX_TOK 8
 void cuda_gemv(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w);
 
-// Whether the 4-bit GEMV takes n_tok rows of x in activation dtype dt for w.
+// Whether the dp4a GEMV (4- or 8-bit weights; cuda_gemv_q4.cu) takes n_tok rows of x in activation
+// dtype dt for w.
 bool cuda_gemv_q4_fits(const rill_weight *w, rill_dtype dt, int64_t n_tok);
 // Whether matmul's GEMV would quantize such an x first (it fits, and the f32 GEMV does not pay): then
 // x written already quantized saves a launch.
@@ -172,7 +173,7 @@ void cuda_gemv_q4(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill
 // ne (or NULL): q was prepared unnormalized, and this is its norm.
 void cuda_gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w, rill_act act,
                       const cuda_norm_epi *ne);
-// RoPE done by the 4-bit GEMV of a stacked q/k/v weight for one token, in its epilogue: rows
+// RoPE done by the dp4a GEMV of a stacked q/k/v weight for one token, in its epilogue: rows
 // [0, n_rot_rows) are the rotated heads (q's, then k's) of head_dim rows each; pos: the device
 // position (I32 [1]); the rest as rill_rope_params (rot_dims == head_dim unless interleaved).
 typedef struct {
@@ -202,7 +203,7 @@ void cuda_timeline_accumulate(rill_stream *s, const unsigned long long *t, const
 bool cuda_gemv_add_norm_fits(const rill_tensor *x, const rill_tensor *a, const rill_weight *w);
 // That GEMV with its epilogue re (re->x is x's data).
 void cuda_gemv_add_norm(rill_stream *s, const rill_tensor *a, const rill_weight *w, const cuda_res_epi *re);
-// Whether the one-token 4-bit GEMV runs w on the resident-grid stream kernel (6144 rows or more).
+// Whether the one-token dp4a GEMV runs w on the resident-grid stream kernel (6144 rows or more).
 bool cuda_gemv_q4_streams(const rill_weight *w, int64_t n_tok);
 // out [1][w.rows] = x . W^T from x quantized in q, the rows of re rotated (a warp per rotated pair).
 void cuda_gemv_q4_rope(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,

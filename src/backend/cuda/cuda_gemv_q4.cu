@@ -1,11 +1,12 @@
-// cuda_gemv_q4.cu: the 4-bit decode GEMV (matmul for a few tokens) on the integer units. x is
+// cuda_gemv_q4.cu: the 4- and 8-bit decode GEMV (matmul for a few tokens) on the integer units. x is
 // quantized to int8 per 32 values in two planes (the rounding residual quantized again, ~15 bits: as
 // the CPU does), by its own launch or by the op that produces x (cuda_qx, cuda.h); then dp4a against
-// the weights' nibbles, a warp per 1-4 rows, with a ring of 1-4 weight words per row in flight and
-// the first ones loaded before pdl_wait (programmatic dependent launch: they overlap the kernel
-// before). One token on a matrix of 6144 rows or more (stacked q/k/v and gate/up, lm_head): the same
-// arithmetic on a grid of resident blocks whose warps stream row after row. Also act(gate) * up
-// written by the gate/up GEMV itself (norm_mlp).
+// the weights' nibbles or bytes (an 8-bit block's bytes permuted into x's order), a warp per 1-4
+// rows, with a ring of 1-4 blocks of 32 values per row in flight and the first ones loaded before
+// pdl_wait (programmatic dependent launch: they overlap the kernel before). One token on a matrix of
+// 6144 rows or more (stacked q/k/v and gate/up, lm_head): the same arithmetic on a grid of resident
+// blocks whose warps stream row after row. Also act(gate) * up written by the gate/up GEMV itself
+// (norm_mlp).
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,16 +33,37 @@ __global__ void quant_x_kernel(int8_t *xq, float *xs, float *xsum, const TX *x, 
     qx_store_warp(xq, xs, xsum, blk, all, lane, v);
 }
 
-// The dp4a dot of 32 4-bit codes (lo/hi nibble words) with one plane of x codes at a, b.
-__device__ __forceinline__ int dot32(const int lo[4], const int hi[4], uint4 a, uint4 b) {
-    int d = __dp4a(lo[0], (int)a.x, 0);
-    d = __dp4a(hi[0], (int)a.y, d);
-    d = __dp4a(lo[1], (int)a.z, d);
-    d = __dp4a(hi[1], (int)a.w, d);
-    d = __dp4a(lo[2], (int)b.x, d);
-    d = __dp4a(hi[2], (int)b.y, d);
-    d = __dp4a(lo[3], (int)b.z, d);
-    return __dp4a(hi[3], (int)b.w, d);
+// c + the dot of the 4 unsigned bytes of a with the 4 signed bytes of b.
+__device__ __forceinline__ int dp4a_us(unsigned a, unsigned b, int c) {
+    int d;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+// The dp4a dot of 32 codes with one plane of x codes at a, b: lo[i] and hi[i] hold values 8i + (0, 2,
+// 4, 6) and 8i + (1, 3, 5, 7), as x's planes order them; signed dp4a for 4-bit codes (0..15),
+// unsigned-by-signed for 8-bit ones.
+template <int BITS> __device__ __forceinline__ int dot32(const int lo[4], const int hi[4], uint4 a, uint4 b) {
+    auto dp = [](int w, unsigned xv, int c) { return BITS == 8 ? dp4a_us((unsigned)w, xv, c) : __dp4a(w, (int)xv, c); };
+    int d = dp(lo[0], a.x, 0);
+    d = dp(hi[0], a.y, d);
+    d = dp(lo[1], a.z, d);
+    d = dp(hi[1], a.w, d);
+    d = dp(lo[2], b.x, d);
+    d = dp(hi[2], b.y, d);
+    d = dp(lo[3], b.z, d);
+    return dp(hi[3], b.w, d);
+}
+
+// A row's codes for one block of 32 values of x (cuda_qx): BITS / 4 16-byte words, values packed low
+// bits first (MLX's order), so that word k of an 8-bit block holds values 16k..16k+15.
+template <int BITS> struct qblock { uint4 u[BITS / 4]; };
+
+// b = the block at 16-byte word `at` of the packed weights (streamed: read once).
+template <int BITS> __device__ __forceinline__ void load_block(qblock<BITS> &b, const uint4 *packed, int64_t at) {
+#pragma unroll
+    for (int i = 0; i < BITS / 4; i++)
+        b.u[i] = __ldcs(packed + at + i);
 }
 
 // acc + the dot of one 16-byte word of a row's 4-bit codes (32 values, scale wsc and bias wbi) with
@@ -52,14 +74,33 @@ __device__ __forceinline__ float q4_word_dot(uint4 w, uint4 a0, uint4 a1, uint4 
                  (int)(w.w & 0x0f0f0f0fu)};
     int hi[4] = {(int)((w.x >> 4) & 0x0f0f0f0fu), (int)((w.y >> 4) & 0x0f0f0f0fu), (int)((w.z >> 4) & 0x0f0f0f0fu),
                  (int)((w.w >> 4) & 0x0f0f0f0fu)};
-    int d = 254 * dot32(lo, hi, a0, a1) + dot32(lo, hi, b0, b1);
+    int d = 254 * dot32<4>(lo, hi, a0, a1) + dot32<4>(lo, hi, b0, b1);
     return fmaf(wsc * xsc, (float)d, fmaf(wbi, xsm, acc));
 }
 
+// The same for any block: 4-bit, or 8-bit, whose bytes are put in x's order first (|254 s1 + s2| <=
+// 254 x 32 x 255 x 127 < 2^31; its f32 conversion rounds, 2^-24 relative).
+template <int BITS>
+__device__ __forceinline__ float block_dot(const qblock<BITS> &w, uint4 a0, uint4 a1, uint4 b0, uint4 b1, float wsc,
+                                           float wbi, float xsc, float xsm, float acc) {
+    if constexpr (BITS == 4) {
+        return q4_word_dot(w.u[0], a0, a1, b0, b1, wsc, wbi, xsc, xsm, acc);
+    } else {
+        const unsigned v[8] = {w.u[0].x, w.u[0].y, w.u[0].z, w.u[0].w, w.u[1].x, w.u[1].y, w.u[1].z, w.u[1].w};
+        int lo[4], hi[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            lo[i] = (int)__byte_perm(v[2 * i], v[2 * i + 1], 0x6420),
+            hi[i] = (int)__byte_perm(v[2 * i], v[2 * i + 1], 0x7531);
+        int d = 254 * dot32<8>(lo, hi, a0, a1) + dot32<8>(lo, hi, b0, b1);
+        return fmaf(wsc * xsc, (float)d, fmaf(wbi, xsm, acc));
+    }
+}
+
 // A ring slot's words, scales and biases (one per row) taken out for use, before the slot is refilled.
-template <int ROWS>
-__device__ __forceinline__ void ring_take(const uint4 (&q4)[ROWS], const float (&sc)[ROWS], const float (&bi)[ROWS],
-                                          uint4 (&w)[ROWS], float (&wsc)[ROWS], float (&wbi)[ROWS]) {
+template <typename W, int ROWS>
+__device__ __forceinline__ void ring_take(const W (&q4)[ROWS], const float (&sc)[ROWS], const float (&bi)[ROWS],
+                                          W (&w)[ROWS], float (&wsc)[ROWS], float (&wbi)[ROWS]) {
 #pragma unroll
     for (int r = 0; r < ROWS; r++)
         w[r] = q4[r], wsc[r] = sc[r], wbi[r] = bi[r];
@@ -103,8 +144,8 @@ __device__ __forceinline__ void rope_pair(const cuda_rope_epi &re, int64_t p, in
     }
 }
 
-template <typename TX, typename TS, int SPLIT, int ROWS, int MAXT, int D, int ACT = -1>
-__global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
+template <typename TX, typename TS, int BITS, int SPLIT, int ROWS, int MAXT, int D, int ACT = -1>
+__global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D *BITS / 4))
     gemv_q4_dp4a_kernel(TX *out, int64_t so, const uint4 *xq, const float *xs, const float *xsum, const uint4 *packed,
                         const TS *scales, const TS *biases, const float *bias, int64_t n_out, int64_t n_in, int gs,
                         int n_tok, cuda_rope_epi re, cuda_norm_epi ne) {
@@ -135,19 +176,20 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
     // word indices and row offsets in 32 bits (the caller keeps n_in under 2^26 and n_out x n_in / 32 under
     // 2^31): fewer registers
     const int nv = (int)n_vec, step = 32 * SPLIT, v0 = share * 32 + lane; // this lane's words: v0, v0 + step, ...
+    constexpr int BW = BITS / 4;                                          // 16-byte words per block of 32 values
     int wofs[ROWS], sofs[ROWS];
 #pragma unroll
     for (int r = 0; r < ROWS; r++)
-        wofs[r] = (int)rows[r] * nv, sofs[r] = (int)rows[r] * (int)groups;
-    uint4 q4[D][ROWS]; // a ring of D words per row: slot p holds word v0 + (k D + p) step
+        wofs[r] = (int)rows[r] * nv * BW, sofs[r] = (int)rows[r] * (int)groups;
+    qblock<BITS> q4[D][ROWS]; // a ring of D blocks per row: slot p holds block v0 + (k D + p) step
     float sc[D][ROWS], bi[D][ROWS];
     auto load = [&](int p, int v) { // (p is a constant once the loops are unrolled)
         if (v >= nv) return;
         int g = gs_pow2 ? (v * 32) >> gsh : v * 32 / gs;
 #pragma unroll
         for (int r = 0; r < ROWS; r++) {
-            q4[p][r] = __ldcs(packed + (wofs[r] + v));
-            sc[p][r] = to_f32(scales[sofs[r] + g]), bi[p][r] = group_bias(biases, sofs[r] + g, sc[p][r], 4);
+            load_block(q4[p][r], packed, wofs[r] + v * BW);
+            sc[p][r] = to_f32(scales[sofs[r] + g]), bi[p][r] = group_bias(biases, sofs[r] + g, sc[p][r], BITS);
         }
     };
 #pragma unroll
@@ -168,10 +210,10 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
         for (int p = 0; p < D; p++) {
             int v = vb + p * step;
             if (v >= nv) break;
-            uint4 w[ROWS];
+            qblock<BITS> w[ROWS];
             float wsc[ROWS], wbi[ROWS];
             ring_take(q4[p], sc[p], bi[p], w, wsc, wbi);
-            load(p, v + D * step); // the slot's next word is in flight while this one is used
+            load(p, v + D * step); // the slot's next block is in flight while this one is used
 #pragma unroll
             for (int t = 0; t < MAXT; t++) {
                 if (t >= n_tok) break;
@@ -180,7 +222,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
                 float xsc = xs[xb], xsm = xsum[xb];
 #pragma unroll
                 for (int r = 0; r < ROWS; r++)
-                    acc[r][t] = q4_word_dot(w[r], a0, a1, b0, b1, wsc[r], wbi[r], xsc, xsm, acc[r][t]);
+                    acc[r][t] = block_dot(w[r], a0, a1, b0, b1, wsc[r], wbi[r], xsc, xsm, acc[r][t]);
             }
         }
     }
@@ -234,8 +276,8 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D))
 // ring of D words per row runs on from one row group into the next, so the next rows' words are in
 // flight while it reduces the last ones, and no block ends (and frees its SM slot) before the
 // matrix is done. The caller keeps n_out x n_in / 32 under 2^31.
-template <typename TX, typename TS, int ROWS, int D>
-__global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, 1, D))
+template <typename TX, typename TS, int BITS, int ROWS, int D>
+__global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, 1, D *BITS / 4))
     gemv_q4_stream_kernel(TX *out, const uint4 *xq, const float *xs, const float *xsum, const uint4 *packed,
                           const TS *scales, const TS *biases, const float *bias, int64_t n_out, int64_t n_in, int gs) {
     const int lane = threadIdx.x & 31, nw = (int)gridDim.x * GEMV_WARPS;
@@ -245,9 +287,9 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, 1, D))
     const int total = gw < n_groups ? (n_groups - gw + nw - 1) / nw * wpl : 0; // (row group, word) items
     const int gsh = __ffs(gs) - 1, plane2 = 2 * nv;
     const bool gs_pow2 = (gs & (gs - 1)) == 0;
-    uint4 q4[D][ROWS]; // a ring of D items: slot p holds item k D + p
+    qblock<BITS> q4[D][ROWS]; // a ring of D items: slot p holds item k D + p
     float sc[D][ROWS], bi[D][ROWS];
-    int lg = gw, lj = 0; // the next item to load: row group lg, the lane's word lj
+    int lg = gw, lj = 0; // the next item to load: row group lg, the lane's block lj
     auto load = [&](int p) {
         if (lg >= n_groups) return;
         int v = lane + 32 * lj;
@@ -256,9 +298,9 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, 1, D))
 #pragma unroll
             for (int r = 0; r < ROWS; r++) {
                 int row = min(lg * ROWS + r, last);
-                q4[p][r] = __ldcs(packed + (row * nv + v));
+                load_block(q4[p][r], packed, (row * nv + v) * (BITS / 4));
                 sc[p][r] = to_f32(scales[row * groups + g]),
-                bi[p][r] = group_bias(biases, row * groups + g, sc[p][r], 4);
+                bi[p][r] = group_bias(biases, row * groups + g, sc[p][r], BITS);
             }
         }
         if (++lj == wpl) lj = 0, lg += nw;
@@ -287,11 +329,9 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, 1, D))
 #pragma unroll
         for (int p = 0; p < D; p++) {
             if (i0 + p >= total) break;
-            uint4 w[ROWS];
+            qblock<BITS> w[ROWS];
             float wsc[ROWS], wbi[ROWS];
-#pragma unroll
-            for (int r = 0; r < ROWS; r++)
-                w[r] = q4[p][r], wsc[r] = sc[p][r], wbi[r] = bi[p][r];
+            ring_take(q4[p], sc[p], bi[p], w, wsc, wbi);
             load(p); // the slot's next item is in flight while this one is used
             int v = lane + 32 * cj;
             if (v < nv) {
@@ -299,7 +339,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, 1, D))
                 float xsc = xs[v], xsm = xsum[v];
 #pragma unroll
                 for (int r = 0; r < ROWS; r++)
-                    acc[r] = q4_word_dot(w[r], a0, a1, b0, b1, wsc[r], wbi[r], xsc, xsm, acc[r]);
+                    acc[r] = block_dot(w[r], a0, a1, b0, b1, wsc[r], wbi[r], xsc, xsm, acc[r]);
             }
             if (++cj == wpl) cj = 0, finish();
         }
@@ -312,7 +352,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, 1, D))
 // gemv_q4_dp4a_kernel's arithmetic with a ring of D words per row and lane (the first before
 // pdl_wait), and residual_prepare at the end: x += out, the next norm prepared. Shared memory: x's
 // two planes [2][n_vec][32] int8, then its scales and sums [n_vec] f32 (cuda_qx's layout, one token).
-template <typename TX, typename TS, int ROWS, int D>
+template <typename TX, typename TS, int BITS, int ROWS, int D>
 __global__ void __launch_bounds__(32 / ROWS * 32)
     gemv_q4_res_kernel(const TX *a, const uint4 *packed, const TS *scales, const TS *biases, const float *bias,
                        int n_in, int gs, cuda_res_epi re) {
@@ -322,7 +362,7 @@ __global__ void __launch_bounds__(32 / ROWS * 32)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nv = n_in / 32, groups = n_in / gs;
     const int row0 = (int)blockIdx.x * 32 + warp * ROWS, gsh = __ffs(gs) - 1;
     const bool gs_pow2 = (gs & (gs - 1)) == 0;
-    uint4 q4[D][ROWS]; // a ring: slot p holds word lane + (k D + p) 32 of each row
+    qblock<BITS> q4[D][ROWS]; // a ring: slot p holds block lane + (k D + p) 32 of each row
     float sc[D][ROWS], bi[D][ROWS];
     auto load = [&](int p, int v) {
         if (v >= nv) return;
@@ -330,8 +370,9 @@ __global__ void __launch_bounds__(32 / ROWS * 32)
 #pragma unroll
         for (int r = 0; r < ROWS; r++) {
             int64_t row = row0 + r;
-            q4[p][r] = __ldcs(packed + (row * nv + v));
-            sc[p][r] = to_f32(scales[row * groups + g]), bi[p][r] = group_bias(biases, row * groups + g, sc[p][r], 4);
+            load_block(q4[p][r], packed, (row * nv + v) * (BITS / 4));
+            sc[p][r] = to_f32(scales[row * groups + g]),
+            bi[p][r] = group_bias(biases, row * groups + g, sc[p][r], BITS);
         }
     };
 #pragma unroll
@@ -363,14 +404,14 @@ __global__ void __launch_bounds__(32 / ROWS * 32)
         for (int p = 0; p < D; p++) {
             int v = vb + p * 32;
             if (v >= nv) break;
-            uint4 w[ROWS];
+            qblock<BITS> w[ROWS];
             float wsc[ROWS], wbi[ROWS];
             ring_take(q4[p], sc[p], bi[p], w, wsc, wbi);
-            load(p, v + D * 32); // the slot's next word is in flight while this one is used
+            load(p, v + D * 32); // the slot's next block is in flight while this one is used
             uint4 a0 = xq[2 * v], a1 = xq[2 * v + 1], b0 = xq[2 * nv + 2 * v], b1 = xq[2 * nv + 2 * v + 1];
 #pragma unroll
             for (int r = 0; r < ROWS; r++)
-                acc[r] = q4_word_dot(w[r], a0, a1, b0, b1, wsc[r], wbi[r], xs[v], xsum[v], acc[r]);
+                acc[r] = block_dot(w[r], a0, a1, b0, b1, wsc[r], wbi[r], xs[v], xsum[v], acc[r]);
         }
     }
 #pragma unroll
@@ -460,8 +501,9 @@ static int resident_blocks(const void *k) {
     return sms * per_sm;
 }
 
-// CUDA_DISPATCH on w's scale dtype, with TS = f16_zp where the upload left w's biases out.
-#define Q4_DISPATCH(s, op, w, TS, ...)                                                                                 \
+// CUDA_DISPATCH on w's scale dtype, with TS = f16_zp where the upload left w's biases out, and B
+// bound to w's bits (4 or 8).
+#define SCALE_DISPATCH(s, op, w, TS, ...)                                                                              \
     do {                                                                                                               \
         if (!(w)->biases && (w)->dtype == DTYPE_F16) {                                                                 \
             typedef f16_zp TS;                                                                                         \
@@ -469,10 +511,24 @@ static int resident_blocks(const void *k) {
         } else                                                                                                         \
             CUDA_DISPATCH(s, op, (w)->dtype, TS, __VA_ARGS__);                                                         \
     } while (0)
+#define Q4_DISPATCH(s, op, w, TS, B, ...)                                                                              \
+    do {                                                                                                               \
+        if ((w)->bits == 8) {                                                                                          \
+            constexpr int B = 8;                                                                                       \
+            SCALE_DISPATCH(s, op, w, TS, __VA_ARGS__);                                                                 \
+        } else {                                                                                                       \
+            constexpr int B = 4;                                                                                       \
+            SCALE_DISPATCH(s, op, w, TS, __VA_ARGS__);                                                                 \
+        }                                                                                                              \
+    } while (0)
 
-template <typename TX, typename TS, int ROWS, int D>
+// Blocks of 32 values per row and lane in flight for `words` 16-byte words (the depth the 4-bit
+// GEMV was tuned in): an 8-bit block is two words, so half as many, and at least one.
+constexpr int block_depth(int bits, int words) { return bits == 8 ? (words > 1 ? words / 2 : 1) : words; }
+
+template <typename TX, typename TS, int BITS, int ROWS, int D>
 static void gemv_q4_stream(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {
-    auto k = gemv_q4_stream_kernel<TX, TS, ROWS, D>;
+    auto k = gemv_q4_stream_kernel<TX, TS, BITS, ROWS, block_depth(BITS, D)>;
     int64_t want = (w->rows + (int64_t)ROWS * GEMV_WARPS - 1) / ((int64_t)ROWS * GEMV_WARPS);
     static const int64_t most = resident_blocks((const void *)k); // (once per kernel, thread-safe)
     cuda_launch_pdl(s, k, (unsigned)(want < most ? want : most), GEMV_WARPS * 32, 0, (TX *)out->data,
@@ -519,9 +575,10 @@ extern "C" bool cuda_gemv_wants_qx(const rill_weight *w, rill_dtype dt, int64_t 
 }
 
 extern "C" bool cuda_gemv_q4_fits(const rill_weight *w, rill_dtype dt, int64_t n_tok) {
-    return dt != DTYPE_F32 && n_tok >= 1 && n_tok <= CUDA_GEMV_MAX_TOK && w->kind == WEIGHT_AFFINE && w->bits == 4 &&
-           w->group_size >= 32 && w->group_size % 32 == 0 && w->cols % 32 == 0 && aligned16(w->packed) &&
-           w->cols < ((int64_t)1 << 26) && w->rows * (w->cols / 32) < ((int64_t)1 << 31) && !float_only();
+    return dt != DTYPE_F32 && n_tok >= 1 && n_tok <= CUDA_GEMV_MAX_TOK && w->kind == WEIGHT_AFFINE &&
+           (w->bits == 4 || w->bits == 8) && w->group_size >= 32 && w->group_size % 32 == 0 && w->cols % 32 == 0 &&
+           aligned16(w->packed) && w->cols < ((int64_t)1 << 26) &&
+           w->rows * (w->cols / 32) * (w->bits / 4) < ((int64_t)1 << 31) && !float_only();
 }
 
 // Columns the residual GEMV takes: its x planes in shared memory (72 bytes per 32 values) stay
@@ -554,10 +611,11 @@ static void gemv_add_norm(rill_stream *s, const rill_tensor *a, const rill_weigh
     int rows = res_rows(), deep = w->cols > 32 * 32; // (more than one word per lane: two in flight)
     size_t smem = (size_t)(w->cols / 32) * 72;
 #define RES_LAUNCH(R, D)                                                                                               \
-    Q4_DISPATCH(s, "matmul_add_norm", w, TS,                                                                           \
-                cuda_launch_pdl(s, gemv_q4_res_kernel<TX, TS, R, D>, (unsigned)(w->rows / 32), 32 / R * 32, smem,      \
-                                (const TX *)a->data, (const uint4 *)w->packed, (const TS *)w->scales,                  \
-                                (const TS *)w->biases, (const float *)w->bias, (int)w->cols, w->group_size, *re))
+    Q4_DISPATCH(s, "matmul_add_norm", w, TS, B,                                                                        \
+                cuda_launch_pdl(s, gemv_q4_res_kernel<TX, TS, B, R, block_depth(B, D)>, (unsigned)(w->rows / 32),      \
+                                32 / R * 32, smem, (const TX *)a->data, (const uint4 *)w->packed,                      \
+                                (const TS *)w->scales, (const TS *)w->biases, (const float *)w->bias, (int)w->cols,    \
+                                w->group_size, *re))
     if (rows == 4 && deep)
         RES_LAUNCH(4, 2);
     else if (rows == 4)
@@ -636,7 +694,7 @@ template <typename TX> static void gemv_q4(rill_stream *s, rill_tensor *out, con
     unsigned g = (unsigned)((w->rows + per_block - 1) / per_block);
     int s_rows, s_depth;
     if (nt == 1 && split == 1 && w->rows >= stream_min_rows() && stream_mode(&s_rows, &s_depth)) {
-#define Q4_STREAM(R, D) Q4_DISPATCH(s, "matmul", w, TS, (gemv_q4_stream<TX, TS, R, D>(s, out, q, w)))
+#define Q4_STREAM(R, D) Q4_DISPATCH(s, "matmul", w, TS, B, (gemv_q4_stream<TX, TS, B, R, D>(s, out, q, w)))
         if (s_rows == 1)
             Q4_STREAM(1, 4);
         else if (s_rows == 2 && s_depth == 1)
@@ -654,11 +712,12 @@ template <typename TX> static void gemv_q4(rill_stream *s, rill_tensor *out, con
         return;
     }
 #define Q4_LAUNCH(SPL, RW, MT, D)                                                                                      \
-    Q4_DISPATCH(s, "matmul", w, TS,                                                                                    \
-                cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, SPL, RW, MT, D>, g, block, 0, o, out->stride,           \
-                                (const uint4 *)xq, (const float *)xs, (const float *)xsum, (const uint4 *)w->packed,   \
-                                (const TS *)w->scales, (const TS *)w->biases, (const float *)w->bias, w->rows,         \
-                                w->cols, w->group_size, nt, cuda_rope_epi{}, cuda_norm_epi{}))
+    Q4_DISPATCH(s, "matmul", w, TS, B,                                                                                 \
+                cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, B, SPL, RW, MT, block_depth(B, D)>, g, block, 0, o,     \
+                                out->stride, (const uint4 *)xq, (const float *)xs, (const float *)xsum,                \
+                                (const uint4 *)w->packed, (const TS *)w->scales, (const TS *)w->biases,                \
+                                (const float *)w->bias, w->rows, w->cols, w->group_size, nt, cuda_rope_epi{},          \
+                                cuda_norm_epi{}))
 #define Q4_LAUNCH_D(SPL, RW)                                                                                           \
     do {                                                                                                               \
         if (depth == 4)                                                                                                \
@@ -698,12 +757,12 @@ static void gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, cons
     unsigned g = (unsigned)((half + GEMV_WARPS - 1) / GEMV_WARPS);
     int depth = gemv_depth(2, w->rows, (w->cols / 32 + 31) / 32);
 #define Q4_ACT_LAUNCH(D)                                                                                               \
-    Q4_DISPATCH(s, "norm_mlp", w, TS,                                                                                  \
-                cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, 1, 2, 1, D, ACT>, g, GEMV_WARPS * 32, 0,                \
-                                (TX *)out->data, out->stride, (const uint4 *)q->codes, (const float *)q->scale,        \
-                                (const float *)q->sum, (const uint4 *)w->packed, (const TS *)w->scales,                \
-                                (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols, w->group_size, 1,     \
-                                cuda_rope_epi{}, ne ? *ne : cuda_norm_epi{}))
+    Q4_DISPATCH(s, "norm_mlp", w, TS, B,                                                                               \
+                cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, B, 1, 2, 1, block_depth(B, D), ACT>, g,                 \
+                                GEMV_WARPS * 32, 0, (TX *)out->data, out->stride, (const uint4 *)q->codes,             \
+                                (const float *)q->scale, (const float *)q->sum, (const uint4 *)w->packed,              \
+                                (const TS *)w->scales, (const TS *)w->biases, (const float *)w->bias, w->rows,         \
+                                w->cols, w->group_size, 1, cuda_rope_epi{}, ne ? *ne : cuda_norm_epi{}))
     if (depth == 4)
         Q4_ACT_LAUNCH(4);
     else if (depth == 2)
@@ -720,8 +779,8 @@ template <typename TX>
 static void gemv_q4_rope(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
                          const cuda_rope_epi *re, const cuda_norm_epi *ne) {
     unsigned g = (unsigned)((w->rows / 2 + GEMV_WARPS - 1) / GEMV_WARPS);
-    Q4_DISPATCH(s, "norm_matmul (rope)", w, TS,
-                cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, 1, 2, 1, 1, Q4_ROPE>, g, GEMV_WARPS * 32, 0,
+    Q4_DISPATCH(s, "norm_matmul (rope)", w, TS, B,
+                cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, B, 1, 2, 1, 1, Q4_ROPE>, g, GEMV_WARPS * 32, 0,
                                 (TX *)out->data, out->stride, (const uint4 *)q->codes, (const float *)q->scale,
                                 (const float *)q->sum, (const uint4 *)w->packed, (const TS *)w->scales,
                                 (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols, w->group_size, 1, *re,
