@@ -4,7 +4,8 @@
 // space (embed_q[h] = head h's key rows transposed, [kv_lora][nope]) and meets the latent itself,
 // and the attention output, a mix of latents, comes back out (unembed[h] = head h's value rows,
 // [v][kv_lora]). The value rows are views of kv_b; the transposed key rows are new: in kv_b's float
-// dtype when it is dense (an exact copy), in f32 when it is quantized (its exact dequantization).
+// dtype when it is dense (an exact copy), in f32 when it is quantized (its exact dequantization),
+// kept on the host only for a backend that reads weights in place (one that copies has its own).
 #include <string.h>
 
 #include "base/alloc.h"
@@ -75,15 +76,18 @@ rill_status mla_absorb(rill_model *m, const rill_weight *kv_b, layer_weights *L)
         int64_t r0 = h * (nope + vd);
         void *t = rill_malloc(head_bytes);
         if (!t) return RILL_ENOMEM;
-        if ((st = weights_keep(m, t)) != RILL_OK) {
+        bool in_place = m->be->ops->weights_in_place; // (else the backend copies t, and t goes at once)
+        if (in_place && (st = weights_keep(m, t)) != RILL_OK) {
             rill_free(t);
             return st;
         }
-        if ((st = transpose_rows(kv_b, r0, nope, dt, t)) != RILL_OK) break;
-        rill_weight q = {.kind = WEIGHT_DENSE, .rows = lat, .cols = nope, .dtype = dt, .data = t};
-        rill_weight u = weight_rows(kv_b, r0 + nope, vd);
-        st = m->be->ops->weight_load(m->be, &q, &L->mla_embed_q[h]);
-        if (st == RILL_OK) st = m->be->ops->weight_load(m->be, &u, &L->mla_unembed[h]);
+        if ((st = transpose_rows(kv_b, r0, nope, dt, t)) == RILL_OK) {
+            rill_weight q = {.kind = WEIGHT_DENSE, .rows = lat, .cols = nope, .dtype = dt, .data = t};
+            rill_weight u = weight_rows(kv_b, r0 + nope, vd);
+            st = m->be->ops->weight_load(m->be, &q, &L->mla_embed_q[h]);
+            if (st == RILL_OK) st = m->be->ops->weight_load(m->be, &u, &L->mla_unembed[h]);
+        }
+        if (!in_place) rill_free(t);
     }
     if (st != RILL_OK) rill_error_prefix("MLA absorbed projections");
     return st;

@@ -136,6 +136,19 @@ static void load_on_each(const char *dir, int n, rill_backend **bes, rill_stream
     }
 }
 
+// A model on the GPU holds its matrices there only: of its host storage, no block repacked from GGUF
+// and mapped bytes that are at most a tenth of those the CPU model (m[0], which reads them in place)
+// counts: the vectors left (the norms) and nothing of the matrices.
+static void check_no_host_copies(const char *model, int n, rill_model **m) {
+    for (int i = 1; i < n; i++) {
+        if (m[i]->n_affine != 0)
+            fail_msg("%s: the GPU model keeps %d repacked blocks on the host", model, m[i]->n_affine);
+        if (!(m[i]->mapped_bytes * 10 <= m[0]->mapped_bytes))
+            fail_msg("%s: the GPU model counts %zu mapped bytes on the host (the CPU model %zu)", model,
+                     m[i]->mapped_bytes, m[0]->mapped_bytes);
+    }
+}
+
 static void close_each(int n, rill_backend **bes, rill_stream **s, rill_model **m) {
     for (int i = 0; i < n; i++) {
         model_free(m[i]);
@@ -157,6 +170,7 @@ static void check_model(const char *model, const char *ref) {
     rill_stream *s[4];
     rill_model *m[4];
     load_on_each(dir, 4, bes, s, m);
+    check_no_host_copies(model, 4, m);
     int64_t n;
     int32_t *ids = prompt_of(ref, &n);
 
@@ -243,6 +257,7 @@ static void check_4bit_decode(int ffn, const char *what) {
     rill_stream *s[3];
     rill_model *m[3];
     load_on_each(dir, 3, bes, s, m);
+    check_no_host_copies(what, 3, m);
     int32_t ids[12];
     for (int i = 0; i < 12; i++)
         ids[i] = (int32_t)(test_rand_u64() % 512);
