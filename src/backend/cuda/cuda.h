@@ -12,7 +12,7 @@
 extern "C" {
 #endif
 
-// x quantized for the 4-bit GEMV: per block of 32 values, int8 codes in two planes (x ~ d q1 +
+// x quantized for the dp4a GEMV: per block of 32 values, int8 codes in two planes (x ~ d q1 +
 // d / 254 q2, d = amax / 127: ~15 bits), d / 254 and the block's f32 sum; in the stream's scratch.
 // The GEMV quantizes x itself (quant_x_kernel), or the op that produces x writes it this way
 // (cuda_norm_matmul, cuda_act_matmul), which saves that launch. A GEMV that adds its output into
@@ -25,7 +25,7 @@ typedef struct {
     int64_t n_blk; // n_tok * n_in / 32, block b of token t at t * n_in / 32 + b
 } cuda_qx;
 
-// The norm a 4-bit GEMV applies after its dot products, for an x prepared unnormalized (x * (w +
+// The norm a dp4a GEMV applies after its dot products, for an x prepared unnormalized (x * (w +
 // add_one), cuda_res_epi): out = dot * rsqrt(sum(ss) / (32 n_ss) + eps) (+ bias). ss NULL: none.
 typedef struct {
     const float *ss; // [n_ss] sums of squares per block of 32 values of x
@@ -65,7 +65,7 @@ struct rill_stream {
         cuda_qx q;
     } prep;
     // x quantized by the op that wrote it (the decode attention quantizes its output as it stores
-    // it): the 4-bit GEMV over x [1][cols] next takes q instead of launching its own quantization.
+    // it): the dp4a GEMV over x [1][cols] next takes q instead of launching its own quantization.
     // Dropped whenever prep is (cuda_forget_prepared), and once taken.
     struct {
         const void *x;
@@ -147,15 +147,15 @@ void cuda_copy_at(rill_stream *s, rill_tensor *out, const rill_tensor *x, rill_t
 void cuda_sample(rill_stream *s, rill_tensor *token, const rill_tensor *logits, float temp, int top_k, uint64_t seed,
                  int32_t *step, int32_t *publish);
 
-// Matmul building blocks (cuda_gemv.cu, cuda_gemv_q4.cu, cuda_dequant.cu), used by cuda_matmul.c.
+// Matmul building blocks (cuda_gemv.cu, cuda_gemv_dp4a.cu, cuda_dequant.cu), used by cuda_matmul.c.
 // Decode: out [n_tok][n_out] = x [n_tok][n_in] . W^T (+ bias) for n_tok <= CUDA_GEMV_MAX_TOK,
 // weights read once per call (affine 4/8-bit fused, other bits generic, dense any dtype).
 #define CUDA_GEMV_MAX_TOK 8
 void cuda_gemv(rill_stream *s, rill_tensor *out, const rill_tensor *x, const rill_weight *w);
 
-// Whether the dp4a GEMV (4- or 8-bit weights; cuda_gemv_q4.cu) takes n_tok rows of x in activation
+// Whether the dp4a GEMV (4- or 8-bit weights; cuda_gemv_dp4a.cu) takes n_tok rows of x in activation
 // dtype dt for w.
-bool cuda_gemv_q4_fits(const rill_weight *w, rill_dtype dt, int64_t n_tok);
+bool cuda_gemv_dp4a_fits(const rill_weight *w, rill_dtype dt, int64_t n_tok);
 // Whether matmul's GEMV would quantize such an x first (it fits, and the f32 GEMV does not pay): then
 // x written already quantized saves a launch.
 bool cuda_gemv_wants_qx(const rill_weight *w, rill_dtype dt, int64_t n_tok);
@@ -168,11 +168,11 @@ bool cuda_take_quantized(rill_stream *s, const rill_tensor *x, cuda_qx *q);
 // q = act(gate) * up (rounded to the activation dtype, as act_mul stores it) quantized.
 void cuda_quantize_act(rill_stream *s, const cuda_qx *q, const rill_tensor *gate, const rill_tensor *up, rill_act act);
 // out [n_tok][w.rows] = x . W^T (+ bias) from x quantized in q (n_tok = out->rows); w fits (above).
-void cuda_gemv_q4(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w);
+void cuda_gemv_dp4a(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w);
 // out [1][w.rows / 2] = act(gate) * up, the two halves of the GEMV over w (gate rows, then up rows).
 // ne (or NULL): q was prepared unnormalized, and this is its norm.
-void cuda_gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w, rill_act act,
-                      const cuda_norm_epi *ne);
+void cuda_gemv_dp4a_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w, rill_act act,
+                        const cuda_norm_epi *ne);
 // RoPE done by the dp4a GEMV of a stacked q/k/v weight for one token, in its epilogue: rows
 // [0, n_rot_rows) are the rotated heads (q's, then k's) of head_dim rows each; pos: the device
 // position (I32 [1]); the rest as rill_rope_params (rot_dims == head_dim unless interleaved).
@@ -204,10 +204,10 @@ bool cuda_gemv_add_norm_fits(const rill_tensor *x, const rill_tensor *a, const r
 // That GEMV with its epilogue re (re->x is x's data).
 void cuda_gemv_add_norm(rill_stream *s, const rill_tensor *a, const rill_weight *w, const cuda_res_epi *re);
 // Whether the one-token dp4a GEMV runs w on the resident-grid stream kernel (6144 rows or more).
-bool cuda_gemv_q4_streams(const rill_weight *w, int64_t n_tok);
+bool cuda_gemv_dp4a_streams(const rill_weight *w, int64_t n_tok);
 // out [1][w.rows] = x . W^T from x quantized in q, the rows of re rotated (a warp per rotated pair).
-void cuda_gemv_q4_rope(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
-                       const cuda_rope_epi *re, const cuda_norm_epi *ne);
+void cuda_gemv_dp4a_rope(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
+                         const cuda_rope_epi *re, const cuda_norm_epi *ne);
 // add_rmsnorm (rmsnorm when r is NULL) that also writes h quantized into q (cuda_rmsnorm.cu); false,
 // with nothing launched, when the rows do not fit its 8-wide kernel (then run the op apart).
 bool cuda_norm_quantize(rill_stream *s, rill_tensor *h, rill_tensor *x, const rill_tensor *r, const float *w, float eps,

@@ -1,6 +1,6 @@
 // cuda_gemv.cu: matmul for a few tokens (decode), one warp per output row: each weight byte is read
 // once per call (16-byte streaming loads) for all n_tok <= CUDA_GEMV_MAX_TOK rows of x. 4- and 8-bit
-// affine weights with bf16/f16 activations go to the dp4a GEMV (cuda_gemv_q4.cu) unless the f32 path
+// affine weights with bf16/f16 activations go to the dp4a GEMV (cuda_gemv_dp4a.cu) unless the f32 path
 // pays; other 4/8-bit: dequantized in registers to f32 (acc += scale * q.x + bias * sum(x)); dense: 8-wide
 // FMA; other bits or unaligned shapes: a plain per-element path.
 #include <stdlib.h>
@@ -162,7 +162,7 @@ static void gemv_typed(rill_stream *s, rill_tensor *out, const rill_tensor *x, c
             if (!cuda_qx_scratch(s, nt, w->cols, &q, "matmul (gemv)")) return;
             cuda_quantize_x(s, &q, x);
         }
-        if (s->status == RILL_OK) cuda_gemv_q4(s, out, &q, w);
+        if (s->status == RILL_OK) cuda_gemv_dp4a(s, out, &q, w);
         return;
     }
     if (fused) {

@@ -1,5 +1,5 @@
 // cuda_matmul_fused.c: the norm (norm_matmul) and act_mul (act_matmul) ops with the matmul after
-// them, and the whole MLP after its norm (norm_mlp). For a decode step on 4-bit weights the op
+// them, and the whole MLP after its norm (norm_mlp). For a decode step on 4- or 8-bit weights the op
 // before writes x already quantized for the GEMV (cuda_qx), so the GEMV's own quantization launch
 // goes: the norm quantizes the row it has just normed, and act(gate) * up is quantized where it is
 // computed. Otherwise, or with RILL_CUDA_FUSE_QX=0 (to measure), the two ops run apart. And the
@@ -19,10 +19,10 @@ static bool fuse_allowed(void) {
     return env_switch_on("RILL_CUDA_FUSE_QX", &on);
 }
 
-// out [n][w.rows] = x [n][w.cols] . W^T, with x in the activation dtype, taken by the 4-bit GEMV.
+// out [n][w.rows] = x [n][w.cols] . W^T, with x in the activation dtype, taken by the dp4a GEMV.
 static bool gemv_q4_takes(const rill_tensor *out, const rill_tensor *x, const rill_weight *w) {
     return fuse_allowed() && x->cols == w->cols && out->cols == w->rows && out->rows == x->rows &&
-           out->dtype == x->dtype && cuda_gemv_q4_fits(w, x->dtype, x->rows);
+           out->dtype == x->dtype && cuda_gemv_dp4a_fits(w, x->dtype, x->rows);
 }
 
 // RILL_CUDA_FOLD_NORM=0 declines every matmul_add_norm and norm_mlp with next (to measure).
@@ -98,7 +98,7 @@ void cuda_norm_matmul(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_ten
         cuda_qx q;
         if (!cuda_qx_scratch(s, x->rows, x->cols, &q, "norm_matmul")) return;
         if (cuda_norm_quantize(s, h, x, r, norm_w, eps, add_one, &q)) {
-            if (s->status == RILL_OK) cuda_gemv_q4(s, out, &q, w);
+            if (s->status == RILL_OK) cuda_gemv_dp4a(s, out, &q, w);
             return;
         }
     }
@@ -120,7 +120,7 @@ static bool qkv_rope_allowed(void) {
 static bool qkv_rope_takes(const rill_tensor *x, const rill_weight *w, const rill_rope_params *p) {
     rill_tensor out = {x->dtype, 1, w->rows, w->rows, NULL}; // (the shape the GEMV would write)
     int64_t rot_rows = (int64_t)p->n_heads * p->head_dim;
-    return qkv_rope_allowed() && x->rows == 1 && gemv_q4_takes(&out, x, w) && !cuda_gemv_q4_streams(w, 1) &&
+    return qkv_rope_allowed() && x->rows == 1 && gemv_q4_takes(&out, x, w) && !cuda_gemv_dp4a_streams(w, 1) &&
            w->rows % 2 == 0 && rot_rows <= w->rows && p->head_dim % 2 == 0 && p->rot_dims % 2 == 0 && p->rot_dims > 0 &&
            p->rot_dims <= p->head_dim && (p->layout == ROPE_INTERLEAVED || p->rot_dims == p->head_dim);
 }
@@ -142,8 +142,8 @@ bool cuda_embed_norm(rill_stream *s, rill_tensor *out, const rill_tensor *ids, c
 }
 
 // norm_matmul, then RoPE on out's first p->n_heads heads, for one token whose stacked q/k/v weight
-// the 4-bit GEMV takes: the norm writes x quantized, and the GEMV's warps each take the two rows
-// that RoPE turns together and write them rotated (cuda_gemv_q4_rope): the rope launch goes (H100,
+// the dp4a GEMV takes: the norm writes x quantized, and the GEMV's warps each take the two rows
+// that RoPE turns together and write them rotated (cuda_gemv_dp4a_rope): the rope launch goes (H100,
 // SmolLM2 1,737 -> 1,838 tok/s). It declines where the stream kernel takes the matrix (Llama-3-8B's
 // 6144-row q/k/v: on the pair kernel 440.9 vs 441.3 tok/s, 16k 306.8 vs 313.3), and anything else:
 // false, with nothing issued.
@@ -163,11 +163,11 @@ bool cuda_norm_qkv_rope(rill_stream *s, rill_tensor *out, rill_tensor *h, rill_t
     }
     cuda_rope_epi re = {(const int32_t *)pos->data,    p->inv_freq,   p->rot_dims, p->head_dim,
                         p->layout == ROPE_INTERLEAVED, (int)rot_rows, p->mscale};
-    if (s->status == RILL_OK) cuda_gemv_q4_rope(s, out, &q, w, &re, prepared ? &ne : NULL);
+    if (s->status == RILL_OK) cuda_gemv_dp4a_rope(s, out, &q, w, &re, prepared ? &ne : NULL);
     return true;
 }
 
-// One token on 4-bit weights, where down's GEMV reads its x unquantized (the f32 GEMV of a small
+// One token on 4- or 8-bit weights, where down's GEMV reads its x unquantized (the f32 GEMV of a small
 // matrix): the norm writes x quantized, the GEMV's warps each take a gate row and its up row and
 // write g = act(gate) * up (gate and up are never stored), and down reads g. That is one launch
 // fewer than norm_matmul + act_matmul (SmolLM2 +4-5%). Where down's GEMV would quantize g first, as
@@ -191,7 +191,7 @@ bool cuda_norm_mlp(rill_stream *s, rill_tensor *out, rill_tensor *g, rill_tensor
         if (!cuda_qx_scratch(s, 1, x->cols, &q, "norm_mlp")) return true; // (the stream holds the error)
         if (!cuda_norm_quantize(s, h, x, r, norm_w, eps, add_one, &q)) return false;
     }
-    if (s->status == RILL_OK) cuda_gemv_q4_act(s, g, &q, gate_up, act, prepared ? &ne : NULL);
+    if (s->status == RILL_OK) cuda_gemv_dp4a_act(s, g, &q, gate_up, act, prepared ? &ne : NULL);
     if (s->status != RILL_OK) return true;
     if (!next)
         cuda_matmul(s, out, g, down);
@@ -206,7 +206,7 @@ void cuda_act_matmul(rill_stream *s, rill_tensor *out, rill_tensor *gate, const 
         cuda_qx q;
         if (!cuda_qx_scratch(s, gate->rows, gate->cols, &q, "act_matmul")) return;
         cuda_quantize_act(s, &q, gate, up, act);
-        if (s->status == RILL_OK) cuda_gemv_q4(s, out, &q, w);
+        if (s->status == RILL_OK) cuda_gemv_dp4a(s, out, &q, w);
         return;
     }
     cuda_act_mul(s, gate, gate, up, act);

@@ -1,4 +1,4 @@
-// cuda_gemv_q4.cu: the 4- and 8-bit decode GEMV (matmul for a few tokens) on the integer units. x is
+// cuda_gemv_dp4a.cu: the 4- and 8-bit decode GEMV (matmul for a few tokens) on the integer units. x is
 // quantized to int8 per 32 values in two planes (the rounding residual quantized again, ~15 bits: as
 // the CPU does), by its own launch or by the op that produces x (cuda_qx, cuda.h); then dp4a against
 // the weights' nibbles or bytes (an 8-bit block's bytes permuted into x's order), a warp per 1-4
@@ -13,7 +13,7 @@
 #include "backend/cuda/cuda_common.cuh"
 #include "base/env_switch.h"
 
-// x [n_tok][n_in] -> int8 blocks of 32 for the 4-bit dp4a kernel (cuda_qx, cuda.h), one warp per
+// x [n_tok][n_in] -> int8 blocks of 32 for the dp4a GEMV (cuda_qx, cuda.h), one warp per
 // block, a value per lane; xq [2][n_tok * n_in / 32][32] bytes, ordered per 8 values as
 // (0,2,4,6),(1,3,5,7) to match the low and high nibbles of a packed word; xs: d / 254, the scale of
 // 254 * s1 + s2; xsum: the exact f32 sum of the block. ACT >= 0: x is act(x) * u, rounded to TX as
@@ -99,20 +99,20 @@ __device__ __forceinline__ float block_dot(const qblock<BITS> &w, uint4 a0, uint
 
 // A ring slot's words, scales and biases (one per row) taken out for use, before the slot is refilled.
 template <typename W, int ROWS>
-__device__ __forceinline__ void ring_take(const W (&q4)[ROWS], const float (&sc)[ROWS], const float (&bi)[ROWS],
+__device__ __forceinline__ void ring_take(const W (&ring)[ROWS], const float (&sc)[ROWS], const float (&bi)[ROWS],
                                           W (&w)[ROWS], float (&wsc)[ROWS], float (&wbi)[ROWS]) {
 #pragma unroll
     for (int r = 0; r < ROWS; r++)
-        w[r] = q4[r], wsc[r] = sc[r], wbi[r] = bi[r];
+        w[r] = ring[r], wsc[r] = sc[r], wbi[r] = bi[r];
 }
 
-// Blocks per SM that the registers of gemv_q4_dp4a_kernel are capped for (64K registers, 256 threads):
+// Blocks per SM that the registers of gemv_dp4a_kernel are capped for (64K registers, 256 threads):
 // 4 (64 registers) for up to 2 words in flight per lane, 3 (85) for 4 words on up to 2 rows, else 2.
-constexpr int q4_min_blocks(int rows, int maxt, int d) {
+constexpr int dp4a_min_blocks(int rows, int maxt, int d) {
     return maxt > 1 ? 1 : rows * d <= 2 ? 4 : rows * d == 4 && rows < 4 ? 3 : 2;
 }
 
-// 4-bit weights (packed, scales, biases as in gemv_affine_kernel) against two-plane int8 x blocks:
+// 4- or 8-bit weights (packed, scales, biases as in gemv_affine_kernel) against two-plane int8 x blocks:
 // acc += w_scale * x_scale * (254 * sum(q * xq1) + sum(q * xq2)) + w_bias * sum(x), per block of 32
 // values (|254 * s1 + s2| < 2^24: exact in f32). Each warp takes ROWS rows (each lane's x block,
 // read once, serves all of them: the x reads, not the weights, were what kept the L1 busy - ncu on
@@ -123,10 +123,10 @@ constexpr int q4_min_blocks(int rows, int maxt, int d) {
 // before the word is used); the first D are loaded before pdl_wait, overlapping the kernel before.
 // ACT >= 0 (with SPLIT 1, ROWS 2, MAXT 1): a warp's two rows are gate row p and up row p + n_out / 2
 // of a stacked gate/up weight, and it writes out[p] = act(gate) * up, each rounded as act_mul rounds.
-// ACT == Q4_ROPE (the same shape): a warp's two rows are the pair RoPE rotates together (rope_pair),
+// ACT == DP4A_ROPE (the same shape): a warp's two rows are the pair RoPE rotates together (rope_pair),
 // written rotated as the rope op would leave them (each rounded, rotated, rounded again). Both take
 // ne: with ne.ss set, x was prepared unnormalized and the dot products are scaled by its norm first.
-enum { Q4_ROPE = -2 };
+enum { DP4A_ROPE = -2 };
 
 // Pair p of RoPE mode's rows: within the rotated heads, (e, e + head_dim / 2) of a head, or (2i,
 // 2i + 1) interleaved; past them, consecutive rows, not rotated (*i = -1); else *i: the angle's index.
@@ -145,22 +145,22 @@ __device__ __forceinline__ void rope_pair(const cuda_rope_epi &re, int64_t p, in
 }
 
 template <typename TX, typename TS, int BITS, int SPLIT, int ROWS, int MAXT, int D, int ACT = -1>
-__global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D *BITS / 4))
-    gemv_q4_dp4a_kernel(TX *out, int64_t so, const uint4 *xq, const float *xs, const float *xsum, const uint4 *packed,
-                        const TS *scales, const TS *biases, const float *bias, int64_t n_out, int64_t n_in, int gs,
-                        int n_tok, cuda_rope_epi re, cuda_norm_epi ne) {
+__global__ void __launch_bounds__(GEMV_WARPS * 32, dp4a_min_blocks(ROWS, MAXT, D *BITS / 4))
+    gemv_dp4a_kernel(TX *out, int64_t so, const uint4 *xq, const float *xs, const float *xsum, const uint4 *packed,
+                     const TS *scales, const TS *biases, const float *bias, int64_t n_out, int64_t n_in, int gs,
+                     int n_tok, cuda_rope_epi re, cuda_norm_epi ne) {
     __shared__ float part[GEMV_WARPS][MAXT];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, share = warp % SPLIT;
     int64_t row0 = ((int64_t)blockIdx.x * (GEMV_WARPS / SPLIT) + warp / SPLIT) * ROWS;
     int64_t n_vec = n_in / 32, groups = n_in / gs, plane2 = 2 * n_vec * n_tok; // uint4 offset of plane 2
     int gsh = __ffs(gs) - 1;
     bool gs_pow2 = (gs & (gs - 1)) == 0;
-    constexpr bool PAIRS = ACT >= 0 || ACT == Q4_ROPE;
+    constexpr bool PAIRS = ACT >= 0 || ACT == DP4A_ROPE;
     static_assert(!PAIRS || (SPLIT == 1 && ROWS == 2 && MAXT == 1), "act(gate) * up and RoPE take a row pair per warp");
     const int64_t pair = (int64_t)blockIdx.x * GEMV_WARPS + warp, half = n_out / 2; // (PAIRS)
     int64_t rows[ROWS]; // clamped: a row past the end is computed and dropped (it stays for the barrier)
-    int rope_i = -1;    // (Q4_ROPE) the pair's angle index, -1: not rotated
-    if constexpr (ACT == Q4_ROPE) {
+    int rope_i = -1;    // (DP4A_ROPE) the pair's angle index, -1: not rotated
+    if constexpr (ACT == DP4A_ROPE) {
         rope_pair(re, pair < half ? pair : half - 1, &rows[0], &rows[ROWS - 1], &rope_i);
     } else {
 #pragma unroll
@@ -181,14 +181,14 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D *
 #pragma unroll
     for (int r = 0; r < ROWS; r++)
         wofs[r] = (int)rows[r] * nv * BW, sofs[r] = (int)rows[r] * (int)groups;
-    qblock<BITS> q4[D][ROWS]; // a ring of D blocks per row: slot p holds block v0 + (k D + p) step
+    qblock<BITS> wq[D][ROWS]; // a ring of D blocks per row: slot p holds block v0 + (k D + p) step
     float sc[D][ROWS], bi[D][ROWS];
     auto load = [&](int p, int v) { // (p is a constant once the loops are unrolled)
         if (v >= nv) return;
         int g = gs_pow2 ? (v * 32) >> gsh : v * 32 / gs;
 #pragma unroll
         for (int r = 0; r < ROWS; r++) {
-            load_block(q4[p][r], packed, wofs[r] + v * BW);
+            load_block(wq[p][r], packed, wofs[r] + v * BW);
             sc[p][r] = to_f32(scales[sofs[r] + g]), bi[p][r] = group_bias(biases, sofs[r] + g, sc[p][r], BITS);
         }
     };
@@ -201,8 +201,8 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D *
     if constexpr (PAIRS) {
         if (ne.ss && lane < ne.n_ss) ss0 = load_early(ne.ss + lane);
     }
-    float rope_c = 1.0f, rope_s = 0.0f; // (Q4_ROPE) cos and sin times mscale, while the weights stream
-    if constexpr (ACT == Q4_ROPE) {
+    float rope_c = 1.0f, rope_s = 0.0f; // (DP4A_ROPE) cos and sin times mscale, while the weights stream
+    if constexpr (ACT == DP4A_ROPE) {
         if (rope_i >= 0) rope_cos_sin(*re.pos, re.inv_freq[rope_i], re.mscale, &rope_c, &rope_s);
     }
     for (int vb = v0; vb < nv; vb += D * step) {
@@ -212,7 +212,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D *
             if (v >= nv) break;
             qblock<BITS> w[ROWS];
             float wsc[ROWS], wbi[ROWS];
-            ring_take(q4[p], sc[p], bi[p], w, wsc, wbi);
+            ring_take(wq[p], sc[p], bi[p], w, wsc, wbi);
             load(p, v + D * step); // the slot's next block is in flight while this one is used
 #pragma unroll
             for (int t = 0; t < MAXT; t++) {
@@ -230,7 +230,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D *
     if constexpr (PAIRS) {
         if (ne.ss) inv = prepared_norm_scale(ne, ss0, lane);
     }
-    if constexpr (ACT == Q4_ROPE) {
+    if constexpr (ACT == DP4A_ROPE) {
         float x0 = warp_sum(acc[0][0]) * inv, x1 = warp_sum(acc[ROWS - 1][0]) * inv;
         if (lane == 0 && pair < half) {
             x0 = to_f32(from_f32<TX>(x0 + (bias ? bias[rows[0]] : 0.0f)));
@@ -271,15 +271,16 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, MAXT, D *
     }
 }
 
-// The 4-bit GEMV for one token on a grid of resident blocks (gemv_q4_dp4a_kernel's arithmetic and
+// The dp4a GEMV for one token on a grid of resident blocks (gemv_dp4a_kernel's arithmetic and
 // data, other scheduling): warp gw of nw takes row groups gw, gw + nw, ... of ROWS rows each, and its
 // ring of D words per row runs on from one row group into the next, so the next rows' words are in
 // flight while it reduces the last ones, and no block ends (and frees its SM slot) before the
 // matrix is done. The caller keeps n_out x n_in / 32 under 2^31.
 template <typename TX, typename TS, int BITS, int ROWS, int D>
-__global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, 1, D *BITS / 4))
-    gemv_q4_stream_kernel(TX *out, const uint4 *xq, const float *xs, const float *xsum, const uint4 *packed,
-                          const TS *scales, const TS *biases, const float *bias, int64_t n_out, int64_t n_in, int gs) {
+__global__ void __launch_bounds__(GEMV_WARPS * 32, dp4a_min_blocks(ROWS, 1, D *BITS / 4))
+    gemv_dp4a_stream_kernel(TX *out, const uint4 *xq, const float *xs, const float *xsum, const uint4 *packed,
+                            const TS *scales, const TS *biases, const float *bias, int64_t n_out, int64_t n_in,
+                            int gs) {
     const int lane = threadIdx.x & 31, nw = (int)gridDim.x * GEMV_WARPS;
     const int gw = (int)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
     const int nv = (int)(n_in / 32), wpl = (nv + 31) / 32, groups = (int)(n_in / gs), last = (int)n_out - 1;
@@ -287,7 +288,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, 1, D *BIT
     const int total = gw < n_groups ? (n_groups - gw + nw - 1) / nw * wpl : 0; // (row group, word) items
     const int gsh = __ffs(gs) - 1, plane2 = 2 * nv;
     const bool gs_pow2 = (gs & (gs - 1)) == 0;
-    qblock<BITS> q4[D][ROWS]; // a ring of D items: slot p holds item k D + p
+    qblock<BITS> wq[D][ROWS]; // a ring of D items: slot p holds item k D + p
     float sc[D][ROWS], bi[D][ROWS];
     int lg = gw, lj = 0; // the next item to load: row group lg, the lane's block lj
     auto load = [&](int p) {
@@ -298,7 +299,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, 1, D *BIT
 #pragma unroll
             for (int r = 0; r < ROWS; r++) {
                 int row = min(lg * ROWS + r, last);
-                load_block(q4[p][r], packed, (row * nv + v) * (BITS / 4));
+                load_block(wq[p][r], packed, (row * nv + v) * (BITS / 4));
                 sc[p][r] = to_f32(scales[row * groups + g]),
                 bi[p][r] = group_bias(biases, row * groups + g, sc[p][r], BITS);
             }
@@ -331,7 +332,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, 1, D *BIT
             if (i0 + p >= total) break;
             qblock<BITS> w[ROWS];
             float wsc[ROWS], wbi[ROWS];
-            ring_take(q4[p], sc[p], bi[p], w, wsc, wbi);
+            ring_take(wq[p], sc[p], bi[p], w, wsc, wbi);
             load(p); // the slot's next item is in flight while this one is used
             int v = lane + 32 * cj;
             if (v < nv) {
@@ -346,23 +347,23 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, q4_min_blocks(ROWS, 1, D *BIT
     }
 }
 
-// The 4-bit GEMV for one token whose output joins the residual (cuda_gemv_add_norm): a block of
+// The dp4a GEMV for one token whose output joins the residual (cuda_gemv_add_norm): a block of
 // 32 / ROWS warps owns 32 rows, ROWS per warp. Every block quantizes the whole of x (a, the
 // activation dtype) into its shared memory itself, so no launch before it does; then
-// gemv_q4_dp4a_kernel's arithmetic with a ring of D words per row and lane (the first before
+// gemv_dp4a_kernel's arithmetic with a ring of D words per row and lane (the first before
 // pdl_wait), and residual_prepare at the end: x += out, the next norm prepared. Shared memory: x's
 // two planes [2][n_vec][32] int8, then its scales and sums [n_vec] f32 (cuda_qx's layout, one token).
 template <typename TX, typename TS, int BITS, int ROWS, int D>
 __global__ void __launch_bounds__(32 / ROWS * 32)
-    gemv_q4_res_kernel(const TX *a, const uint4 *packed, const TS *scales, const TS *biases, const float *bias,
-                       int n_in, int gs, cuda_res_epi re) {
+    gemv_dp4a_res_kernel(const TX *a, const uint4 *packed, const TS *scales, const TS *biases, const float *bias,
+                         int n_in, int gs, cuda_res_epi re) {
     constexpr int WARPS = 32 / ROWS;
     extern __shared__ uint4 xq[]; // [2][nv][2] words of codes, then [nv] scales and [nv] sums
     __shared__ float outs[32];    // the block's rows
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nv = n_in / 32, groups = n_in / gs;
     const int row0 = (int)blockIdx.x * 32 + warp * ROWS, gsh = __ffs(gs) - 1;
     const bool gs_pow2 = (gs & (gs - 1)) == 0;
-    qblock<BITS> q4[D][ROWS]; // a ring: slot p holds block lane + (k D + p) 32 of each row
+    qblock<BITS> wq[D][ROWS]; // a ring: slot p holds block lane + (k D + p) 32 of each row
     float sc[D][ROWS], bi[D][ROWS];
     auto load = [&](int p, int v) {
         if (v >= nv) return;
@@ -370,7 +371,7 @@ __global__ void __launch_bounds__(32 / ROWS * 32)
 #pragma unroll
         for (int r = 0; r < ROWS; r++) {
             int64_t row = row0 + r;
-            load_block(q4[p][r], packed, (row * nv + v) * (BITS / 4));
+            load_block(wq[p][r], packed, (row * nv + v) * (BITS / 4));
             sc[p][r] = to_f32(scales[row * groups + g]),
             bi[p][r] = group_bias(biases, row * groups + g, sc[p][r], BITS);
         }
@@ -406,7 +407,7 @@ __global__ void __launch_bounds__(32 / ROWS * 32)
             if (v >= nv) break;
             qblock<BITS> w[ROWS];
             float wsc[ROWS], wbi[ROWS];
-            ring_take(q4[p], sc[p], bi[p], w, wsc, wbi);
+            ring_take(wq[p], sc[p], bi[p], w, wsc, wbi);
             load(p, v + D * 32); // the slot's next block is in flight while this one is used
             uint4 a0 = xq[2 * v], a1 = xq[2 * v + 1], b0 = xq[2 * nv + 2 * v], b1 = xq[2 * nv + 2 * v + 1];
 #pragma unroll
@@ -423,7 +424,7 @@ __global__ void __launch_bounds__(32 / ROWS * 32)
     if (warp == 0) residual_prepare<TX>(re, outs[lane], xr, nw, lane);
 }
 
-// Rows per warp of the 4-bit GEMV on matrices of 2048 rows or more: 2 for one token, 4 for more
+// Rows per warp of the dp4a GEMV on matrices of 2048 rows or more: 2 for one token, 4 for more
 // (H200, Llama-3-8B layer per token: 56.5 us with 2, 57.2 with 4, 69.4 with 1; 8 tokens of 14336 x
 // 4096: 45.9 us with 4, 57.2 with 2, 79.9 with 1). RILL_CUDA_GEMV_ROWS=1, 2 or 4 sets it, for
 // measuring one against the other.
@@ -436,7 +437,7 @@ static int gemv_rows(int n_tok) {
     return forced ? forced : n_tok > 1 ? 4 : 2;
 }
 
-// Words per row and lane in flight in the 4-bit GEMV for one token (the kernel's D), by shape: rows
+// Words per row and lane in flight in the dp4a GEMV for one token (the kernel's D), by shape: rows
 // where a lane has more than 4 words (down: 14336 columns), matrices of 16384 rows or more (gate/up
 // stacked, lm_head), and the others (q/k/v, o). RILL_CUDA_GEMV_DEPTH=L,T,S (each 1, 2 or 4) sets
 // the three; 1,1,1 is a word loaded while the one before is used, as before 2026-11-26's change.
@@ -457,13 +458,13 @@ static int gemv_depth(int rows, int64_t n_out, int64_t words_per_lane) {
     return rows == 4 && depth > 2 ? 2 : depth;
 }
 
-// One-token GEMVs of stream_min_rows() rows or more run on gemv_q4_stream_kernel with 4 rows per
+// One-token GEMVs of stream_min_rows() rows or more run on gemv_dp4a_stream_kernel with 4 rows per
 // warp and 1 word in flight. Against the block kernel from 16384 rows, alternated: Llama-3-8B (its
 // stacked gate/up and lm_head) H100 416.1 -> 424.5 tok/s (2 rows: 420.8), H200 465 -> 479.5 (2
 // rows: 477.9); SmolLM2 (its lm_head) H100 1,658 -> 1,670 (2 rows: 1,665), H200 1,694 -> 1,697 (2
 // rows: 1,705). On q/k/v, o and down it lost (H200: 419 tok/s with every matrix of 2048 rows or
 // more). RILL_CUDA_GEMV_STREAM=R,D sets rows per warp and words in flight (1,4 2,1 2,2 2,4 4,1 or
-// 4,2), 0 keeps gemv_q4_dp4a_kernel (both for measuring).
+// 4,2), 0 keeps gemv_dp4a_kernel (both for measuring).
 static bool stream_mode(int *rows, int *depth) {
     static int r = -1, d = 0; // r 0: off
     if (r < 0) {
@@ -511,7 +512,7 @@ static int resident_blocks(const void *k) {
         } else                                                                                                         \
             CUDA_DISPATCH(s, op, (w)->dtype, TS, __VA_ARGS__);                                                         \
     } while (0)
-#define Q4_DISPATCH(s, op, w, TS, B, ...)                                                                              \
+#define DP4A_DISPATCH(s, op, w, TS, B, ...)                                                                            \
     do {                                                                                                               \
         if ((w)->bits == 8) {                                                                                          \
             constexpr int B = 8;                                                                                       \
@@ -527,8 +528,8 @@ static int resident_blocks(const void *k) {
 constexpr int block_depth(int bits, int words) { return bits == 8 ? (words > 1 ? words / 2 : 1) : words; }
 
 template <typename TX, typename TS, int BITS, int ROWS, int D>
-static void gemv_q4_stream(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {
-    auto k = gemv_q4_stream_kernel<TX, TS, BITS, ROWS, block_depth(BITS, D)>;
+static void gemv_dp4a_stream(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {
+    auto k = gemv_dp4a_stream_kernel<TX, TS, BITS, ROWS, block_depth(BITS, D)>;
     int64_t want = (w->rows + (int64_t)ROWS * GEMV_WARPS - 1) / ((int64_t)ROWS * GEMV_WARPS);
     static const int64_t most = resident_blocks((const void *)k); // (once per kernel, thread-safe)
     cuda_launch_pdl(s, k, (unsigned)(want < most ? want : most), GEMV_WARPS * 32, 0, (TX *)out->data,
@@ -537,7 +538,7 @@ static void gemv_q4_stream(rill_stream *s, rill_tensor *out, const cuda_qx *q, c
                     w->group_size);
 }
 
-// The 4-bit GEMV splits each row's columns over 4 warps for matrices of fewer rows than this (and
+// The dp4a GEMV splits each row's columns over 4 warps for matrices of fewer rows than this (and
 // 2048 columns or more), so that they still put warps on every SM: 2048 unless
 // RILL_CUDA_GEMV_SPLIT_BELOW says (for measuring).
 static int64_t gemv_split_below(void) {
@@ -545,13 +546,13 @@ static int64_t gemv_split_below(void) {
     return env_count("RILL_CUDA_GEMV_SPLIT_BELOW", 2048, &rows);
 }
 
-extern "C" bool cuda_gemv_q4_streams(const rill_weight *w, int64_t n_tok) {
+extern "C" bool cuda_gemv_dp4a_streams(const rill_weight *w, int64_t n_tok) {
     int r, d;
     return n_tok == 1 && w->rows >= stream_min_rows() && !(w->rows < gemv_split_below() && w->cols >= 2048) &&
            stream_mode(&r, &d);
 }
 
-// RILL_CUDA_GEMV=float keeps 4-bit weights on the f32 path (for measuring one against the other).
+// RILL_CUDA_GEMV=float keeps 4- and 8-bit weights on the f32 path (for measuring one against the other).
 static bool float_only(void) {
     static int on = -1; // (read once)
     if (on < 0) {
@@ -561,7 +562,7 @@ static bool float_only(void) {
     return on != 0;
 }
 
-// A small 4-bit matrix whose x comes unquantized (o after attention, q/k/v apart) takes the f32 path:
+// A small 4- or 8-bit matrix whose x comes unquantized (o after attention, q/k/v apart) takes the f32 path:
 // one launch instead of two, for more instructions per weight. Up to 2^20 weights (H200: SmolLM2's o,
 // 576 x 576: decode 1,567 -> 1,599 tok/s; Llama-3-8B's o, 4096 x 4096, would lose 464 -> 437).
 // RILL_CUDA_GEMV_FLOAT_MAX sets the most weights (rows x columns) for which it does; 0 turns it off.
@@ -571,10 +572,10 @@ static bool float_pays(const rill_weight *w, int nt) {
 }
 
 extern "C" bool cuda_gemv_wants_qx(const rill_weight *w, rill_dtype dt, int64_t n_tok) {
-    return cuda_gemv_q4_fits(w, dt, n_tok) && !float_pays(w, (int)n_tok);
+    return cuda_gemv_dp4a_fits(w, dt, n_tok) && !float_pays(w, (int)n_tok);
 }
 
-extern "C" bool cuda_gemv_q4_fits(const rill_weight *w, rill_dtype dt, int64_t n_tok) {
+extern "C" bool cuda_gemv_dp4a_fits(const rill_weight *w, rill_dtype dt, int64_t n_tok) {
     return dt != DTYPE_F32 && n_tok >= 1 && n_tok <= CUDA_GEMV_MAX_TOK && w->kind == WEIGHT_AFFINE &&
            (w->bits == 4 || w->bits == 8) && w->group_size >= 32 && w->group_size % 32 == 0 && w->cols % 32 == 0 &&
            aligned16(w->packed) && w->cols < ((int64_t)1 << 26) &&
@@ -590,7 +591,7 @@ enum { RES_MAX_IN = 16384 };
 extern "C" bool cuda_gemv_add_norm_fits(const rill_tensor *x, const rill_tensor *a, const rill_weight *w) {
     return x->rows == 1 && a->rows == 1 && x->dtype == a->dtype && w->rows == x->cols && w->cols == a->cols &&
            w->rows % 32 == 0 && w->rows / 32 < 0x7fffffff && w->cols <= RES_MAX_IN &&
-           !cuda_gemv_wants_qx(w, a->dtype, 1) && cuda_gemv_q4_fits(w, a->dtype, 1);
+           !cuda_gemv_wants_qx(w, a->dtype, 1) && cuda_gemv_dp4a_fits(w, a->dtype, 1);
 }
 
 // Rows per warp of the residual GEMV: RILL_CUDA_RES_ROWS (1, 2 or 4; to measure), else 2: blocks of
@@ -611,11 +612,11 @@ static void gemv_add_norm(rill_stream *s, const rill_tensor *a, const rill_weigh
     int rows = res_rows(), deep = w->cols > 32 * 32; // (more than one word per lane: two in flight)
     size_t smem = (size_t)(w->cols / 32) * 72;
 #define RES_LAUNCH(R, D)                                                                                               \
-    Q4_DISPATCH(s, "matmul_add_norm", w, TS, B,                                                                        \
-                cuda_launch_pdl(s, gemv_q4_res_kernel<TX, TS, B, R, block_depth(B, D)>, (unsigned)(w->rows / 32),      \
-                                32 / R * 32, smem, (const TX *)a->data, (const uint4 *)w->packed,                      \
-                                (const TS *)w->scales, (const TS *)w->biases, (const float *)w->bias, (int)w->cols,    \
-                                w->group_size, *re))
+    DP4A_DISPATCH(s, "matmul_add_norm", w, TS, B,                                                                      \
+                  cuda_launch_pdl(s, gemv_dp4a_res_kernel<TX, TS, B, R, block_depth(B, D)>, (unsigned)(w->rows / 32),  \
+                                  32 / R * 32, smem, (const TX *)a->data, (const uint4 *)w->packed,                    \
+                                  (const TS *)w->scales, (const TS *)w->biases, (const float *)w->bias, (int)w->cols,  \
+                                  w->group_size, *re))
     if (rows == 4 && deep)
         RES_LAUNCH(4, 2);
     else if (rows == 4)
@@ -677,8 +678,8 @@ extern "C" void cuda_quantize_act(rill_stream *s, const cuda_qx *q, const rill_t
         CUDA_DISPATCH(s, "act_matmul (quantize)", gate->dtype, TX, quantize<TX, ACT_GELU_TANH>(s, q, gate, up));
 }
 
-// The 4-bit dp4a GEMV from x quantized in q (TX: f16 or bf16, the dtype of out).
-template <typename TX> static void gemv_q4(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {
+// The dp4a GEMV from x quantized in q (TX: f16 or bf16, the dtype of out).
+template <typename TX> static void gemv_dp4a(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {
     dim3 block(GEMV_WARPS * 32);
     TX *o = (TX *)out->data;
     int nt = (int)out->rows;
@@ -694,123 +695,123 @@ template <typename TX> static void gemv_q4(rill_stream *s, rill_tensor *out, con
     unsigned g = (unsigned)((w->rows + per_block - 1) / per_block);
     int s_rows, s_depth;
     if (nt == 1 && split == 1 && w->rows >= stream_min_rows() && stream_mode(&s_rows, &s_depth)) {
-#define Q4_STREAM(R, D) Q4_DISPATCH(s, "matmul", w, TS, B, (gemv_q4_stream<TX, TS, B, R, D>(s, out, q, w)))
+#define DP4A_STREAM(R, D) DP4A_DISPATCH(s, "matmul", w, TS, B, (gemv_dp4a_stream<TX, TS, B, R, D>(s, out, q, w)))
         if (s_rows == 1)
-            Q4_STREAM(1, 4);
+            DP4A_STREAM(1, 4);
         else if (s_rows == 2 && s_depth == 1)
-            Q4_STREAM(2, 1);
+            DP4A_STREAM(2, 1);
         else if (s_rows == 2 && s_depth == 2)
-            Q4_STREAM(2, 2);
+            DP4A_STREAM(2, 2);
         else if (s_rows == 2)
-            Q4_STREAM(2, 4);
+            DP4A_STREAM(2, 4);
         else if (s_depth == 1)
-            Q4_STREAM(4, 1);
+            DP4A_STREAM(4, 1);
         else
-            Q4_STREAM(4, 2);
-#undef Q4_STREAM
+            DP4A_STREAM(4, 2);
+#undef DP4A_STREAM
         cuda_launched(s, "matmul (gemv)");
         return;
     }
-#define Q4_LAUNCH(SPL, RW, MT, D)                                                                                      \
-    Q4_DISPATCH(s, "matmul", w, TS, B,                                                                                 \
-                cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, B, SPL, RW, MT, block_depth(B, D)>, g, block, 0, o,     \
-                                out->stride, (const uint4 *)xq, (const float *)xs, (const float *)xsum,                \
-                                (const uint4 *)w->packed, (const TS *)w->scales, (const TS *)w->biases,                \
-                                (const float *)w->bias, w->rows, w->cols, w->group_size, nt, cuda_rope_epi{},          \
-                                cuda_norm_epi{}))
-#define Q4_LAUNCH_D(SPL, RW)                                                                                           \
+#define DP4A_LAUNCH(SPL, RW, MT, D)                                                                                    \
+    DP4A_DISPATCH(s, "matmul", w, TS, B,                                                                               \
+                  cuda_launch_pdl(s, gemv_dp4a_kernel<TX, TS, B, SPL, RW, MT, block_depth(B, D)>, g, block, 0, o,      \
+                                  out->stride, (const uint4 *)xq, (const float *)xs, (const float *)xsum,              \
+                                  (const uint4 *)w->packed, (const TS *)w->scales, (const TS *)w->biases,              \
+                                  (const float *)w->bias, w->rows, w->cols, w->group_size, nt, cuda_rope_epi{},        \
+                                  cuda_norm_epi{}))
+#define DP4A_LAUNCH_D(SPL, RW)                                                                                         \
     do {                                                                                                               \
         if (depth == 4)                                                                                                \
-            Q4_LAUNCH(SPL, RW, 1, (RW == 4 ? 2 : 4));                                                                  \
+            DP4A_LAUNCH(SPL, RW, 1, (RW == 4 ? 2 : 4));                                                                \
         else if (depth == 2)                                                                                           \
-            Q4_LAUNCH(SPL, RW, 1, 2);                                                                                  \
+            DP4A_LAUNCH(SPL, RW, 1, 2);                                                                                \
         else                                                                                                           \
-            Q4_LAUNCH(SPL, RW, 1, 1);                                                                                  \
+            DP4A_LAUNCH(SPL, RW, 1, 1);                                                                                \
     } while (0)
     if (split == 4 && nt == 1)
-        Q4_LAUNCH_D(4, 1);
+        DP4A_LAUNCH_D(4, 1);
     else if (split == 4)
-        Q4_LAUNCH(4, 1, CUDA_GEMV_MAX_TOK, 1);
+        DP4A_LAUNCH(4, 1, CUDA_GEMV_MAX_TOK, 1);
     else if (rows == 4 && nt == 1)
-        Q4_LAUNCH_D(1, 4);
+        DP4A_LAUNCH_D(1, 4);
     else if (rows == 4)
-        Q4_LAUNCH(1, 4, CUDA_GEMV_MAX_TOK, 1);
+        DP4A_LAUNCH(1, 4, CUDA_GEMV_MAX_TOK, 1);
     else if (rows == 2 && nt == 1)
-        Q4_LAUNCH_D(1, 2);
+        DP4A_LAUNCH_D(1, 2);
     else if (rows == 2)
-        Q4_LAUNCH(1, 2, CUDA_GEMV_MAX_TOK, 1);
+        DP4A_LAUNCH(1, 2, CUDA_GEMV_MAX_TOK, 1);
     else if (nt == 1)
-        Q4_LAUNCH_D(1, 1);
+        DP4A_LAUNCH_D(1, 1);
     else
-        Q4_LAUNCH(1, 1, CUDA_GEMV_MAX_TOK, 1);
-#undef Q4_LAUNCH_D
-#undef Q4_LAUNCH
+        DP4A_LAUNCH(1, 1, CUDA_GEMV_MAX_TOK, 1);
+#undef DP4A_LAUNCH_D
+#undef DP4A_LAUNCH
     cuda_launched(s, "matmul (gemv)");
 }
 
-// out [1][w.rows / 2] = act(gate) * up for one token, gate and up the halves of the 4-bit GEMV over
-// w from x quantized in q: a warp per (gate row, up row) pair (gemv_q4_dp4a_kernel with ACT).
+// out [1][w.rows / 2] = act(gate) * up for one token, gate and up the halves of the dp4a GEMV over
+// w from x quantized in q: a warp per (gate row, up row) pair (gemv_dp4a_kernel with ACT).
 template <typename TX, int ACT>
-static void gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
-                        const cuda_norm_epi *ne) {
+static void gemv_dp4a_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
+                          const cuda_norm_epi *ne) {
     int64_t half = w->rows / 2;
     unsigned g = (unsigned)((half + GEMV_WARPS - 1) / GEMV_WARPS);
     int depth = gemv_depth(2, w->rows, (w->cols / 32 + 31) / 32);
-#define Q4_ACT_LAUNCH(D)                                                                                               \
-    Q4_DISPATCH(s, "norm_mlp", w, TS, B,                                                                               \
-                cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, B, 1, 2, 1, block_depth(B, D), ACT>, g,                 \
-                                GEMV_WARPS * 32, 0, (TX *)out->data, out->stride, (const uint4 *)q->codes,             \
-                                (const float *)q->scale, (const float *)q->sum, (const uint4 *)w->packed,              \
-                                (const TS *)w->scales, (const TS *)w->biases, (const float *)w->bias, w->rows,         \
-                                w->cols, w->group_size, 1, cuda_rope_epi{}, ne ? *ne : cuda_norm_epi{}))
+#define DP4A_ACT_LAUNCH(D)                                                                                             \
+    DP4A_DISPATCH(s, "norm_mlp", w, TS, B,                                                                             \
+                  cuda_launch_pdl(s, gemv_dp4a_kernel<TX, TS, B, 1, 2, 1, block_depth(B, D), ACT>, g, GEMV_WARPS * 32, \
+                                  0, (TX *)out->data, out->stride, (const uint4 *)q->codes, (const float *)q->scale,   \
+                                  (const float *)q->sum, (const uint4 *)w->packed, (const TS *)w->scales,              \
+                                  (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols, w->group_size, 1,   \
+                                  cuda_rope_epi{}, ne ? *ne : cuda_norm_epi{}))
     if (depth == 4)
-        Q4_ACT_LAUNCH(4);
+        DP4A_ACT_LAUNCH(4);
     else if (depth == 2)
-        Q4_ACT_LAUNCH(2);
+        DP4A_ACT_LAUNCH(2);
     else
-        Q4_ACT_LAUNCH(1);
-#undef Q4_ACT_LAUNCH
+        DP4A_ACT_LAUNCH(1);
+#undef DP4A_ACT_LAUNCH
     cuda_launched(s, "norm_mlp (gemv)");
 }
 
-// out [1][w.rows] for one token with RoPE in the epilogue (gemv_q4_dp4a_kernel with Q4_ROPE): a warp
+// out [1][w.rows] for one token with RoPE in the epilogue (gemv_dp4a_kernel with DP4A_ROPE): a warp
 // per rotated pair of rows, as the gate/up pairs are taken.
 template <typename TX>
-static void gemv_q4_rope(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
-                         const cuda_rope_epi *re, const cuda_norm_epi *ne) {
+static void gemv_dp4a_rope(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
+                           const cuda_rope_epi *re, const cuda_norm_epi *ne) {
     unsigned g = (unsigned)((w->rows / 2 + GEMV_WARPS - 1) / GEMV_WARPS);
-    Q4_DISPATCH(s, "norm_matmul (rope)", w, TS, B,
-                cuda_launch_pdl(s, gemv_q4_dp4a_kernel<TX, TS, B, 1, 2, 1, 1, Q4_ROPE>, g, GEMV_WARPS * 32, 0,
-                                (TX *)out->data, out->stride, (const uint4 *)q->codes, (const float *)q->scale,
-                                (const float *)q->sum, (const uint4 *)w->packed, (const TS *)w->scales,
-                                (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols, w->group_size, 1, *re,
-                                ne ? *ne : cuda_norm_epi{}));
+    DP4A_DISPATCH(s, "norm_matmul (rope)", w, TS, B,
+                  cuda_launch_pdl(s, gemv_dp4a_kernel<TX, TS, B, 1, 2, 1, 1, DP4A_ROPE>, g, GEMV_WARPS * 32, 0,
+                                  (TX *)out->data, out->stride, (const uint4 *)q->codes, (const float *)q->scale,
+                                  (const float *)q->sum, (const uint4 *)w->packed, (const TS *)w->scales,
+                                  (const TS *)w->biases, (const float *)w->bias, w->rows, w->cols, w->group_size, 1,
+                                  *re, ne ? *ne : cuda_norm_epi{}));
     cuda_launched(s, "norm_matmul (rope)");
 }
 
-extern "C" void cuda_gemv_q4_rope(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
-                                  const cuda_rope_epi *re, const cuda_norm_epi *ne) {
+extern "C" void cuda_gemv_dp4a_rope(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
+                                    const cuda_rope_epi *re, const cuda_norm_epi *ne) {
     if (out->dtype == DTYPE_BF16)
-        gemv_q4_rope<bf16>(s, out, q, w, re, ne);
+        gemv_dp4a_rope<bf16>(s, out, q, w, re, ne);
     else
-        gemv_q4_rope<f16>(s, out, q, w, re, ne);
+        gemv_dp4a_rope<f16>(s, out, q, w, re, ne);
 }
 
-extern "C" void cuda_gemv_q4_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w, rill_act act,
-                                 const cuda_norm_epi *ne) {
+extern "C" void cuda_gemv_dp4a_act(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w,
+                                   rill_act act, const cuda_norm_epi *ne) {
     if (out->dtype == DTYPE_BF16)
-        act == ACT_SILU ? gemv_q4_act<bf16, ACT_SILU>(s, out, q, w, ne)
-                        : gemv_q4_act<bf16, ACT_GELU_TANH>(s, out, q, w, ne);
+        act == ACT_SILU ? gemv_dp4a_act<bf16, ACT_SILU>(s, out, q, w, ne)
+                        : gemv_dp4a_act<bf16, ACT_GELU_TANH>(s, out, q, w, ne);
     else
-        act == ACT_SILU ? gemv_q4_act<f16, ACT_SILU>(s, out, q, w, ne)
-                        : gemv_q4_act<f16, ACT_GELU_TANH>(s, out, q, w, ne);
+        act == ACT_SILU ? gemv_dp4a_act<f16, ACT_SILU>(s, out, q, w, ne)
+                        : gemv_dp4a_act<f16, ACT_GELU_TANH>(s, out, q, w, ne);
 }
 
-extern "C" void cuda_gemv_q4(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {
+extern "C" void cuda_gemv_dp4a(rill_stream *s, rill_tensor *out, const cuda_qx *q, const rill_weight *w) {
     if (out->dtype == DTYPE_BF16)
-        gemv_q4<bf16>(s, out, q, w);
+        gemv_dp4a<bf16>(s, out, q, w);
     else if (out->dtype == DTYPE_F16)
-        gemv_q4<f16>(s, out, q, w);
+        gemv_dp4a<f16>(s, out, q, w);
     else
-        cuda_reject(s, RILL_EINVAL, "matmul (gemv)", "the 4-bit GEMV takes f16 or bf16 activations");
+        cuda_reject(s, RILL_EINVAL, "matmul (gemv)", "the dp4a GEMV takes f16 or bf16 activations");
 }
