@@ -2,12 +2,15 @@
 """Write a GGUF model with a real architecture's shapes and random weights, for speed side by side:
 the same file runs in llama.cpp (llama-bench) and in rill (`rill bench`), so the anchor and rill read
 the same bytes (bench/gpu_anchor.sh). Every 2-D weight is Q4_0 or Q8_0 (as `llama-quantize --pure`
-leaves them), the norms f32; a SentencePiece-style vocabulary of the preset's size (special tokens,
-the 256 byte tokens, then filler pieces). Speed does not depend on the weights' values; each
-distinct shape gets one random array, written once per tensor of that shape (the engines still read
+leaves them), or with --type q4_k_m the mix `llama-quantize` makes for Q4_K_M: Q4_K; Q6_K for the
+output (the embeddings where tied) and for attn_v and ffn_down in the layers its use_more_bits rule
+picks; rows whose width is not whole 256-value blocks fall back as it does, Q4_K to Q5_0 and Q6_K to
+Q8_0. The norms are f32; a SentencePiece-style vocabulary of the preset's size (special tokens, the
+256 byte tokens, then filler pieces). Speed does not depend on the weights' values; each distinct
+shape and type gets one random array, written once per tensor of that shape (the engines still read
 every tensor from its own place).
 
-    python3 bench/gguf_synth.py --preset llama3-8b --type q4_0 --out /tmp/l8.gguf [--gguf-py DIR]
+    python3 bench/gguf_synth.py --preset llama3-8b --type q4_0|q8_0|q4_k_m --out /tmp/l8.gguf [--gguf-py DIR]
 
 --gguf-py: a directory holding the `gguf` package (llama.cpp's gguf-py), where it is not installed.
 """
@@ -22,24 +25,51 @@ PRESETS = {
     "llama3-8b": dict(hidden=4096, layers=32, heads=32, kv=8, ffn=14336, vocab=128256, rope=500000.0, tied=False),
     "smollm2-135m": dict(hidden=576, layers=30, heads=9, kv=3, ffn=1536, vocab=49152, rope=100000.0, tied=True),
 }
-BLOCK = {"q4_0": (32, 18), "q8_0": (32, 34)}  # values and bytes per block
+# values and bytes per block, the byte offsets of its f16 factors, and how much smaller than the
+# simple types' [0.002, 0.02) they are drawn (the K-quants multiply by 6-bit or int8 sub-scales too),
+# so that every type's weights land in about the same range
+BLOCK = {
+    "q4_0": (32, 18, (0,), 1),
+    "q5_0": (32, 22, (0,), 1),
+    "q8_0": (32, 34, (0,), 1),
+    "q4_k": (256, 144, (0, 2), 63),
+    "q6_k": (256, 210, (208,), 128),
+}
+FILE_TYPES = {"q4_0": "MOSTLY_Q4_0", "q8_0": "MOSTLY_Q8_0", "q4_k_m": "MOSTLY_Q4_K_M"}
+FALLBACK = {"q4_k": "q5_0", "q6_k": "q8_0"}  # llama-quantize's, for rows of partial 256-value blocks
 
 
 def quant_array(rng, rows, cols, kind):
-    """[rows][cols] weights as blocks of `kind`: an f16 scale in [0.002, 0.02), then random codes."""
-    n, size = BLOCK[kind]
+    """[rows][cols] weights as blocks of `kind`: random codes (and sub-scales), random f16 factors."""
+    n, size, f16_at, shrink = BLOCK[kind]
     if cols % n:
         sys.exit(f"gguf_synth: {cols} columns are not whole blocks of {n}")
     blocks = rng.integers(0, 256, size=(rows, cols // n, size), dtype=np.uint8)
-    d = rng.uniform(0.002, 0.02, size=(rows, cols // n)).astype(np.float16)
-    blocks[:, :, 0:2] = d.view(np.uint8).reshape(rows, cols // n, 2)
+    for at in f16_at:
+        d = (rng.uniform(0.002, 0.02, size=(rows, cols // n)) / shrink).astype(np.float16)
+        blocks[:, :, at : at + 2] = d.view(np.uint8).reshape(rows, cols // n, 2)
     return blocks.reshape(rows, cols // n * size)
+
+
+def more_bits(layer, n_layers):
+    """llama-quantize's use_more_bits: the layers whose attn_v and ffn_down Q4_K_M keeps at Q6_K."""
+    return layer < n_layers // 8 or layer >= 7 * n_layers // 8 or (layer - n_layers // 8) % 3 == 2
+
+
+def block_kind(file_type, role, layer, n_layers, cols):
+    """The block type of one tensor: the file's, or Q4_K_M's per-tensor choice."""
+    if file_type != "q4_k_m":
+        return file_type
+    kind = "q4_k"
+    if role == "output" or (role in ("v", "down") and more_bits(layer, n_layers)):
+        kind = "q6_k"
+    return FALLBACK[kind] if cols % BLOCK[kind][0] else kind
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", choices=sorted(PRESETS), required=True)
-    ap.add_argument("--type", choices=sorted(BLOCK), default="q4_0")
+    ap.add_argument("--type", choices=sorted(FILE_TYPES), default="q4_0")
     ap.add_argument("--out", required=True)
     ap.add_argument("--gguf-py", default=None)
     ap.add_argument("--seed", type=int, default=7)
@@ -50,8 +80,7 @@ def main():
 
     p = PRESETS[a.preset]
     h, ffn, hd = p["hidden"], p["ffn"], p["hidden"] // p["heads"]
-    qt = {"q4_0": gguf.GGMLQuantizationType.Q4_0, "q8_0": gguf.GGMLQuantizationType.Q8_0}[a.type]
-    ftype = {"q4_0": gguf.LlamaFileType.MOSTLY_Q4_0, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[a.type]
+    ftype = getattr(gguf.LlamaFileType, FILE_TYPES[a.type])
     rng = np.random.default_rng(a.seed)
 
     tmp = a.out + ".tmp"
@@ -83,30 +112,30 @@ def main():
     w.add_eos_token_id(2)
     w.add_add_bos_token(True)
 
-    shapes = {  # one random array per distinct shape
-        "q": quant_array(rng, p["heads"] * hd, h, a.type),
-        "kv": quant_array(rng, p["kv"] * hd, h, a.type),
-        "o": quant_array(rng, h, p["heads"] * hd, a.type),
-        "ff": quant_array(rng, ffn, h, a.type),
-        "down": quant_array(rng, h, ffn, a.type),
-        "emb": quant_array(rng, V, h, a.type),
-    }
+    L, arrays = p["layers"], {}  # one random array per distinct (shape, block type)
+
+    def add(name, role, rows, cols, layer=0):
+        kind = block_kind(a.type, role, layer, L, cols)
+        if (rows, cols, kind) not in arrays:
+            arrays[(rows, cols, kind)] = quant_array(rng, rows, cols, kind)
+        w.add_tensor(name, arrays[(rows, cols, kind)], raw_dtype=getattr(gguf.GGMLQuantizationType, kind.upper()))
+
     norm = rng.uniform(0.8, 1.2, size=h).astype(np.float32)
-    w.add_tensor("token_embd.weight", shapes["emb"], raw_dtype=qt)
+    add("token_embd.weight", "output" if p["tied"] else "embed", V, h)  # (tied: the output's type)
     w.add_tensor("output_norm.weight", norm)
     if not p["tied"]:
-        w.add_tensor("output.weight", shapes["emb"], raw_dtype=qt)
-    for i in range(p["layers"]):
+        add("output.weight", "output", V, h)
+    for i in range(L):
         b = f"blk.{i}."
         w.add_tensor(b + "attn_norm.weight", norm)
-        w.add_tensor(b + "attn_q.weight", shapes["q"], raw_dtype=qt)
-        w.add_tensor(b + "attn_k.weight", shapes["kv"], raw_dtype=qt)
-        w.add_tensor(b + "attn_v.weight", shapes["kv"], raw_dtype=qt)
-        w.add_tensor(b + "attn_output.weight", shapes["o"], raw_dtype=qt)
+        add(b + "attn_q.weight", "q", p["heads"] * hd, h, i)
+        add(b + "attn_k.weight", "k", p["kv"] * hd, h, i)
+        add(b + "attn_v.weight", "v", p["kv"] * hd, h, i)
+        add(b + "attn_output.weight", "o", h, p["heads"] * hd, i)
         w.add_tensor(b + "ffn_norm.weight", norm)
-        w.add_tensor(b + "ffn_gate.weight", shapes["ff"], raw_dtype=qt)
-        w.add_tensor(b + "ffn_up.weight", shapes["ff"], raw_dtype=qt)
-        w.add_tensor(b + "ffn_down.weight", shapes["down"], raw_dtype=qt)
+        add(b + "ffn_gate.weight", "gate", ffn, h, i)
+        add(b + "ffn_up.weight", "up", ffn, h, i)
+        add(b + "ffn_down.weight", "down", h, ffn, i)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

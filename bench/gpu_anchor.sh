@@ -1,7 +1,7 @@
 #!/bin/bash
 # gpu_anchor.sh: rill against llama.cpp on the device machine's GPU, side by side on the same GGUF
 # files (bench/gguf_synth.py: Llama-3-8B and SmolLM2-135M shapes, random weights, Q4_0 unless TYPE
-# says q8_0). llama.cpp cannot be installed there (no network), so its source travels with the tree:
+# says q8_0 or q4_k_m). llama.cpp cannot be installed there (no network), so its source travels with the tree:
 # an ignored folder holding llama.cpp's CMake project (LCPP, default .anchor/llama.cpp; carry it,
 # with .debs). In one call it builds rill and llama.cpp's llama-bench (CUDA, this card's architecture
 # only; its flash attention unless FA=OFF) side by side, writes the two models meanwhile, then
