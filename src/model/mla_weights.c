@@ -59,8 +59,10 @@ rill_status mla_absorb(rill_model *m, const rill_weight *kv_b, layer_weights *L)
     int64_t H = c->n_heads, nope = c->qk_nope_head_dim, vd = c->v_head_dim, lat = c->kv_lora_rank;
     rill_dtype dt = kv_b->kind == WEIGHT_DENSE ? kv_b->dtype : DTYPE_F32;
     size_t head_bytes = (size_t)(lat * nope) * dtype_size(dt);
-    if (m->measure_only) { // what loading adds: the transposed key rows (the value rows are views)
-        m->planned_bytes += (size_t)H * head_bytes + 2 * (size_t)H * sizeof(rill_weight);
+    if (m->measure_only) { // what loading keeps: the transposed key rows (the value rows are views), where
+                           // the backend reads them in place
+        m->planned_bytes +=
+            (m->be->ops->weights_in_place ? (size_t)H * head_bytes : 0) + 2 * (size_t)H * sizeof(rill_weight);
         return RILL_OK;
     }
     rill_weight *ws = rill_calloc((size_t)(2 * H), sizeof *ws);

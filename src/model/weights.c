@@ -452,9 +452,9 @@ static void release_parts(rill_model *m, const rill_weight *parts, int n) {
 
 // The same once a backend that copies weights (not weights_in_place: the GPU) holds its own copy of
 // parts[n]: the host keeps nothing of a matrix the device holds (a GGUF Q8_0 Llama-3-8B held its
-// repacked blocks on both, 17.9 GB at peak for 8.5 GB of weights).
+// repacked blocks on both, 17.9 GB at peak for 8.5 GB of weights). Measuring loads nothing to release.
 static void release_copied(rill_model *m, const rill_weight *parts, int n) {
-    if (!m->be->ops->weights_in_place) release_parts(m, parts, n);
+    if (!m->measure_only && !m->be->ops->weights_in_place) release_parts(m, parts, n);
 }
 
 // One backend weight with the rows of parts[n] stacked in order. A backend that copies weights
