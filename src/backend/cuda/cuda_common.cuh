@@ -8,9 +8,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <utility>
-
 #include <type_traits>
+#include <utility>
 
 #include "backend/cuda/cuda.h"
 

@@ -66,35 +66,34 @@ template <int BITS> __device__ __forceinline__ void load_block(qblock<BITS> &b, 
         b.u[i] = __ldcs(packed + at + i);
 }
 
-// acc + the dot of one 16-byte word of a row's 4-bit codes (32 values, scale wsc and bias wbi) with
-// its x block (planes a0 a1 and b0 b1, scale xsc, sum xsm).
-__device__ __forceinline__ float q4_word_dot(uint4 w, uint4 a0, uint4 a1, uint4 b0, uint4 b1, float wsc, float wbi,
-                                             float xsc, float xsm, float acc) {
-    int lo[4] = {(int)(w.x & 0x0f0f0f0fu), (int)(w.y & 0x0f0f0f0fu), (int)(w.z & 0x0f0f0f0fu),
-                 (int)(w.w & 0x0f0f0f0fu)};
-    int hi[4] = {(int)((w.x >> 4) & 0x0f0f0f0fu), (int)((w.y >> 4) & 0x0f0f0f0fu), (int)((w.z >> 4) & 0x0f0f0f0fu),
-                 (int)((w.w >> 4) & 0x0f0f0f0fu)};
-    int d = 254 * dot32<4>(lo, hi, a0, a1) + dot32<4>(lo, hi, b0, b1);
-    return fmaf(wsc * xsc, (float)d, fmaf(wbi, xsm, acc));
-}
-
-// The same for any block: 4-bit, or 8-bit, whose bytes are put in x's order first (|254 s1 + s2| <=
-// 254 x 32 x 255 x 127 < 2^31; its f32 conversion rounds, 2^-24 relative).
-template <int BITS>
-__device__ __forceinline__ float block_dot(const qblock<BITS> &w, uint4 a0, uint4 a1, uint4 b0, uint4 b1, float wsc,
-                                           float wbi, float xsc, float xsm, float acc) {
+// A block's 32 codes in x's plane order: lo[i] values 8i + (0, 2, 4, 6), hi[i] 8i + (1, 3, 5, 7). A
+// 4-bit word's low and high nibbles are that order already; an 8-bit block's bytes are permuted.
+template <int BITS> __device__ __forceinline__ void block_codes(const qblock<BITS> &w, int lo[4], int hi[4]) {
     if constexpr (BITS == 4) {
-        return q4_word_dot(w.u[0], a0, a1, b0, b1, wsc, wbi, xsc, xsm, acc);
+        const uint4 v = w.u[0];
+        lo[0] = (int)(v.x & 0x0f0f0f0fu), lo[1] = (int)(v.y & 0x0f0f0f0fu), lo[2] = (int)(v.z & 0x0f0f0f0fu),
+        lo[3] = (int)(v.w & 0x0f0f0f0fu);
+        hi[0] = (int)((v.x >> 4) & 0x0f0f0f0fu), hi[1] = (int)((v.y >> 4) & 0x0f0f0f0fu),
+        hi[2] = (int)((v.z >> 4) & 0x0f0f0f0fu), hi[3] = (int)((v.w >> 4) & 0x0f0f0f0fu);
     } else {
         const unsigned v[8] = {w.u[0].x, w.u[0].y, w.u[0].z, w.u[0].w, w.u[1].x, w.u[1].y, w.u[1].z, w.u[1].w};
-        int lo[4], hi[4];
 #pragma unroll
         for (int i = 0; i < 4; i++)
             lo[i] = (int)__byte_perm(v[2 * i], v[2 * i + 1], 0x6420),
             hi[i] = (int)__byte_perm(v[2 * i], v[2 * i + 1], 0x7531);
-        int d = 254 * dot32<8>(lo, hi, a0, a1) + dot32<8>(lo, hi, b0, b1);
-        return fmaf(wsc * xsc, (float)d, fmaf(wbi, xsm, acc));
     }
+}
+
+// acc + the dot of a row's block of 32 codes (scale wsc, bias wbi) with its x block (planes a0 a1 and
+// b0 b1, scale xsc, sum xsm). |254 s1 + s2| <= 254 x 32 x 255 x 127 < 2^31; at 4 bits < 2^24 (exact
+// in f32), at 8 bits its f32 conversion rounds (2^-24 relative).
+template <int BITS>
+__device__ __forceinline__ float block_dot(const qblock<BITS> &w, uint4 a0, uint4 a1, uint4 b0, uint4 b1, float wsc,
+                                           float wbi, float xsc, float xsm, float acc) {
+    int lo[4], hi[4];
+    block_codes(w, lo, hi);
+    int d = 254 * dot32<BITS>(lo, hi, a0, a1) + dot32<BITS>(lo, hi, b0, b1);
+    return fmaf(wsc * xsc, (float)d, fmaf(wbi, xsm, acc));
 }
 
 // A ring slot's words, scales and biases (one per row) taken out for use, before the slot is refilled.
