@@ -417,9 +417,10 @@ static size_t host_bytes(const rill_weight *w) {
     return (size_t)(w->rows * w->cols * w->bits / 8) + 2 * (size_t)(w->rows * (w->cols / w->group_size)) * es;
 }
 
-// Once the rows of parts[n] live on in a stacked copy the model keeps (a backend that uses weights
-// in place), the parts' own storage goes: arrays loading made (GGUF blocks repacked or decoded) are
-// freed, mapped ones stop counting as resident and their pages are dropped.
+// Once the rows of parts[n] live on elsewhere (a stacked copy the model keeps for a backend that
+// uses weights in place, or a backend's own copy), the parts' own storage goes: arrays loading made
+// (GGUF blocks repacked or decoded) are freed, mapped ones stop counting as resident and their
+// pages are dropped.
 static void release_parts(rill_model *m, const rill_weight *parts, int n) {
     affine_tensor *owned_affine = m->affine_owned;
     for (int i = 0; i < n; i++) {
@@ -459,8 +460,8 @@ static void release_copied(rill_model *m, const rill_weight *parts, int n) {
 
 // One backend weight with the rows of parts[n] stacked in order. A backend that copies weights
 // gets the stacked host rows, which are freed at once; one that uses them in place keeps them
-// (with the model's blocks) and the parts' storage is released. RILL_EUNSUPPORTED when the parts
-// cannot be stacked.
+// (with the model's blocks). Either way the parts' storage is released. RILL_EUNSUPPORTED when the
+// parts cannot be stacked.
 static rill_status load_stacked(rill_model *m, const rill_weight *parts, int n, rill_weight *out) {
     if (!stackable(parts, n)) return RILL_EUNSUPPORTED;
     rill_weight w = parts[0];
@@ -500,8 +501,7 @@ static rill_status load_stacked(rill_model *m, const rill_weight *parts, int n, 
     if (keep && st != RILL_OK) m->be->ops->weight_free(m->be, out);
     for (int a = 0; a < 3; a++)
         rill_free(bufs[a]);
-    if (keep && st == RILL_OK) release_parts(m, parts, n);
-    if (!keep && st == RILL_OK) release_copied(m, parts, n);
+    if (st == RILL_OK) release_parts(m, parts, n); // (their rows live on in the kept copy or the backend's)
     return st;
 }
 

@@ -135,7 +135,7 @@ rill_status affine_narrow_to_f16(affine_tensor *t, bool *narrowed) {
 
 // ---- values of the scale dtype ----
 
-static float load_scalar(rill_dtype dt, const void *a, size_t i) {
+float affine_factor_at(rill_dtype dt, const void *a, size_t i) {
     if (dt == DTYPE_F32) return ((const float *)a)[i];
     uint16_t h = ((const uint16_t *)a)[i];
     return dt == DTYPE_F16 ? f16_to_f32(h) : bf16_to_f32(h);
@@ -174,8 +174,8 @@ float affine_level(rill_dtype scale_dtype, float scale, float bias, unsigned q) 
 
 void affine_group_params(const affine_tensor *t, uint64_t row, uint64_t group, float *scale, float *bias) {
     size_t i = (size_t)(row * affine_groups_per_row(t) + group);
-    *scale = load_scalar(t->scale_dtype, t->scales, i);
-    *bias = load_scalar(t->scale_dtype, t->biases, i);
+    *scale = affine_factor_at(t->scale_dtype, t->scales, i);
+    *bias = affine_factor_at(t->scale_dtype, t->biases, i);
 }
 
 // ---- dequantization ----

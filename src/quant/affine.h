@@ -60,6 +60,8 @@ void affine_dequantize(const affine_tensor *t, float *out);
 // scale * q rounded to scale_dtype, then plus bias rounded to scale_dtype (two roundings, no FMA;
 // the arithmetic itself is f32). scale and bias are values of scale_dtype.
 float affine_level(rill_dtype scale_dtype, float scale, float bias, unsigned q);
+// Element i of an array of factors (scales or biases) of dtype dt (F32, F16 or BF16), as f32.
+float affine_factor_at(rill_dtype dt, const void *factors, size_t i);
 // Scale and bias of group `group` of row `row`, as f32.
 void affine_group_params(const affine_tensor *t, uint64_t row, uint64_t group, float *scale, float *bias);
 

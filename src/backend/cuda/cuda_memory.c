@@ -9,7 +9,7 @@
 #include "backend/cuda/cuda.h"
 #include "base/alloc.h"
 #include "base/env_switch.h"
-#include "base/half.h"
+#include "quant/affine.h"
 
 typedef struct {
     void *p;
@@ -167,12 +167,6 @@ static bool derive_allowed(void) {
     return env_switch_on("RILL_CUDA_DERIVE_BIAS", &on);
 }
 
-static float host_value(const void *p, rill_dtype dt, size_t i) {
-    if (dt == DTYPE_F32) return ((const float *)p)[i];
-    uint16_t h = ((const uint16_t *)p)[i];
-    return dt == DTYPE_F16 ? f16_to_f32(h) : bf16_to_f32(h);
-}
-
 // Whether an affine weight from a GGUF file (act_quant set) has every bias equal to -2^(bits-1) x its
 // group's scale, as Q4_0, Q5_0 and Q8_0 blocks repack (gguf_repack.c): then the upload leaves the
 // biases out and the kernels derive them (group_bias), 4.5 bits a weight for Q4_0 instead of 5. The
@@ -184,7 +178,7 @@ static bool biases_derivable(const rill_weight *w, size_t groups) {
         return false;
     const float z = (float)(1 << (w->bits - 1));
     for (size_t g = 0; g < groups; g++)
-        if (host_value(w->biases, w->dtype, g) != -z * host_value(w->scales, w->dtype, g)) return false;
+        if (affine_factor_at(w->dtype, w->biases, g) != -z * affine_factor_at(w->dtype, w->scales, g)) return false;
     return true;
 }
 
