@@ -368,7 +368,7 @@ static void test_norm_mlp(void **state) {
         return;
     }
     static const int64_t toks[] = {1, 3, 1};
-    int taken = 0, one_token_4bit = 0;
+    int taken = 0, one_token_dp4a = 0;
     for (size_t k = 0; k < N_OF(fused_kinds); k++)
         for (size_t t = 0; t < N_OF(toks); t++) {
             const wkind *wk = &fused_kinds[k];
@@ -387,7 +387,7 @@ static void test_norm_mlp(void **state) {
             float *nwd = dev_copy(nw, (size_t)cols * 4);
             bool took = be->ops->norm_mlp(st, out_is_r ? &r.dev : &out.dev, &g.dev, &h.dev, &x.dev,
                                           with_r ? &r.dev : NULL, nwd, 1e-6f, add_one, &w.dev, act, &wd.dev, NULL);
-            one_token_4bit += n == 1 && dp4a_bits(wk->bits) && !large;
+            one_token_dp4a += n == 1 && dp4a_bits(wk->bits) && !large;
             taken += took && n == 1 && dp4a_bits(wk->bits) && !large;
             if (took) {
                 if (with_r)
@@ -417,8 +417,8 @@ static void test_norm_mlp(void **state) {
             drop_weight(&wd);
         }
     print_message("%s: norm_mlp took %d of the %d one-token 4- and 8-bit cases with a small down\n", be_name, taken,
-                  one_token_4bit);
-    if (be->act_dtype != DTYPE_F32) assert_int_equal(taken, one_token_4bit);
+                  one_token_dp4a);
+    if (be->act_dtype != DTYPE_F32) assert_int_equal(taken, one_token_dp4a);
 }
 
 // norm_qkv_rope against add_rmsnorm (or rmsnorm), matmul over a stacked q/k/v weight, then rope over
